@@ -1,0 +1,135 @@
+//! Typed settings from the environment. Secrets are wrapped so they never reach a log line.
+
+use std::net::IpAddr;
+
+use crate::db::DatabaseUrl;
+
+/// A value that prints as `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: DatabaseUrl,
+    pub addr: String,
+    pub jwt_secret: Option<Secret>,
+    pub admin_password: Option<Secret>,
+    /// Peers whose `X-Forwarded-For` is believed (the load balancers in front of us).
+    pub trusted_proxies: Vec<IpAddr>,
+    pub access_token_ttl_secs: i64,
+    pub refresh_token_ttl_secs: i64,
+    pub db_pool_size: u32,
+    /// HTTP worker threads; defaults to the number of cores.
+    pub workers: usize,
+    pub log_json: bool,
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/repairdesk.db";
+pub const MAX_ACCESS_TOKEN_TTL_SECS: i64 = 15 * 60;
+
+impl Settings {
+    pub fn from_env() -> Result<Self, String> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads every setting through `get`, so tests can feed a map instead of the process environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let database_url = DatabaseUrl::parse(&get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()))?;
+        let jwt_secret = get("REPAIRDESK_JWT_SECRET").map(Secret::new);
+        if let Some(secret) = &jwt_secret {
+            if secret.expose().len() < 32 {
+                return Err("REPAIRDESK_JWT_SECRET must be at least 32 bytes".into());
+            }
+        }
+        let trusted_proxies = match get("REPAIRDESK_TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|s| s.trim().parse::<IpAddr>())
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("REPAIRDESK_TRUSTED_PROXIES: {e}"))?,
+        };
+        let access_token_ttl_secs = number(&get, "REPAIRDESK_ACCESS_TOKEN_TTL_SECS", 900)?;
+        if !(1..=MAX_ACCESS_TOKEN_TTL_SECS).contains(&access_token_ttl_secs) {
+            return Err("REPAIRDESK_ACCESS_TOKEN_TTL_SECS must be between 1 and 900".into());
+        }
+        let refresh_token_ttl_secs = number(&get, "REPAIRDESK_REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?;
+        let db_pool_size = number(&get, "REPAIRDESK_DB_POOL_SIZE", 10)?;
+        if db_pool_size < 1 {
+            return Err("REPAIRDESK_DB_POOL_SIZE must be at least 1".into());
+        }
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) as i64;
+        let workers = number(&get, "REPAIRDESK_WORKERS", cores)?;
+        if !(1..=256).contains(&workers) {
+            return Err("REPAIRDESK_WORKERS must be between 1 and 256".into());
+        }
+        Ok(Self {
+            database_url,
+            addr: get("REPAIRDESK_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into()),
+            jwt_secret,
+            admin_password: get("REPAIRDESK_ADMIN_PASSWORD").map(Secret::new),
+            trusted_proxies,
+            access_token_ttl_secs,
+            refresh_token_ttl_secs,
+            db_pool_size: db_pool_size as u32,
+            workers: workers as usize,
+            log_json: get("REPAIRDESK_LOG_FORMAT").as_deref() == Some("json"),
+        })
+    }
+}
+
+fn number(get: &impl Fn(&str) -> Option<String>, name: &str, default: i64) -> Result<i64, String> {
+    match get(name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| format!("{name} must be a whole number, got {v:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.addr, "127.0.0.1:8080");
+        assert!(matches!(s.database_url, DatabaseUrl::Sqlite(_)));
+        assert_eq!(s.access_token_ttl_secs, 900);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_name() {
+        assert!(settings(&[("DATABASE_URL", "mysql://x")]).unwrap_err().contains("DATABASE_URL"));
+        assert!(settings(&[("REPAIRDESK_JWT_SECRET", "short")]).unwrap_err().contains("32 bytes"));
+        assert!(settings(&[("REPAIRDESK_ACCESS_TOKEN_TTL_SECS", "3600")]).is_err());
+        assert!(settings(&[("REPAIRDESK_TRUSTED_PROXIES", "nope")]).is_err());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = settings(&[("REPAIRDESK_JWT_SECRET", "0123456789abcdef0123456789abcdef!")]).unwrap();
+        assert!(!format!("{s:?}").contains("0123456789abcdef"));
+    }
+}

@@ -1,0 +1,6 @@
+//! The rules of the repair desk as plain functions over plain data: no I/O here.
+
+pub mod category;
+pub mod phone;
+pub mod site;
+pub mod user;

@@ -1,0 +1,231 @@
+//! One error type for the whole API, answered as `application/problem+json` with a stable `code`.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+/// The stable machine codes apps switch on. Add new ones; never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    ValidationFailed,
+    MalformedJson,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    NotFound,
+    MethodNotAllowed,
+    MissingToken,
+    InvalidToken,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    TooManyAttempts,
+    Forbidden,
+    UsernameTaken,
+    SiteCodeTaken,
+    DatabaseUnavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ValidationFailed => "validation_failed",
+            Self::MalformedJson => "malformed_json",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::MissingToken => "missing_token",
+            Self::InvalidToken => "invalid_token",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::InvalidRefreshToken => "invalid_refresh_token",
+            Self::TooManyAttempts => "too_many_attempts",
+            Self::Forbidden => "forbidden",
+            Self::UsernameTaken => "username_taken",
+            Self::SiteCodeTaken => "site_code_taken",
+            Self::DatabaseUnavailable => "database_unavailable",
+            Self::Internal => "internal_error",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::MalformedJson => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MissingToken | Self::InvalidToken | Self::InvalidCredentials | Self::InvalidRefreshToken => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::UsernameTaken | Self::SiteCodeTaken => StatusCode::CONFLICT,
+            Self::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::ValidationFailed => "The request has invalid fields",
+            Self::MalformedJson => "The body is not valid JSON",
+            Self::UnsupportedMediaType => "The body must be application/json",
+            Self::PayloadTooLarge => "The body is too large",
+            Self::NotFound => "Not found",
+            Self::MethodNotAllowed => "Method not allowed",
+            Self::MissingToken => "Authentication required",
+            Self::InvalidToken => "The access token is not valid",
+            Self::InvalidCredentials => "Wrong username or password",
+            Self::InvalidRefreshToken => "The refresh token is not valid",
+            Self::TooManyAttempts => "Too many failed logins",
+            Self::Forbidden => "Not allowed for your role",
+            Self::UsernameTaken => "The username is taken",
+            Self::SiteCodeTaken => "The site code is taken",
+            Self::DatabaseUnavailable => "The database is unavailable",
+            Self::Internal => "Internal error",
+        }
+    }
+}
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+/// The problem+json body (RFC 9457) every error answers with.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    pub code: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub detail: String,
+    pub errors: Vec<FieldError>,
+    pub retry_after_secs: Option<u64>,
+    /// Extra members of the problem object (e.g. `attempts_left`).
+    pub extra: Map<String, Value>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self { code, detail: detail.into(), errors: Vec::new(), retry_after_secs: None, extra: Map::new() }
+    }
+
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        let detail = format!("invalid fields: {}", fields.join(", "));
+        Self { errors, ..Self::new(ErrorCode::ValidationFailed, detail) }
+    }
+
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self::validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, detail)
+    }
+
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs.max(1));
+        self
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// A failure that is ours, not the caller's: the cause is logged, never shown.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(ErrorCode::Internal, "something went wrong on our side; it has been logged")
+    }
+
+    pub fn database_unavailable(cause: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "database unavailable");
+        Self::new(ErrorCode::DatabaseUnavailable, "the database did not answer; try again shortly").retry_after(2)
+    }
+
+    pub fn problem(&self) -> Problem {
+        Problem {
+            type_: format!("https://repairdesk.dev/problems/{}", self.code.as_str()),
+            title: self.code.title().to_owned(),
+            status: self.code.status().as_u16(),
+            detail: self.detail.clone(),
+            code: self.code.as_str().to_owned(),
+            errors: (!self.errors.is_empty()).then(|| self.errors.clone()),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.detail)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut body = match serde_json::to_value(self.problem()) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        for (k, v) in &self.extra {
+            body.insert(k.clone(), v.clone());
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
+        if let Some(secs) = self.retry_after_secs {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        response.body(Value::Object(body).to_string())
+    }
+}
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match e {
+            Error::NotFound => Self::not_found("record"),
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, info)
+            | Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, info) => {
+                Self::database_unavailable(info.message())
+            }
+            // SQLite answers a writer that waited out busy_timeout with "database is locked".
+            Error::DatabaseError(_, ref info) if info.message().contains("database is locked") => {
+                Self::database_unavailable(info.message())
+            }
+            other => Self::internal(other),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,11 @@
+//! repairdesk: the backend of a property-management repair desk and its field technicians.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod openapi;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,41 @@
+use actix_web::{web, HttpResponse};
+use diesel::connection::SimpleConnection;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::db;
+use crate::error::ApiResult;
+use crate::startup::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/healthz").route(web::get().to(healthz)))
+        .service(web::resource("/readyz").route(web::get().to(readyz)))
+        .service(web::resource("/openapi.json").route(web::get().to(openapi_json)));
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+}
+
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health { status: "ok" })
+}
+
+/// The database answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses((status = 200, body = Health), (status = 503, body = crate::error::Problem))
+)]
+pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    db::run(&state.pool, |conn| conn.batch_execute("SELECT 1").map_err(Into::into)).await?;
+    Ok(HttpResponse::Ok().json(Health { status: "ready" }))
+}
+
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(crate::openapi::spec_json())
+}

@@ -1,0 +1,331 @@
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{nullable, Checks, JsonBody};
+use crate::auth::{password, Caller};
+use crate::db::{self, users::UserChanges, users::UserRecord, users::UserRow, DbConn};
+use crate::domain::category::Category;
+use crate::domain::phone::parse_phone;
+use crate::domain::user::{parse_display_name, Role, Username};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::startup::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/users").route(web::post().to(create_user)).route(web::get().to(list_users)))
+        .service(web::resource("/users/{id}").route(web::get().to(get_user)).route(web::patch().to(update_user)));
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    pub id: String,
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    pub site_ids: Vec<String>,
+    /// Ticket categories this user handles.
+    pub trades: Vec<String>,
+    pub phone: Option<String>,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserList {
+    pub items: Vec<UserView>,
+}
+
+impl From<UserRecord> for UserView {
+    fn from(r: UserRecord) -> Self {
+        Self {
+            role: Role::parse(&r.row.role).unwrap_or(Role::Technician),
+            id: r.row.id,
+            username: r.row.username,
+            display_name: r.row.display_name,
+            site_ids: r.site_ids,
+            trades: r.trades,
+            phone: r.row.phone,
+            active: r.row.active,
+            created_at: r.row.created_at.and_utc(),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewUser {
+    pub username: String,
+    pub password: String,
+    pub display_name: String,
+    pub role: String,
+    #[serde(default)]
+    pub site_ids: Vec<String>,
+    #[serde(default)]
+    pub trades: Vec<String>,
+    pub phone: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct UserPatch {
+    pub display_name: Option<String>,
+    pub role: Option<String>,
+    pub site_ids: Option<Vec<String>>,
+    pub trades: Option<Vec<String>>,
+    /// `null` clears the phone.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub phone: Option<Option<String>>,
+    /// `false` deactivates the user and ends their logins at once.
+    pub active: Option<bool>,
+    /// A password reset; ends the user's logins at once.
+    pub password: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct UserFilter {
+    pub role: Option<String>,
+    pub site_id: Option<String>,
+}
+
+fn check_role(checks: &mut Checks, raw: &str) -> Option<Role> {
+    checks.take("role", Role::parse(raw).ok_or_else(|| "must be admin, dispatcher, supervisor or technician".into()))
+}
+
+fn check_trades(checks: &mut Checks, raw: &[String]) -> Vec<String> {
+    let mut trades: Vec<String> = Vec::new();
+    for t in raw {
+        match Category::parse(t) {
+            Some(c) if !trades.iter().any(|x| x == c.as_str()) => trades.push(c.as_str().to_owned()),
+            Some(_) => {}
+            None => checks.fail("trades", format!("{t:?} is not one of {}", Category::names())),
+        }
+    }
+    trades
+}
+
+fn dedup(ids: &[String]) -> Vec<String> {
+    let mut ids: Vec<String> = ids.iter().map(|s| s.trim().to_owned()).collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Every listed site must exist; everyone but an admin belongs to at least one.
+fn check_sites(conn: &mut DbConn, role: Role, site_ids: &[String]) -> Result<(), ApiError> {
+    if role != Role::Admin && site_ids.is_empty() {
+        return Err(ApiError::field("site_ids", "must name at least one site"));
+    }
+    if db::sites::count_existing(conn, site_ids)? != site_ids.len() as i64 {
+        return Err(ApiError::field("site_ids", "names a site that does not exist"));
+    }
+    Ok(())
+}
+
+/// Create a user. Admins only.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    tag = "admin",
+    security(("bearer" = [])),
+    request_body = NewUser,
+    responses(
+        (status = 201, body = UserView),
+        (status = 403, body = crate::error::Problem),
+        (status = 409, description = "`username_taken`", body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem),
+    )
+)]
+pub async fn create_user(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: JsonBody<NewUser>,
+) -> ApiResult<HttpResponse> {
+    caller.require(&[Role::Admin])?;
+    let new = body.0;
+    let mut checks = Checks::default();
+    let username = checks.take("username", Username::parse(&new.username));
+    checks.take("password", password::check_rules(&new.password));
+    let display_name = checks.take("display_name", parse_display_name(&new.display_name));
+    let role = check_role(&mut checks, &new.role);
+    let trades = check_trades(&mut checks, &new.trades);
+    let phone = match &new.phone {
+        Some(p) => checks.take("phone", parse_phone(p)).map(Some),
+        None => Some(None),
+    };
+    checks.finish()?;
+    let (Some(username), Some(display_name), Some(role), Some(phone)) = (username, display_name, role, phone) else {
+        unreachable!("checked above")
+    };
+    let site_ids = dedup(&new.site_ids);
+    let hash = state.hasher.hash(new.password).await?;
+    let at = db::now();
+    let row = UserRow {
+        id: db::new_id(),
+        username: username.as_str().to_owned(),
+        password_hash: hash,
+        display_name,
+        role: role.as_str().to_owned(),
+        phone,
+        active: true,
+        created_at: at,
+        updated_at: at,
+    };
+    let record = db::transaction(&state.pool, move |conn| {
+        check_sites(conn, role, &site_ids)?;
+        if db::users::username_taken(conn, &row.username)? {
+            return Err(ApiError::new(ErrorCode::UsernameTaken, format!("username {} is taken", row.username)));
+        }
+        db::users::insert(conn, &row, &site_ids, &trades)?;
+        db::users::find(conn, &row.id)?.ok_or_else(|| ApiError::not_found("user"))
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(UserView::from(record)))
+}
+
+/// Users: all for admins; the users of one's sites for dispatchers and supervisors.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(UserFilter),
+    responses((status = 200, body = UserList), (status = 403, body = crate::error::Problem))
+)]
+pub async fn list_users(
+    state: web::Data<AppState>,
+    caller: Caller,
+    filter: web::Query<UserFilter>,
+) -> ApiResult<HttpResponse> {
+    caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
+    let UserFilter { role, site_id } = filter.into_inner();
+    let records = db::run(&state.pool, move |conn| {
+        let mut sites = if caller.is_admin() { None } else { Some(db::users::site_ids(conn, &caller.user_id)?) };
+        if let Some(site_id) = site_id {
+            sites = Some(match sites {
+                Some(own) => own.into_iter().filter(|s| *s == site_id).collect(),
+                None => vec![site_id],
+            });
+        }
+        Ok(db::users::list(conn, sites.as_deref())?)
+    })
+    .await?;
+    let items = records
+        .into_iter()
+        .filter(|r| role.as_deref().is_none_or(|role| r.row.role == role))
+        .map(UserView::from)
+        .collect();
+    Ok(HttpResponse::Ok().json(UserList { items }))
+}
+
+/// Loads a user the caller may see: themselves, anyone for an admin, the users of their sites for
+/// the desk. Anyone else is "not found", never "forbidden", so ids can't be probed.
+async fn visible_user(state: &AppState, caller: &Caller, id: String) -> ApiResult<UserRecord> {
+    let caller = caller.clone();
+    db::run(&state.pool, move |conn| {
+        let record = db::users::find(conn, &id)?.ok_or_else(|| ApiError::not_found("user"))?;
+        if caller.is_admin() || record.row.id == caller.user_id {
+            return Ok(record);
+        }
+        if caller.role.is_desk() {
+            let own = db::users::site_ids(conn, &caller.user_id)?;
+            if record.site_ids.iter().any(|s| own.contains(s)) {
+                return Ok(record);
+            }
+        }
+        Err(ApiError::not_found("user"))
+    })
+    .await
+}
+
+/// One user.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{id}",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "user id")),
+    responses((status = 200, body = UserView), (status = 404, body = crate::error::Problem))
+)]
+pub async fn get_user(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    let record = visible_user(&state, &caller, id.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(UserView::from(record)))
+}
+
+/// Change a user: any field of the creation request, `active`, or a password reset. Admins only.
+/// Deactivating or resetting the password ends the user's logins at once.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/users/{id}",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "user id")),
+    request_body = UserPatch,
+    responses(
+        (status = 200, body = UserView),
+        (status = 403, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem),
+    )
+)]
+pub async fn update_user(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: JsonBody<UserPatch>,
+) -> ApiResult<HttpResponse> {
+    caller.require(&[Role::Admin])?;
+    let id = id.into_inner();
+    let patch = body.0;
+    let mut checks = Checks::default();
+    let display_name = patch.display_name.as_deref().and_then(|n| checks.take("display_name", parse_display_name(n)));
+    let role = patch.role.as_deref().and_then(|r| check_role(&mut checks, r));
+    let trades = patch.trades.as_deref().map(|t| check_trades(&mut checks, t));
+    let phone = match &patch.phone {
+        Some(Some(p)) => checks.take("phone", parse_phone(p)).map(|p| Some(Some(p))),
+        Some(None) => Some(Some(None)),
+        None => Some(None),
+    };
+    if let Some(p) = &patch.password {
+        checks.take("password", password::check_rules(p));
+    }
+    if id == caller.user_id && patch.active == Some(false) {
+        checks.fail("active", "you cannot deactivate yourself");
+    }
+    if id == caller.user_id && role.is_some_and(|r| r != Role::Admin) {
+        checks.fail("role", "you cannot take away your own admin role");
+    }
+    checks.finish()?;
+    let password_hash = match patch.password {
+        Some(p) => Some(state.hasher.hash(p).await?),
+        None => None,
+    };
+    let ends_logins = password_hash.is_some() || patch.active == Some(false);
+    let site_ids = patch.site_ids.as_deref().map(dedup);
+    let changes = UserChanges {
+        display_name,
+        role: role.map(|r| r.as_str().to_owned()),
+        phone: phone.flatten(),
+        active: patch.active,
+        password_hash,
+        updated_at: Some(db::now()),
+    };
+    let record = db::transaction(&state.pool, move |conn| {
+        let current = db::users::find(conn, &id)?.ok_or_else(|| ApiError::not_found("user"))?;
+        let final_role = role.or_else(|| Role::parse(&current.row.role)).unwrap_or(Role::Technician);
+        let final_sites = site_ids.clone().unwrap_or_else(|| current.site_ids.clone());
+        check_sites(conn, final_role, &final_sites)?;
+        db::users::update(conn, &id, &changes)?;
+        if let Some(site_ids) = &site_ids {
+            db::users::set_sites(conn, &id, site_ids)?;
+        }
+        if let Some(trades) = &trades {
+            db::users::set_trades(conn, &id, trades)?;
+        }
+        if ends_logins {
+            db::tokens::revoke_all_for_user(conn, &id)?;
+        }
+        db::users::find(conn, &id)?.ok_or_else(|| ApiError::not_found("user"))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(UserView::from(record)))
+}

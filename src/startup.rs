@@ -1,0 +1,188 @@
+//! Building and running the server: pool, migrations, first-start bootstrap, routes, middleware.
+
+use std::net::TcpListener;
+
+use actix_web::dev::{Server, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+
+use crate::auth::password::{self, Hasher};
+use crate::auth::tokens::{generate_secret, JwtKeys};
+use crate::config::Settings;
+use crate::db::{self, users::UserRow, Pool};
+use crate::error::{ApiError, ErrorCode};
+use crate::routes;
+use crate::telemetry::RequestId;
+
+/// What every handler shares.
+pub struct AppState {
+    pub pool: Pool,
+    pub keys: JwtKeys,
+    pub hasher: Hasher,
+    pub settings: Settings,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+/// Stops a running [`Application`] from outside (tests, signal handling).
+pub type StopHandle = actix_web::dev::ServerHandle;
+
+impl Application {
+    /// Opens the database, migrates it, makes sure there is a signing key and an admin, and binds
+    /// the listener (port 0 picks a free one; see [`Application::port`]).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let pool = open_database(&settings).await?;
+        let secret = match &settings.jwt_secret {
+            Some(secret) => secret.expose().to_owned(),
+            None => {
+                let pool = pool.clone();
+                tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+                    let mut conn = pool.get()?;
+                    Ok(db::settings::get_or_insert(&mut conn, "jwt_secret", &generate_secret())?)
+                })
+                .await??
+            }
+        };
+        ensure_admin(&pool, &settings).await?;
+
+        let listener = TcpListener::bind(&settings.addr).with_context(|| format!("binding {}", settings.addr))?;
+        let port = listener.local_addr()?.port();
+        let workers = settings.workers;
+        let state = web::Data::new(AppState {
+            pool,
+            keys: JwtKeys::new(secret.as_bytes()),
+            hasher: Hasher::default(),
+            settings,
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::PayloadConfig::new(routes::MAX_BODY_BYTES))
+                .app_data(
+                    web::QueryConfig::default().error_handler(|e, _| ApiError::field("query", e.to_string()).into()),
+                )
+                .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::not_found("resource").into()))
+                .configure(routes::configure)
+                .default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::not_found("route")) }))
+                .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
+                .wrap(RequestId)
+        })
+        .workers(workers)
+        .listen(listener)?
+        .shutdown_timeout(30)
+        .run();
+        tracing::info!(port, "listening");
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> StopHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGTERM or SIGINT, then finishes the requests in flight.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Opens the pool and applies migrations.
+pub async fn open_database(settings: &Settings) -> anyhow::Result<Pool> {
+    let url = settings.database_url.clone();
+    let size = settings.db_pool_size;
+    tokio::task::spawn_blocking(move || {
+        let pool = db::connect(&url, size)?;
+        db::migrate(&pool)?;
+        tracing::info!(engine = url.engine(), "database ready");
+        Ok(pool)
+    })
+    .await?
+}
+
+/// On a database without an admin, creates `admin` with `REPAIRDESK_ADMIN_PASSWORD`, or with a
+/// random password printed once.
+async fn ensure_admin(pool: &Pool, settings: &Settings) -> anyhow::Result<()> {
+    let pool = pool.clone();
+    let given = settings.admin_password.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut conn = pool.get()?;
+        if db::users::admin_exists(&mut conn)? {
+            return Ok(());
+        }
+        let (password, generated) = match given {
+            Some(p) => (p.expose().to_owned(), false),
+            None => (generate_secret()[..20].to_owned(), true),
+        };
+        password::check_rules(&password).map_err(|m| anyhow::anyhow!("REPAIRDESK_ADMIN_PASSWORD {m}"))?;
+        create_user(&mut conn, "admin", &password, "Administrator", "admin")?;
+        if generated {
+            println!("Created user 'admin' with password: {password}\nIt is shown only this once.");
+        } else {
+            tracing::info!("created user 'admin' from REPAIRDESK_ADMIN_PASSWORD");
+        }
+        Ok(())
+    })
+    .await?
+}
+
+/// Creates a user with no sites (used at first start and by `repairdesk admin create`).
+pub fn create_user(
+    conn: &mut db::DbConn,
+    username: &str,
+    password: &str,
+    display_name: &str,
+    role: &str,
+) -> anyhow::Result<()> {
+    let hash = password::hash_now(password).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let at = db::now();
+    let row = UserRow {
+        id: db::new_id(),
+        username: username.to_owned(),
+        password_hash: hash,
+        display_name: display_name.to_owned(),
+        role: role.to_owned(),
+        phone: None,
+        active: true,
+        created_at: at,
+        updated_at: at,
+    };
+    db::users::insert(conn, &row, &[], &[])?;
+    Ok(())
+}
+
+/// actix answers some errors itself (unknown method on a route, for one) with an empty body;
+/// those get the same problem+json shape as ours.
+fn problem_for_bare_errors<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json"));
+    if is_problem {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let error = match status.as_u16() {
+        404 => ApiError::not_found("route"),
+        405 => ApiError::new(ErrorCode::MethodNotAllowed, format!("{} is not allowed here", res.request().method())),
+        413 => ApiError::new(ErrorCode::PayloadTooLarge, "the body is too large"),
+        415 => ApiError::new(ErrorCode::UnsupportedMediaType, "send the body as application/json"),
+        s if s >= 500 => ApiError::internal(format!("bare {status} from {}", res.request().path())),
+        _ => ApiError::new(ErrorCode::MalformedJson, status.canonical_reason().unwrap_or("bad request").to_owned()),
+    };
+    let (req, res) = res.into_parts();
+    let mut problem = actix_web::ResponseError::error_response(&error);
+    *problem.status_mut() = status;
+    for (name, value) in res.headers().iter().filter(|(n, _)| *n == header::ALLOW) {
+        problem.headers_mut().insert(name.clone(), value.clone());
+    }
+    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, problem).map_into_right_body()))
+}

@@ -1,0 +1,183 @@
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn an_admin_creates_sites_and_users() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let res = app
+        .post("/api/v1/sites", &admin, &json!({ "code": "gy1", "name": "光谷一期", "timezone": "Asia/Shanghai" }))
+        .await;
+    assert_eq!(res.status(), 201);
+    let site: Value = res.json().await.unwrap();
+    assert_eq!(site["code"], "GY1");
+    let site_id = site["id"].as_str().unwrap();
+
+    let res = app
+        .post(
+            "/api/v1/users",
+            &admin,
+            &json!({
+                "username": "Zhang.San", "password": "long-enough", "display_name": "张三",
+                "role": "technician", "site_ids": [site_id], "trades": ["water", "electric"], "phone": "138 1234 5678"
+            }),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let user: Value = res.json().await.unwrap();
+    assert_eq!(user["username"], "zhang.san");
+    assert_eq!(user["phone"], "+8613812345678");
+    assert_eq!(user["site_ids"], json!([site_id]));
+    assert_eq!(user["trades"], json!(["electric", "water"]));
+    assert_eq!(user["active"], true);
+    assert!(user.get("password_hash").is_none());
+
+    let id = user["id"].as_str().unwrap();
+    let fetched: Value = app.get(&format!("/api/v1/users/{id}"), &admin).await.json().await.unwrap();
+    assert_eq!(fetched, user);
+    let list: Value = app.get("/api/v1/users?role=technician", &admin).await.json().await.unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let sites: Value = app.get("/api/v1/sites", &admin).await.json().await.unwrap();
+    assert_eq!(sites["items"][0]["id"], site_id);
+
+    let res = app
+        .patch(
+            &format!("/api/v1/users/{id}"),
+            &admin,
+            &json!({ "display_name": "张三丰", "phone": null, "trades": ["gas"] }),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let patched: Value = res.json().await.unwrap();
+    assert_eq!(patched["display_name"], "张三丰");
+    assert_eq!(patched["phone"], Value::Null);
+    assert_eq!(patched["trades"], json!(["gas"]));
+}
+
+#[tokio::test]
+async fn a_technician_and_a_dispatcher_cannot_administer() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let site = app.create_site(&admin, "GY").await;
+    let (_, tech) = app.user_token(&admin, "tech1", "technician", &[&site], &["water"]).await;
+    let (_, desk) = app.user_token(&admin, "desk1", "dispatcher", &[&site], &[]).await;
+    for token in [&tech, &desk] {
+        let new_user = json!({ "username": "x1x", "password": "long-enough", "display_name": "x", "role": "admin", "site_ids": [] });
+        assert_problem(app.post("/api/v1/users", token, &new_user).await, 403, "forbidden").await;
+        let new_site = json!({ "code": "ZZ", "name": "z", "timezone": "Asia/Shanghai" });
+        assert_problem(app.post("/api/v1/sites", token, &new_site).await, 403, "forbidden").await;
+    }
+    assert_problem(app.get("/api/v1/users", &tech).await, 403, "forbidden").await;
+    let me: Value = app.get("/api/v1/me", &tech).await.json().await.unwrap();
+    let id = me["id"].as_str().unwrap();
+    assert_problem(
+        app.patch(&format!("/api/v1/users/{id}"), &tech, &json!({ "role": "admin" })).await,
+        403,
+        "forbidden",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bad_user_fields_are_each_named() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let res = app
+        .post(
+            "/api/v1/users",
+            &admin,
+            &json!({
+                "username": "x", "password": "short", "display_name": " ", "role": "boss",
+                "site_ids": [], "trades": ["plumbing"], "phone": "12345"
+            }),
+        )
+        .await;
+    let body = assert_problem(res, 422, "validation_failed").await;
+    let mut fields: Vec<&str> =
+        body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    fields.sort();
+    assert_eq!(fields, ["display_name", "password", "phone", "role", "trades", "username"]);
+
+    let unknown_site = json!({
+        "username": "tech1", "password": "long-enough", "display_name": "t", "role": "technician", "site_ids": ["nope"]
+    });
+    let body = assert_problem(app.post("/api/v1/users", &admin, &unknown_site).await, 422, "validation_failed").await;
+    assert_eq!(body["errors"][0]["field"], "site_ids");
+    let users: Value = app.get("/api/v1/users", &admin).await.json().await.unwrap();
+    assert_eq!(users["items"].as_array().unwrap().len(), 1, "nothing was created");
+
+    let bad_site = json!({ "code": "g", "name": "", "timezone": "Mars/Base" });
+    let body = assert_problem(app.post("/api/v1/sites", &admin, &bad_site).await, 422, "validation_failed").await;
+    assert_eq!(body["errors"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn usernames_and_site_codes_are_unique() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let site = app.create_site(&admin, "GY").await;
+    app.create_user(&admin, "tech1", "technician", &[&site], &[]).await;
+    let again = json!({ "username": "TECH1", "password": "long-enough", "display_name": "t", "role": "technician", "site_ids": [site] });
+    assert_problem(app.post("/api/v1/users", &admin, &again).await, 409, "username_taken").await;
+    let site_again = json!({ "code": "gy", "name": "again", "timezone": "Asia/Shanghai" });
+    assert_problem(app.post("/api/v1/sites", &admin, &site_again).await, 409, "site_code_taken").await;
+}
+
+#[tokio::test]
+async fn the_desk_sees_only_the_users_of_its_sites() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let ours = app.create_site(&admin, "GY").await;
+    let theirs = app.create_site(&admin, "HK").await;
+    let (_, desk) = app.user_token(&admin, "desk1", "dispatcher", &[&ours], &[]).await;
+    let mine = app.create_user(&admin, "tech.ours", "technician", &[&ours], &["water"]).await;
+    let other = app.create_user(&admin, "tech.theirs", "technician", &[&theirs], &["water"]).await;
+
+    let list: Value = app.get("/api/v1/users?role=technician", &desk).await.json().await.unwrap();
+    let names: Vec<&str> = list["items"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
+    assert_eq!(names, ["tech.ours"]);
+    assert_eq!(app.get(&format!("/api/v1/users/{}", mine["id"].as_str().unwrap()), &desk).await.status(), 200);
+    let res = app.get(&format!("/api/v1/users/{}", other["id"].as_str().unwrap()), &desk).await;
+    assert_problem(res, 404, "not_found").await;
+    let sites: Value = app.get("/api/v1/sites", &desk).await.json().await.unwrap();
+    assert_eq!(sites["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_admin_cannot_lock_themselves_out() {
+    let app = spawn_app().await;
+    let tokens = app.login("admin", ADMIN_PASSWORD).await;
+    let id = tokens["user"]["id"].as_str().unwrap();
+    let admin = token(&tokens);
+    let res = app.patch(&format!("/api/v1/users/{id}"), &admin, &json!({ "active": false })).await;
+    assert_problem(res, 422, "validation_failed").await;
+    let res = app.patch(&format!("/api/v1/users/{id}"), &admin, &json!({ "role": "technician" })).await;
+    assert_problem(res, 422, "validation_failed").await;
+    assert_eq!(app.get("/api/v1/me", &admin).await.status(), 200);
+}
+
+#[tokio::test]
+async fn the_cli_migrates_and_creates_an_admin() {
+    let app = spawn_app().await;
+    let bin = env!("CARGO_BIN_EXE_repairdesk");
+    let status = std::process::Command::new(bin)
+        .arg("migrate")
+        .env("DATABASE_URL", &app.db_url)
+        .env("RUST_LOG", "warn")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut child = std::process::Command::new(bin)
+        .args(["admin", "create", "--username", "ops.admin", "--password-stdin"])
+        .env("DATABASE_URL", &app.db_url)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"ops-password-1\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let tokens = app.login("ops.admin", "ops-password-1").await;
+    assert_eq!(tokens["user"]["role"], "admin");
+}

@@ -1,0 +1,7 @@
+//! The API driven over HTTP, on SQLite by default or PostgreSQL with TEST_DATABASE_URL.
+
+mod admin;
+mod auth;
+mod errors;
+mod helpers;
+mod openapi;
