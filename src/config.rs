@@ -2,7 +2,10 @@
 
 use std::net::IpAddr;
 
+use chrono::Duration;
+
 use crate::db::DatabaseUrl;
+use crate::domain::ticket::Clock;
 
 /// A value that prints as `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
@@ -34,6 +37,12 @@ pub struct Settings {
     pub access_token_ttl_secs: i64,
     pub refresh_token_ttl_secs: i64,
     pub db_pool_size: u32,
+    /// The dispatch clock: service levels and how often they are checked.
+    pub clock: Clock,
+    pub scan_interval_secs: u64,
+    /// Tickets a technician may hold at once (assigned, on site, on hold).
+    pub max_active_tickets: i64,
+    pub sse_heartbeat_secs: u64,
     /// HTTP worker threads; defaults to the number of cores.
     pub workers: usize,
     pub log_json: bool,
@@ -79,7 +88,24 @@ impl Settings {
         if !(1..=256).contains(&workers) {
             return Err("REPAIRDESK_WORKERS must be between 1 and 256".into());
         }
+        let positive = |name: &str, default: i64| -> Result<i64, String> {
+            let v = number(&get, name, default)?;
+            if v < 1 {
+                return Err(format!("{name} must be at least 1"));
+            }
+            Ok(v)
+        };
+        let clock = Clock {
+            claim_timeout: Duration::seconds(positive("REPAIRDESK_CLAIM_TIMEOUT_SECS", 300)?),
+            arrival: Duration::minutes(positive("REPAIRDESK_ARRIVAL_MINUTES", 20)?),
+            emergency_arrival: Duration::minutes(positive("REPAIRDESK_EMERGENCY_ARRIVAL_MINUTES", 10)?),
+            stalled_after: Duration::seconds(positive("REPAIRDESK_STALLED_SECS", 2 * 3600)?),
+        };
         Ok(Self {
+            clock,
+            scan_interval_secs: positive("REPAIRDESK_SCAN_INTERVAL_SECS", 10)? as u64,
+            max_active_tickets: positive("REPAIRDESK_MAX_ACTIVE_TICKETS", 5)?,
+            sse_heartbeat_secs: positive("REPAIRDESK_SSE_HEARTBEAT_SECS", 15)? as u64,
             database_url,
             addr: get("REPAIRDESK_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into()),
             jwt_secret,

@@ -23,6 +23,13 @@ pub enum ErrorCode {
     Forbidden,
     UsernameTaken,
     SiteCodeTaken,
+    AlreadyClaimed,
+    NotClaimable,
+    TooManyActive,
+    InvalidTransition,
+    TicketChanged,
+    IdempotencyKeyReused,
+    IdempotencyKeyInUse,
     DatabaseUnavailable,
     Internal,
 }
@@ -44,6 +51,13 @@ impl ErrorCode {
             Self::Forbidden => "forbidden",
             Self::UsernameTaken => "username_taken",
             Self::SiteCodeTaken => "site_code_taken",
+            Self::AlreadyClaimed => "already_claimed",
+            Self::NotClaimable => "not_claimable",
+            Self::TooManyActive => "too_many_active",
+            Self::InvalidTransition => "invalid_transition",
+            Self::TicketChanged => "ticket_changed",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::IdempotencyKeyInUse => "idempotency_key_in_use",
             Self::DatabaseUnavailable => "database_unavailable",
             Self::Internal => "internal_error",
         }
@@ -51,7 +65,7 @@ impl ErrorCode {
 
     pub fn status(self) -> StatusCode {
         match self {
-            Self::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::ValidationFailed | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MalformedJson => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -62,7 +76,14 @@ impl ErrorCode {
             }
             Self::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
             Self::Forbidden => StatusCode::FORBIDDEN,
-            Self::UsernameTaken | Self::SiteCodeTaken => StatusCode::CONFLICT,
+            Self::UsernameTaken
+            | Self::SiteCodeTaken
+            | Self::AlreadyClaimed
+            | Self::NotClaimable
+            | Self::TooManyActive
+            | Self::InvalidTransition
+            | Self::TicketChanged
+            | Self::IdempotencyKeyInUse => StatusCode::CONFLICT,
             Self::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -84,6 +105,13 @@ impl ErrorCode {
             Self::Forbidden => "Not allowed for your role",
             Self::UsernameTaken => "The username is taken",
             Self::SiteCodeTaken => "The site code is taken",
+            Self::AlreadyClaimed => "Another technician has this ticket",
+            Self::NotClaimable => "The ticket cannot be claimed",
+            Self::TooManyActive => "You hold too many active tickets",
+            Self::InvalidTransition => "Not possible in the ticket's current state",
+            Self::TicketChanged => "The ticket changed meanwhile",
+            Self::IdempotencyKeyReused => "The Idempotency-Key was used for another request",
+            Self::IdempotencyKeyInUse => "A request with this Idempotency-Key is in progress",
             Self::DatabaseUnavailable => "The database is unavailable",
             Self::Internal => "Internal error",
         }

@@ -5,6 +5,8 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod idempotency;
+pub mod jobs;
 pub mod openapi;
 pub mod routes;
 pub mod startup;

@@ -1,6 +1,7 @@
 //! Building and running the server: pool, migrations, first-start bootstrap, routes, middleware.
 
 use std::net::TcpListener;
+use std::time::Duration;
 
 use actix_web::dev::{Server, ServiceResponse};
 use actix_web::http::header;
@@ -13,20 +14,26 @@ use crate::auth::tokens::{generate_secret, JwtKeys};
 use crate::config::Settings;
 use crate::db::{self, users::UserRow, Pool};
 use crate::error::{ApiError, ErrorCode};
+use crate::jobs::{self, feed::Feed};
 use crate::routes;
 use crate::telemetry::RequestId;
+
+/// How often each instance reads new changes for its streams: a phone hears of a change within this.
+const FEED_POLL: Duration = Duration::from_millis(250);
 
 /// What every handler shares.
 pub struct AppState {
     pub pool: Pool,
     pub keys: JwtKeys,
     pub hasher: Hasher,
+    pub feed: Feed,
     pub settings: Settings,
 }
 
 pub struct Application {
     port: u16,
     server: Server,
+    stop_jobs: tokio::sync::watch::Sender<bool>,
 }
 
 /// Stops a running [`Application`] from outside (tests, signal handling).
@@ -53,10 +60,16 @@ impl Application {
         let listener = TcpListener::bind(&settings.addr).with_context(|| format!("binding {}", settings.addr))?;
         let port = listener.local_addr()?.port();
         let workers = settings.workers;
+        let (stop_jobs, stopping) = tokio::sync::watch::channel(false);
+        let feed = Feed::default();
+        feed.spawn_poller(pool.clone(), FEED_POLL, stopping.clone());
+        let scan_every = Duration::from_secs(settings.scan_interval_secs);
+        jobs::clock::spawn(pool.clone(), settings.clock, scan_every, stopping);
         let state = web::Data::new(AppState {
             pool,
             keys: JwtKeys::new(secret.as_bytes()),
             hasher: Hasher::default(),
+            feed,
             settings,
         });
         let server = HttpServer::new(move || {
@@ -69,6 +82,7 @@ impl Application {
                 .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::not_found("resource").into()))
                 .configure(routes::configure)
                 .default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::not_found("route")) }))
+                .wrap(actix_web::middleware::from_fn(crate::idempotency::middleware))
                 .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
                 .wrap(RequestId)
         })
@@ -77,7 +91,7 @@ impl Application {
         .shutdown_timeout(30)
         .run();
         tracing::info!(port, "listening");
-        Ok(Self { port, server })
+        Ok(Self { port, server, stop_jobs })
     }
 
     pub fn port(&self) -> u16 {
@@ -88,9 +102,12 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until SIGTERM or SIGINT, then finishes the requests in flight.
+    /// Serves until SIGTERM or SIGINT (or a [`StopHandle`]), finishes the requests in flight, then
+    /// stops the background jobs.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        let _ = self.stop_jobs.send(true);
+        result
     }
 }
 

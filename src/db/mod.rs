@@ -3,9 +3,24 @@
 //! One code path serves SQLite and PostgreSQL through diesel's `MultiConnection`; the engine is
 //! picked from the URL scheme, and engine-specific SQL is matched on the connection variant here.
 
+/// Runs the same diesel expression on whichever engine's connection `conn` holds: for the few
+/// statements (upserts, `RETURNING`) that diesel's multi-engine backend does not build.
+macro_rules! on_engine {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConn::Postgres($c) => $body,
+            $crate::db::DbConn::Sqlite($c) => $body,
+        }
+    };
+}
+
+pub mod escalations;
+pub mod events;
+pub mod idempotency;
 pub mod schema;
 pub mod settings;
 pub mod sites;
+pub mod tickets;
 pub mod tokens;
 pub mod users;
 
@@ -148,13 +163,39 @@ where
     .map_err(ApiError::internal)?
 }
 
-/// Like [`run`], inside one transaction.
+/// Like [`run`], inside one write transaction (see [`write_transaction`]).
 pub async fn transaction<F, T>(pool: &Pool, work: F) -> Result<T, ApiError>
 where
     F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
     T: Send + 'static,
 {
-    run(pool, move |conn| conn.transaction(work)).await
+    run(pool, move |conn| write_transaction(conn, work)).await
+}
+
+/// Runs `work` in a transaction that will write. On SQLite it starts with `BEGIN IMMEDIATE`, taking
+/// the write lock up front: a deferred transaction that read first could not upgrade once another
+/// writer committed (SQLITE_BUSY_SNAPSHOT, which busy_timeout does not wait out).
+pub fn write_transaction<T>(
+    conn: &mut DbConn,
+    work: impl FnOnce(&mut DbConn) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    match conn {
+        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+        DbConn::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
+    }
+    match work(conn) {
+        Ok(value) => {
+            <DbConn as Connection>::TransactionManager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(e) => {
+            if let Err(rollback) = <DbConn as Connection>::TransactionManager::rollback_transaction(conn) {
+                tracing::warn!(error = %rollback, "rollback failed");
+            }
+            Err(e)
+        }
+    }
 }
 
 /// The current UTC time at the precision both engines store (microseconds), so a value

@@ -81,13 +81,110 @@ diesel::joinable!(user_trades -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 
+diesel::table! {
+    tickets (id) {
+        id -> Text,
+        site_id -> Text,
+        number -> Text,
+        area -> Text,
+        location -> Text,
+        category -> Text,
+        urgency -> Text,
+        paid -> Bool,
+        description -> Text,
+        reporter_name -> Text,
+        reporter_phone -> Nullable<Text>,
+        appointment_at -> Nullable<Timestamp>,
+        resident_supplies_parts -> Bool,
+        channel -> Text,
+        requested_technician_id -> Nullable<Text>,
+        status -> Text,
+        assignee_id -> Nullable<Text>,
+        created_by -> Text,
+        created_at -> Timestamp,
+        pooled_at -> Nullable<Timestamp>,
+        claimed_at -> Nullable<Timestamp>,
+        arrived_at -> Nullable<Timestamp>,
+        completed_at -> Nullable<Timestamp>,
+        closed_at -> Nullable<Timestamp>,
+        cancelled_at -> Nullable<Timestamp>,
+        cancel_reason -> Nullable<Text>,
+        last_activity_at -> Timestamp,
+        version -> BigInt,
+        rework_of -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    ticket_counters (site_id, day) {
+        site_id -> Text,
+        day -> Text,
+        last_value -> BigInt,
+    }
+}
+
+diesel::table! {
+    change_counter (name) {
+        name -> Text,
+        value -> BigInt,
+    }
+}
+
+diesel::table! {
+    ticket_events (seq) {
+        seq -> BigInt,
+        id -> Text,
+        ticket_id -> Text,
+        site_id -> Text,
+        event_type -> Text,
+        actor_id -> Nullable<Text>,
+        at -> Timestamp,
+        from_status -> Nullable<Text>,
+        to_status -> Nullable<Text>,
+        data -> Text,
+    }
+}
+
+diesel::table! {
+    escalations (id) {
+        id -> Text,
+        ticket_id -> Text,
+        site_id -> Text,
+        kind -> Text,
+        dedupe_key -> Text,
+        created_at -> Timestamp,
+        resolved_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (user_id, idem_key) {
+        user_id -> Text,
+        idem_key -> Text,
+        request_hash -> Text,
+        status_code -> Nullable<BigInt>,
+        content_type -> Nullable<Text>,
+        body -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(tickets -> sites (site_id));
+diesel::joinable!(ticket_events -> tickets (ticket_id));
+diesel::joinable!(escalations -> tickets (ticket_id));
 diesel::allow_tables_to_appear_in_same_query!(
     app_settings,
+    sessions,
+    refresh_tokens,
+    login_failures,
+    tickets,
+    ticket_counters,
+    change_counter,
+    ticket_events,
+    escalations,
+    idempotency_keys,
     sites,
     users,
     user_sites,
     user_trades,
-    sessions,
-    refresh_tokens,
-    login_failures,
 );

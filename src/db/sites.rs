@@ -34,3 +34,7 @@ pub fn list(conn: &mut DbConn, only: Option<&[String]>) -> QueryResult<Vec<SiteR
 pub fn count_existing(conn: &mut DbConn, ids: &[String]) -> QueryResult<i64> {
     sites::table.filter(sites::id.eq_any(ids.to_vec())).count().get_result(conn)
 }
+
+pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<SiteRow>> {
+    sites::table.find(id).select(SiteRow::as_select()).first(conn).optional()
+}

@@ -3,4 +3,5 @@
 pub mod category;
 pub mod phone;
 pub mod site;
+pub mod ticket;
 pub mod user;

@@ -1,8 +1,11 @@
 //! HTTP handlers, one file per resource. Handlers parse, authorise, call domain and db, answer.
 
 pub mod auth;
+pub mod escalations;
 pub mod health;
+pub mod pool;
 pub mod sites;
+pub mod tickets;
 pub mod users;
 
 use std::future::Future;
@@ -24,6 +27,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(auth::configure)
             .configure(sites::configure)
             .configure(users::configure)
+            .configure(tickets::configure)
+            .configure(pool::configure)
+            .configure(escalations::configure)
             .service(web::resource("/openapi.json").route(web::get().to(health::openapi_json))),
     )
     .configure(health::configure);

@@ -5,3 +5,4 @@ mod auth;
 mod errors;
 mod helpers;
 mod openapi;
+mod tickets;

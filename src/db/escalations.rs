@@ -1,0 +1,73 @@
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::escalations;
+use super::DbConn;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = escalations)]
+pub struct EscalationRow {
+    pub id: String,
+    pub ticket_id: String,
+    pub site_id: String,
+    pub kind: String,
+    pub dedupe_key: String,
+    pub created_at: NaiveDateTime,
+    pub resolved_at: Option<NaiveDateTime>,
+}
+
+/// Records the escalation unless one with the same key exists; true when this call recorded it.
+/// Of several scanners racing, the unique key lets exactly one through.
+pub fn insert_if_new(conn: &mut DbConn, row: &EscalationRow) -> QueryResult<bool> {
+    let inserted = on_engine!(conn, |c| diesel::insert_into(escalations::table)
+        .values(row)
+        .on_conflict(escalations::dedupe_key)
+        .do_nothing()
+        .execute(c))?;
+    Ok(inserted == 1)
+}
+
+/// Resolves the open escalations of a ticket that moved on; the kinds left open are those the
+/// move does not answer (a failed SMS stays the desk's business).
+pub fn resolve_for_ticket(conn: &mut DbConn, ticket_id: &str, at: NaiveDateTime) -> QueryResult<usize> {
+    diesel::update(
+        escalations::table
+            .filter(escalations::ticket_id.eq(ticket_id))
+            .filter(escalations::resolved_at.is_null())
+            .filter(escalations::kind.ne("sms_failed")),
+    )
+    .set(escalations::resolved_at.eq(at))
+    .execute(conn)
+}
+
+pub fn for_ticket(conn: &mut DbConn, ticket_id: &str) -> QueryResult<Vec<EscalationRow>> {
+    escalations::table
+        .filter(escalations::ticket_id.eq(ticket_id))
+        .order(escalations::created_at.asc())
+        .select(EscalationRow::as_select())
+        .load(conn)
+}
+
+pub fn for_tickets(conn: &mut DbConn, ticket_ids: &[String]) -> QueryResult<Vec<EscalationRow>> {
+    escalations::table
+        .filter(escalations::ticket_id.eq_any(ticket_ids.to_vec()))
+        .order(escalations::created_at.asc())
+        .select(EscalationRow::as_select())
+        .load(conn)
+}
+
+/// Escalations of `sites` (all sites when `None`), newest first.
+pub fn list(conn: &mut DbConn, sites: Option<&[String]>, open_only: bool) -> QueryResult<Vec<EscalationRow>> {
+    let mut query = escalations::table
+        .select(EscalationRow::as_select())
+        .order((escalations::created_at.desc(), escalations::id.desc()))
+        .limit(500)
+        .into_boxed();
+    if let Some(sites) = sites {
+        query = query.filter(escalations::site_id.eq_any(sites.to_vec()));
+    }
+    if open_only {
+        query = query.filter(escalations::resolved_at.is_null());
+    }
+    query.load(conn)
+}

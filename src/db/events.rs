@@ -1,0 +1,117 @@
+//! The ticket history: append-only, numbered by a change sequence whose order is commit order.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde_json::Value;
+
+use super::schema::{change_counter, ticket_events, tickets};
+use super::{new_id, DbConn};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = ticket_events)]
+pub struct EventRow {
+    pub seq: i64,
+    pub id: String,
+    pub ticket_id: String,
+    pub site_id: String,
+    pub event_type: String,
+    pub actor_id: Option<String>,
+    pub at: NaiveDateTime,
+    pub from_status: Option<String>,
+    pub to_status: Option<String>,
+    pub data: String,
+}
+
+/// An event to append; it gets its sequence number when written.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub ticket_id: String,
+    pub site_id: String,
+    pub event_type: &'static str,
+    pub actor_id: Option<String>,
+    pub at: NaiveDateTime,
+    pub from_status: Option<&'static str>,
+    pub to_status: Option<&'static str>,
+    pub data: Value,
+}
+
+/// Appends `events` with consecutive sequence numbers. Call it last in the writing transaction:
+/// the counter row stays locked until commit, so numbers are handed out in commit order.
+pub fn append(conn: &mut DbConn, events: Vec<NewEvent>) -> QueryResult<Vec<i64>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = events.len() as i64;
+    diesel::update(change_counter::table.find("events"))
+        .set(change_counter::value.eq(change_counter::value + n))
+        .execute(conn)?;
+    let last: i64 = change_counter::table.find("events").select(change_counter::value).first(conn)?;
+    let mut seqs = Vec::with_capacity(events.len());
+    for (i, e) in events.into_iter().enumerate() {
+        let seq = last - n + 1 + i as i64;
+        let row = EventRow {
+            seq,
+            id: new_id(),
+            ticket_id: e.ticket_id,
+            site_id: e.site_id,
+            event_type: e.event_type.to_owned(),
+            actor_id: e.actor_id,
+            at: e.at,
+            from_status: e.from_status.map(str::to_owned),
+            to_status: e.to_status.map(str::to_owned),
+            data: e.data.to_string(),
+        };
+        diesel::insert_into(ticket_events::table).values(&row).execute(conn)?;
+        seqs.push(seq);
+    }
+    Ok(seqs)
+}
+
+pub fn for_ticket(conn: &mut DbConn, ticket_id: &str) -> QueryResult<Vec<EventRow>> {
+    ticket_events::table
+        .filter(ticket_events::ticket_id.eq(ticket_id))
+        .order(ticket_events::seq.asc())
+        .select(EventRow::as_select())
+        .load(conn)
+}
+
+/// What a subscriber needs to route a change: the event and its ticket's pool facts now.
+#[derive(Debug, Clone, Queryable)]
+pub struct FeedRow {
+    pub seq: i64,
+    pub ticket_id: String,
+    pub site_id: String,
+    pub event_type: String,
+    pub from_status: Option<String>,
+    pub to_status: Option<String>,
+    pub data: String,
+    pub category: String,
+    pub number: String,
+    pub urgency: String,
+}
+
+/// Events after `after`, oldest first.
+pub fn feed_since(conn: &mut DbConn, after: i64, limit: i64) -> QueryResult<Vec<FeedRow>> {
+    ticket_events::table
+        .inner_join(tickets::table)
+        .filter(ticket_events::seq.gt(after))
+        .order(ticket_events::seq.asc())
+        .limit(limit)
+        .select((
+            ticket_events::seq,
+            ticket_events::ticket_id,
+            ticket_events::site_id,
+            ticket_events::event_type,
+            ticket_events::from_status,
+            ticket_events::to_status,
+            ticket_events::data,
+            tickets::category,
+            tickets::number,
+            tickets::urgency,
+        ))
+        .load(conn)
+}
+
+pub fn last_seq(conn: &mut DbConn) -> QueryResult<i64> {
+    change_counter::table.find("events").select(change_counter::value).first(conn)
+}

@@ -1,0 +1,227 @@
+//! Tickets. Every state change is one conditional UPDATE checked by rows affected.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{ticket_counters, tickets, user_sites, user_trades, users};
+use super::DbConn;
+use crate::domain::ticket::Status;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = tickets)]
+pub struct TicketRow {
+    pub id: String,
+    pub site_id: String,
+    pub number: String,
+    pub area: String,
+    pub location: String,
+    pub category: String,
+    pub urgency: String,
+    pub paid: bool,
+    pub description: String,
+    pub reporter_name: String,
+    pub reporter_phone: Option<String>,
+    pub appointment_at: Option<NaiveDateTime>,
+    pub resident_supplies_parts: bool,
+    pub channel: String,
+    pub requested_technician_id: Option<String>,
+    pub status: String,
+    pub assignee_id: Option<String>,
+    pub created_by: String,
+    pub created_at: NaiveDateTime,
+    pub pooled_at: Option<NaiveDateTime>,
+    pub claimed_at: Option<NaiveDateTime>,
+    pub arrived_at: Option<NaiveDateTime>,
+    pub completed_at: Option<NaiveDateTime>,
+    pub closed_at: Option<NaiveDateTime>,
+    pub cancelled_at: Option<NaiveDateTime>,
+    pub cancel_reason: Option<String>,
+    pub last_activity_at: NaiveDateTime,
+    pub version: i64,
+    pub rework_of: Option<String>,
+}
+
+/// The columns a state change may set; `None` leaves a column alone.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = tickets)]
+pub struct TicketChanges {
+    pub status: Option<String>,
+    pub assignee_id: Option<Option<String>>,
+    pub pooled_at: Option<Option<NaiveDateTime>>,
+    pub claimed_at: Option<Option<NaiveDateTime>>,
+    pub cancelled_at: Option<Option<NaiveDateTime>>,
+    pub cancel_reason: Option<Option<String>>,
+    pub last_activity_at: Option<NaiveDateTime>,
+}
+
+/// The next number of `site_id` on `day`. The counter row stays locked until the creating
+/// transaction ends, so concurrent creates queue for numbers and a rollback returns its number.
+pub fn next_number(conn: &mut DbConn, site_id: &str, day: &str) -> QueryResult<i64> {
+    on_engine!(conn, |c| diesel::insert_into(ticket_counters::table)
+        .values((
+            ticket_counters::site_id.eq(site_id),
+            ticket_counters::day.eq(day),
+            ticket_counters::last_value.eq(1i64),
+        ))
+        .on_conflict((ticket_counters::site_id, ticket_counters::day))
+        .do_update()
+        .set(ticket_counters::last_value.eq(ticket_counters::last_value + 1i64))
+        .returning(ticket_counters::last_value)
+        .get_result(c))
+}
+
+pub fn insert(conn: &mut DbConn, row: &TicketRow) -> QueryResult<()> {
+    diesel::insert_into(tickets::table).values(row).execute(conn).map(|_| ())
+}
+
+pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<TicketRow>> {
+    tickets::table.find(id).select(TicketRow::as_select()).first(conn).optional()
+}
+
+/// Applies `changes` if the ticket is still at `version`; bumps the version. Returns rows changed.
+pub fn update_at_version(conn: &mut DbConn, id: &str, version: i64, changes: &TicketChanges) -> QueryResult<usize> {
+    diesel::update(tickets::table.filter(tickets::id.eq(id)).filter(tickets::version.eq(version)))
+        .set((changes, tickets::version.eq(version + 1)))
+        .execute(conn)
+}
+
+/// The race of the grab pool: only an `open` ticket can be claimed, so of any number of
+/// concurrent claims exactly one updates a row.
+pub fn claim(conn: &mut DbConn, id: &str, technician_id: &str, at: NaiveDateTime) -> QueryResult<bool> {
+    let changed = diesel::update(tickets::table.filter(tickets::id.eq(id)).filter(tickets::status.eq("open")))
+        .set((
+            tickets::status.eq(Status::Assigned.as_str()),
+            tickets::assignee_id.eq(technician_id),
+            tickets::claimed_at.eq(at),
+            tickets::pooled_at.eq(None::<NaiveDateTime>),
+            tickets::last_activity_at.eq(at),
+            tickets::version.eq(tickets::version + 1),
+        ))
+        .execute(conn)?;
+    Ok(changed == 1)
+}
+
+/// Serialises one technician's claims on PostgreSQL so the active-ticket cap can't be overrun by
+/// two claims at once (SQLite's write transactions are serial already).
+pub fn lock_technician(conn: &mut DbConn, technician_id: &str) -> QueryResult<()> {
+    if let DbConn::Postgres(c) = conn {
+        diesel::sql_query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+            .bind::<diesel::sql_types::Text, _>(technician_id)
+            .execute(c)?;
+    }
+    Ok(())
+}
+
+pub fn active_count(conn: &mut DbConn, technician_id: &str) -> QueryResult<i64> {
+    tickets::table
+        .filter(tickets::assignee_id.eq(technician_id))
+        .filter(tickets::status.eq_any(Status::ACTIVE.map(Status::as_str)))
+        .count()
+        .get_result(conn)
+}
+
+/// Open tickets of `sites` in `trades`: emergencies first, then oldest.
+pub fn pool(conn: &mut DbConn, sites: &[String], trades: &[String]) -> QueryResult<Vec<TicketRow>> {
+    tickets::table
+        .filter(tickets::status.eq(Status::Open.as_str()))
+        .filter(tickets::site_id.eq_any(sites.to_vec()))
+        .filter(tickets::category.eq_any(trades.to_vec()))
+        // "emergency" sorts before "normal"
+        .order((tickets::urgency.asc(), tickets::created_at.asc(), tickets::id.asc()))
+        .limit(500)
+        .select(TicketRow::as_select())
+        .load(conn)
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct TicketFilter {
+    pub statuses: Vec<String>,
+    /// Limit to these sites (`None`: all).
+    pub sites: Option<Vec<String>>,
+    pub assignee_id: Option<String>,
+    pub created_after: Option<NaiveDateTime>,
+    pub created_before: Option<NaiveDateTime>,
+    /// Continue after this (created_at, id), newest first.
+    pub after: Option<(NaiveDateTime, String)>,
+    pub limit: i64,
+}
+
+pub fn list(conn: &mut DbConn, f: &TicketFilter) -> QueryResult<Vec<TicketRow>> {
+    let mut query = tickets::table
+        .select(TicketRow::as_select())
+        .order((tickets::created_at.desc(), tickets::id.desc()))
+        .limit(f.limit)
+        .into_boxed();
+    if !f.statuses.is_empty() {
+        query = query.filter(tickets::status.eq_any(f.statuses.clone()));
+    }
+    if let Some(sites) = &f.sites {
+        query = query.filter(tickets::site_id.eq_any(sites.clone()));
+    }
+    if let Some(assignee) = &f.assignee_id {
+        query = query.filter(tickets::assignee_id.eq(assignee.clone()));
+    }
+    if let Some(after) = f.created_after {
+        query = query.filter(tickets::created_at.ge(after));
+    }
+    if let Some(before) = f.created_before {
+        query = query.filter(tickets::created_at.lt(before));
+    }
+    if let Some((at, id)) = &f.after {
+        query =
+            query.filter(tickets::created_at.lt(*at).or(tickets::created_at.eq(*at).and(tickets::id.lt(id.clone()))));
+    }
+    query.load(conn)
+}
+
+/// Open tickets that entered the pool at or before `before`.
+pub fn unclaimed_since(conn: &mut DbConn, before: NaiveDateTime) -> QueryResult<Vec<TicketRow>> {
+    tickets::table
+        .filter(tickets::status.eq(Status::Open.as_str()))
+        .filter(tickets::pooled_at.le(before))
+        .limit(1000)
+        .select(TicketRow::as_select())
+        .load(conn)
+}
+
+/// Assigned tickets nobody has arrived at, claimed at or before `claimed_before` or with an
+/// appointment at or before `now`; the caller applies the exact deadline.
+pub fn not_arrived(
+    conn: &mut DbConn,
+    claimed_before: NaiveDateTime,
+    now: NaiveDateTime,
+) -> QueryResult<Vec<TicketRow>> {
+    tickets::table
+        .filter(tickets::status.eq(Status::Assigned.as_str()))
+        .filter(tickets::claimed_at.le(claimed_before).or(tickets::appointment_at.le(now)))
+        .limit(1000)
+        .select(TicketRow::as_select())
+        .load(conn)
+}
+
+/// Held tickets with no activity since `before`.
+pub fn quiet_since(conn: &mut DbConn, before: NaiveDateTime) -> QueryResult<Vec<TicketRow>> {
+    tickets::table
+        .filter(tickets::status.eq_any(Status::ACTIVE.map(Status::as_str)))
+        .filter(tickets::last_activity_at.le(before))
+        .limit(1000)
+        .select(TicketRow::as_select())
+        .load(conn)
+}
+
+/// Whether `user_id` is an active technician of `site_id`.
+pub fn is_site_technician(conn: &mut DbConn, user_id: &str, site_id: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        users::table
+            .inner_join(user_sites::table)
+            .filter(users::id.eq(user_id))
+            .filter(users::role.eq("technician"))
+            .filter(users::active.eq(true))
+            .filter(user_sites::site_id.eq(site_id)),
+    ))
+    .get_result(conn)
+}
+
+pub fn trades_of(conn: &mut DbConn, user_id: &str) -> QueryResult<Vec<String>> {
+    user_trades::table.filter(user_trades::user_id.eq(user_id)).select(user_trades::trade).load(conn)
+}

@@ -1,0 +1,343 @@
+//! Tickets: what intake accepts, how numbers read, which moves each state allows, and the clock.
+
+use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::category::Category;
+use super::phone::parse_phone;
+use crate::error::FieldError;
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+
+            pub fn names() -> String {
+                Self::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// In the resident's home (户内) or anywhere outside the unit's entrance door (公共).
+    Area { InHome => "in_home", Public => "public" }
+);
+string_enum!(Urgency { Normal => "normal", Emergency => "emergency" });
+string_enum!(Channel { Phone => "phone", App => "app", Wechat => "wechat", WalkIn => "walk_in", Patrol => "patrol" });
+string_enum!(
+    Status {
+        Open => "open",
+        Assigned => "assigned",
+        OnSite => "on_site",
+        OnHold => "on_hold",
+        AwaitingInspection => "awaiting_inspection",
+        Completed => "completed",
+        Closed => "closed",
+        Cancelled => "cancelled",
+    }
+);
+string_enum!(
+    EscalationKind {
+        Unclaimed => "unclaimed",
+        LateArrival => "late_arrival",
+        Stalled => "stalled",
+        SmsFailed => "sms_failed",
+    }
+);
+
+impl Status {
+    /// Held by a technician: counts against the active-ticket cap.
+    pub const ACTIVE: [Status; 3] = [Status::Assigned, Status::OnSite, Status::OnHold];
+
+    pub fn can_cancel(self) -> bool {
+        !matches!(self, Status::Completed | Status::Closed | Status::Cancelled)
+    }
+
+    /// The desk may hand the ticket (again) to a technician before anyone has arrived, or while
+    /// it is on hold (the first technician could not finish).
+    pub fn can_assign(self) -> bool {
+        matches!(self, Status::Open | Status::Assigned | Status::OnHold)
+    }
+}
+
+/// The intake form as sent: every field optional, so that one answer can name every bad field.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct TicketForm {
+    pub site_id: Option<String>,
+    /// `in_home` or `public`.
+    pub area: Option<String>,
+    /// Room/unit (房号) for in-home tickets, the exact place for public ones.
+    pub location: Option<String>,
+    /// `water | electric | gas | elevator | hvac | door_window | general | other`.
+    pub category: Option<String>,
+    /// `normal` or `emergency`.
+    pub urgency: Option<String>,
+    /// Paid special service (特约维修).
+    pub paid: Option<bool>,
+    pub description: Option<String>,
+    pub reporter_name: Option<String>,
+    /// Mainland mobile or E.164; required for in-home tickets.
+    pub reporter_phone: Option<String>,
+    pub appointment_at: Option<DateTime<Utc>>,
+    pub resident_supplies_parts: Option<bool>,
+    /// `phone | app | wechat | walk_in | patrol`.
+    pub channel: Option<String>,
+    /// Assigns the ticket to this technician directly instead of the pool.
+    pub requested_technician_id: Option<String>,
+}
+
+/// An intake form that passed every check.
+#[derive(Debug, Clone)]
+pub struct NewTicket {
+    pub site_id: String,
+    pub area: Area,
+    pub location: String,
+    pub category: Category,
+    pub urgency: Urgency,
+    pub paid: bool,
+    pub description: String,
+    pub reporter_name: String,
+    pub reporter_phone: Option<String>,
+    pub appointment_at: Option<NaiveDateTime>,
+    pub resident_supplies_parts: bool,
+    pub channel: Channel,
+    pub requested_technician_id: Option<String>,
+}
+
+fn text(errors: &mut Vec<FieldError>, field: &str, value: Option<&String>, max: usize) -> Option<String> {
+    match value.map(|v| v.trim()) {
+        None | Some("") => {
+            errors.push(FieldError::new(field, "is required"));
+            None
+        }
+        Some(v) if v.chars().count() > max => {
+            errors.push(FieldError::new(field, format!("must be at most {max} characters")));
+            None
+        }
+        Some(v) => Some(v.to_owned()),
+    }
+}
+
+fn choice<T>(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    value: Option<&String>,
+    parse: fn(&str) -> Option<T>,
+    names: String,
+) -> Option<T> {
+    match value {
+        None => {
+            errors.push(FieldError::new(field, format!("is required: one of {names}")));
+            None
+        }
+        Some(v) => {
+            let parsed = parse(v);
+            if parsed.is_none() {
+                errors.push(FieldError::new(field, format!("must be one of {names}")));
+            }
+            parsed
+        }
+    }
+}
+
+impl TicketForm {
+    /// Checks every field; `now` bounds the appointment time.
+    pub fn validate(&self, now: DateTime<Utc>) -> Result<NewTicket, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let site_id = text(&mut errors, "site_id", self.site_id.as_ref(), 64);
+        let area = choice(&mut errors, "area", self.area.as_ref(), Area::parse, Area::names());
+        let location = text(&mut errors, "location", self.location.as_ref(), 200);
+        let category = choice(&mut errors, "category", self.category.as_ref(), Category::parse, Category::names());
+        let urgency = choice(&mut errors, "urgency", self.urgency.as_ref(), Urgency::parse, Urgency::names());
+        let description = text(&mut errors, "description", self.description.as_ref(), 2000);
+        let reporter_name = text(&mut errors, "reporter_name", self.reporter_name.as_ref(), 100);
+        let channel = choice(&mut errors, "channel", self.channel.as_ref(), Channel::parse, Channel::names());
+        let reporter_phone = match self.reporter_phone.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+            Some(p) => match parse_phone(p) {
+                Ok(p) => Some(p),
+                Err(m) => {
+                    errors.push(FieldError::new("reporter_phone", m));
+                    None
+                }
+            },
+            None => {
+                if area == Some(Area::InHome) {
+                    errors.push(FieldError::new(
+                        "reporter_phone",
+                        "is required for in-home tickets: the resident's code goes to it",
+                    ));
+                }
+                None
+            }
+        };
+        if let Some(at) = self.appointment_at {
+            if at < now - Duration::minutes(5) {
+                errors.push(FieldError::new("appointment_at", "must not be in the past"));
+            } else if at > now + Duration::days(90) {
+                errors.push(FieldError::new("appointment_at", "must be within 90 days"));
+            }
+        }
+        let requested_technician_id =
+            self.requested_technician_id.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        match (site_id, area, location, category, urgency, description, reporter_name, channel) {
+            (
+                Some(site_id),
+                Some(area),
+                Some(location),
+                Some(category),
+                Some(urgency),
+                Some(description),
+                Some(reporter_name),
+                Some(channel),
+            ) => Ok(NewTicket {
+                site_id,
+                area,
+                location,
+                category,
+                urgency,
+                paid: self.paid.unwrap_or(false),
+                description,
+                reporter_name,
+                reporter_phone,
+                appointment_at: self.appointment_at.map(|a| a.naive_utc()),
+                resident_supplies_parts: self.resident_supplies_parts.unwrap_or(false),
+                channel,
+                requested_technician_id,
+            }),
+            _ => Err(vec![FieldError::new("body", "is incomplete")]),
+        }
+    }
+}
+
+/// `{SITE_CODE}-{YYYYMMDD}-{NNNN}`; the day is the site's local day.
+pub fn ticket_number(site_code: &str, local_day: &str, n: i64) -> String {
+    format!("{site_code}-{local_day}-{n:04}")
+}
+
+/// The site-local day (`YYYYMMDD`) of `at`.
+pub fn local_day(at: NaiveDateTime, tz: chrono_tz::Tz) -> String {
+    at.and_utc().with_timezone(&tz).format("%Y%m%d").to_string()
+}
+
+/// The service levels the clock enforces (the seeds' numbers as defaults).
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub claim_timeout: Duration,
+    pub arrival: Duration,
+    pub emergency_arrival: Duration,
+    pub stalled_after: Duration,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self {
+            claim_timeout: Duration::minutes(5),
+            arrival: Duration::minutes(20),
+            emergency_arrival: Duration::minutes(10),
+            stalled_after: Duration::hours(2),
+        }
+    }
+}
+
+impl Clock {
+    /// When the technician must be at the door: the appointment, else claim time plus the
+    /// arrival limit for the urgency.
+    pub fn arrival_deadline(
+        &self,
+        claimed_at: NaiveDateTime,
+        urgency: Urgency,
+        appointment_at: Option<NaiveDateTime>,
+    ) -> NaiveDateTime {
+        match appointment_at {
+            Some(at) => at.max(claimed_at),
+            None => {
+                claimed_at
+                    + match urgency {
+                        Urgency::Emergency => self.emergency_arrival,
+                        Urgency::Normal => self.arrival,
+                    }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form() -> TicketForm {
+        TicketForm {
+            site_id: Some("s1".into()),
+            area: Some("in_home".into()),
+            location: Some("3-2-1201".into()),
+            category: Some("water".into()),
+            urgency: Some("normal".into()),
+            description: Some("厨房水管漏水".into()),
+            reporter_name: Some("王女士".into()),
+            reporter_phone: Some("13812345678".into()),
+            channel: Some("phone".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_complete_form_passes_and_normalises_the_phone() {
+        let t = form().validate(Utc::now()).unwrap();
+        assert_eq!(t.reporter_phone.as_deref(), Some("+8613812345678"));
+        assert!(!t.paid);
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let bad = TicketForm { area: Some("garden".into()), reporter_phone: None, ..Default::default() };
+        let fields: Vec<String> = bad.validate(Utc::now()).unwrap_err().into_iter().map(|e| e.field).collect();
+        for f in ["site_id", "area", "location", "category", "urgency", "description", "reporter_name", "channel"] {
+            assert!(fields.contains(&f.to_string()), "{f} missing from {fields:?}");
+        }
+    }
+
+    #[test]
+    fn in_home_needs_a_phone_and_public_does_not() {
+        let mut f = form();
+        f.reporter_phone = None;
+        let errors = f.validate(Utc::now()).unwrap_err();
+        assert_eq!(errors[0].field, "reporter_phone");
+        f.area = Some("public".into());
+        assert!(f.validate(Utc::now()).is_ok());
+    }
+
+    #[test]
+    fn numbers_count_local_days() {
+        let at = NaiveDateTime::parse_from_str("2026-11-22 17:30:00", "%Y-%m-%d %H:%M:%S").unwrap();
+        assert_eq!(local_day(at, chrono_tz::Asia::Shanghai), "20261123");
+        assert_eq!(ticket_number("GY", "20261123", 7), "GY-20261123-0007");
+    }
+
+    #[test]
+    fn arrival_deadlines_follow_urgency_and_appointments() {
+        let clock = Clock::default();
+        let t = NaiveDateTime::parse_from_str("2026-11-22 10:00:00", "%Y-%m-%d %H:%M:%S").unwrap();
+        assert_eq!(clock.arrival_deadline(t, Urgency::Normal, None), t + Duration::minutes(20));
+        assert_eq!(clock.arrival_deadline(t, Urgency::Emergency, None), t + Duration::minutes(10));
+        let appointment = t + Duration::hours(3);
+        assert_eq!(clock.arrival_deadline(t, Urgency::Normal, Some(appointment)), appointment);
+    }
+}

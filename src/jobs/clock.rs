@@ -1,0 +1,116 @@
+//! The dispatch clock: finds tickets past a service level and records an escalation for each,
+//! once per occurrence however many instances scan (the escalation's unique key decides).
+
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+use serde_json::json;
+
+use crate::db::{self, escalations::EscalationRow, events::NewEvent, tickets::TicketRow, DbConn, Pool};
+use crate::domain::ticket::{Clock, EscalationKind, Status, Urgency};
+use crate::error::ApiError;
+
+/// Scans every `every` on the blocking pool, so requests never wait for it.
+pub fn spawn(pool: Pool, clock: Clock, every: Duration, mut stopping: super::Stopping) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = super::stopped(&mut stopping) => return,
+            }
+            let pool = pool.clone();
+            let result = tokio::task::spawn_blocking(move || -> Result<usize, ApiError> {
+                let mut conn = pool.get().map_err(ApiError::database_unavailable)?;
+                scan(&mut conn, &clock, db::now())
+            })
+            .await;
+            match result {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(escalations = n, "clock escalated tickets"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "clock scan failed"),
+                Err(e) => tracing::warn!(error = %e, "clock scan task failed"),
+            }
+        }
+    });
+}
+
+/// One pass of the clock at `now`; returns how many escalations this pass recorded.
+pub fn scan(conn: &mut DbConn, clock: &Clock, now: NaiveDateTime) -> Result<usize, ApiError> {
+    let mut recorded = 0;
+    for t in db::tickets::unclaimed_since(conn, now - clock.claim_timeout)? {
+        recorded += escalate(conn, &t.id, EscalationKind::Unclaimed, now, |t| {
+            (t.status == Status::Open.as_str()).then_some(t.pooled_at).flatten()
+        })?;
+    }
+    let soonest = clock.emergency_arrival.min(clock.arrival);
+    for t in db::tickets::not_arrived(conn, now - soonest, now)? {
+        recorded += escalate(conn, &t.id, EscalationKind::LateArrival, now, |t| {
+            let claimed_at = t.claimed_at.filter(|_| t.status == Status::Assigned.as_str())?;
+            let urgency = Urgency::parse(&t.urgency).unwrap_or(Urgency::Normal);
+            (clock.arrival_deadline(claimed_at, urgency, t.appointment_at) <= now).then_some(claimed_at)
+        })?;
+    }
+    for t in db::tickets::quiet_since(conn, now - clock.stalled_after)? {
+        recorded += escalate(conn, &t.id, EscalationKind::Stalled, now, |t| {
+            let held = Status::parse(&t.status).is_some_and(|s| Status::ACTIVE.contains(&s));
+            let quiet_since = stalled_clock_start(t);
+            (held && quiet_since <= now - clock.stalled_after).then_some(quiet_since)
+        })?;
+    }
+    if let Err(e) = db::idempotency::prune(conn, now - chrono::Duration::hours(24)) {
+        tracing::warn!(error = %e, "pruning idempotency keys failed");
+    }
+    Ok(recorded)
+}
+
+/// Silence counts from the last activity, but not before an appointment: a job booked for the
+/// afternoon is not stalled in the morning.
+fn stalled_clock_start(t: &TicketRow) -> NaiveDateTime {
+    match t.appointment_at {
+        Some(at) if t.status == Status::Assigned.as_str() => t.last_activity_at.max(at),
+        _ => t.last_activity_at,
+    }
+}
+
+/// Re-reads the ticket inside the transaction and records the escalation if `due` still names the
+/// moment the condition began (the ticket may have moved on since the scan's read).
+fn escalate(
+    conn: &mut DbConn,
+    ticket_id: &str,
+    kind: EscalationKind,
+    now: NaiveDateTime,
+    due: impl FnOnce(&TicketRow) -> Option<NaiveDateTime>,
+) -> Result<usize, ApiError> {
+    db::write_transaction(conn, |conn| {
+        let Some(t) = db::tickets::find(conn, ticket_id)? else { return Ok(0) };
+        let Some(since) = due(&t) else { return Ok(0) };
+        let row = EscalationRow {
+            id: db::new_id(),
+            ticket_id: t.id.clone(),
+            site_id: t.site_id.clone(),
+            kind: kind.as_str().to_owned(),
+            dedupe_key: format!("{}:{}:{}", t.id, kind.as_str(), since.and_utc().timestamp_micros()),
+            created_at: now,
+            resolved_at: None,
+        };
+        if !db::escalations::insert_if_new(conn, &row)? {
+            return Ok(0);
+        }
+        db::events::append(
+            conn,
+            vec![NewEvent {
+                ticket_id: t.id,
+                site_id: t.site_id,
+                event_type: "escalated",
+                actor_id: None,
+                at: now,
+                from_status: None,
+                to_status: None,
+                data: json!({ "escalation_id": row.id, "kind": kind.as_str(), "since": since.and_utc() }),
+            }],
+        )?;
+        Ok(1)
+    })
+}

@@ -1,0 +1,753 @@
+use actix_web::{web, HttpResponse};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use super::JsonBody;
+use crate::auth::Caller;
+use crate::db::{
+    self, escalations::EscalationRow, events::NewEvent, tickets::TicketChanges, tickets::TicketFilter,
+    tickets::TicketRow, DbConn,
+};
+use crate::domain::phone::mask_phone;
+use crate::domain::site::parse_timezone;
+use crate::domain::ticket::{local_day, ticket_number, Status, TicketForm};
+use crate::domain::user::Role;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::startup::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/tickets").route(web::post().to(create_ticket)).route(web::get().to(list_tickets)))
+        .service(web::resource("/tickets/{id}").route(web::get().to(get_ticket)))
+        .service(web::resource("/tickets/{id}/events").route(web::get().to(ticket_events)))
+        .service(web::resource("/tickets/{id}/claim").route(web::post().to(claim_ticket)))
+        .service(web::resource("/tickets/{id}/release").route(web::post().to(release_ticket)))
+        .service(web::resource("/tickets/{id}/assign").route(web::post().to(assign_ticket)))
+        .service(web::resource("/tickets/{id}/cancel").route(web::post().to(cancel_ticket)));
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EscalationView {
+    pub id: String,
+    pub ticket_id: String,
+    pub site_id: String,
+    /// `unclaimed | late_arrival | stalled | sms_failed`
+    pub kind: String,
+    pub created_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+impl From<EscalationRow> for EscalationView {
+    fn from(r: EscalationRow) -> Self {
+        Self {
+            id: r.id,
+            ticket_id: r.ticket_id,
+            site_id: r.site_id,
+            kind: r.kind,
+            created_at: r.created_at.and_utc(),
+            resolved_at: r.resolved_at.map(|t| t.and_utc()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketView {
+    pub id: String,
+    /// `{SITE_CODE}-{YYYYMMDD}-{NNNN}`, consecutive per site and local day.
+    pub number: String,
+    pub site_id: String,
+    pub area: String,
+    pub location: String,
+    pub category: String,
+    pub urgency: String,
+    pub paid: bool,
+    pub description: String,
+    pub reporter_name: String,
+    /// Masked for technicians who do not hold the ticket.
+    pub reporter_phone: Option<String>,
+    pub appointment_at: Option<DateTime<Utc>>,
+    pub resident_supplies_parts: bool,
+    pub channel: String,
+    pub requested_technician_id: Option<String>,
+    /// `open | assigned | on_site | on_hold | awaiting_inspection | completed | closed | cancelled`
+    pub status: String,
+    pub assignee_id: Option<String>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub claimed_at: Option<DateTime<Utc>>,
+    pub arrived_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub cancel_reason: Option<String>,
+    /// Bumped by every change.
+    pub version: i64,
+    #[schema(value_type = Vec<Object>)]
+    pub materials: Vec<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub quote: Option<Value>,
+    pub escalations: Vec<EscalationView>,
+    pub rework_of: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TicketList {
+    pub items: Vec<TicketView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TicketEvent {
+    pub id: String,
+    /// Position in the history of all tickets; later events have larger numbers.
+    pub seq: i64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub actor_id: Option<String>,
+    pub at: DateTime<Utc>,
+    pub from_status: Option<String>,
+    pub to_status: Option<String>,
+    #[schema(value_type = Object)]
+    pub data: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TicketEventList {
+    pub items: Vec<TicketEvent>,
+}
+
+fn utc(t: Option<NaiveDateTime>) -> Option<DateTime<Utc>> {
+    t.map(|t| t.and_utc())
+}
+
+/// Who is looking, with the sites and trades that decide what they may see.
+pub struct Viewer {
+    pub caller: Caller,
+    pub sites: Vec<String>,
+    pub trades: Vec<String>,
+}
+
+impl Viewer {
+    pub fn load(conn: &mut DbConn, caller: Caller) -> Result<Self, ApiError> {
+        let sites = db::users::site_ids(conn, &caller.user_id)?;
+        let trades = db::tickets::trades_of(conn, &caller.user_id)?;
+        Ok(Self { caller, sites, trades })
+    }
+
+    fn holds(&self, t: &TicketRow) -> bool {
+        t.assignee_id.as_deref() == Some(self.caller.user_id.as_str())
+    }
+
+    /// A ticket of the technician's sites and trades: theirs to grab when open.
+    fn in_reach(&self, t: &TicketRow) -> bool {
+        self.sites.contains(&t.site_id) && self.trades.contains(&t.category)
+    }
+
+    /// Technicians see their own tickets and their pool; the desk its sites'; admins all.
+    pub fn can_see(&self, t: &TicketRow) -> bool {
+        match self.caller.role {
+            Role::Admin => true,
+            Role::Dispatcher | Role::Supervisor => self.sites.contains(&t.site_id),
+            Role::Technician => self.holds(t) || (t.status == Status::Open.as_str() && self.in_reach(t)),
+        }
+    }
+
+    fn is_site_desk(&self, site_id: &str) -> bool {
+        self.caller.is_admin() || (self.caller.role.is_desk() && self.sites.iter().any(|s| s == site_id))
+    }
+
+    pub fn view(&self, t: TicketRow, escalations: Vec<EscalationRow>) -> TicketView {
+        let masked = self.caller.role == Role::Technician && !self.holds(&t);
+        TicketView {
+            reporter_phone: t.reporter_phone.map(|p| if masked { mask_phone(&p) } else { p }),
+            id: t.id,
+            number: t.number,
+            site_id: t.site_id,
+            area: t.area,
+            location: t.location,
+            category: t.category,
+            urgency: t.urgency,
+            paid: t.paid,
+            description: t.description,
+            reporter_name: t.reporter_name,
+            appointment_at: utc(t.appointment_at),
+            resident_supplies_parts: t.resident_supplies_parts,
+            channel: t.channel,
+            requested_technician_id: t.requested_technician_id,
+            status: t.status,
+            assignee_id: t.assignee_id,
+            created_by: t.created_by,
+            created_at: t.created_at.and_utc(),
+            claimed_at: utc(t.claimed_at),
+            arrived_at: utc(t.arrived_at),
+            completed_at: utc(t.completed_at),
+            closed_at: utc(t.closed_at),
+            cancelled_at: utc(t.cancelled_at),
+            cancel_reason: t.cancel_reason,
+            version: t.version,
+            materials: Vec::new(),
+            quote: None,
+            escalations: escalations.into_iter().map(Into::into).collect(),
+            rework_of: t.rework_of,
+        }
+    }
+
+    /// Views of many tickets, with their escalations read in one query.
+    pub fn views(&self, conn: &mut DbConn, rows: Vec<TicketRow>) -> Result<Vec<TicketView>, ApiError> {
+        let ids: Vec<String> = rows.iter().map(|t| t.id.clone()).collect();
+        let mut escalations = db::escalations::for_tickets(conn, &ids)?;
+        Ok(rows
+            .into_iter()
+            .map(|t| {
+                let (mine, rest): (Vec<_>, Vec<_>) = escalations.drain(..).partition(|e| e.ticket_id == t.id);
+                escalations = rest;
+                self.view(t, mine)
+            })
+            .collect())
+    }
+
+    pub fn view_one(&self, conn: &mut DbConn, t: TicketRow) -> Result<TicketView, ApiError> {
+        let escalations = db::escalations::for_ticket(conn, &t.id)?;
+        Ok(self.view(t, escalations))
+    }
+}
+
+/// The ticket if the viewer may see it; anything else is "not found", never its data.
+fn visible(conn: &mut DbConn, viewer: &Viewer, id: &str) -> Result<TicketRow, ApiError> {
+    db::tickets::find(conn, id)?.filter(|t| viewer.can_see(t)).ok_or_else(|| ApiError::not_found("ticket"))
+}
+
+/// Applies a state change if the ticket is still as read, resolves its open escalations and
+/// appends the event; returns the ticket as it now stands.
+#[allow(clippy::too_many_arguments)]
+fn transition(
+    conn: &mut DbConn,
+    t: &TicketRow,
+    actor: &str,
+    event_type: &'static str,
+    to: Status,
+    mut changes: TicketChanges,
+    data: Value,
+    now: NaiveDateTime,
+) -> Result<TicketRow, ApiError> {
+    changes.status = Some(to.as_str().to_owned());
+    changes.last_activity_at = Some(now);
+    if db::tickets::update_at_version(conn, &t.id, t.version, &changes)? != 1 {
+        return Err(ApiError::new(ErrorCode::TicketChanged, "the ticket changed meanwhile; reload it and try again"));
+    }
+    db::escalations::resolve_for_ticket(conn, &t.id, now)?;
+    let from = Status::parse(&t.status);
+    db::events::append(
+        conn,
+        vec![NewEvent {
+            ticket_id: t.id.clone(),
+            site_id: t.site_id.clone(),
+            event_type,
+            actor_id: Some(actor.to_owned()),
+            at: now,
+            from_status: from.map(Status::as_str),
+            to_status: Some(to.as_str()),
+            data,
+        }],
+    )?;
+    db::tickets::find(conn, &t.id)?.ok_or_else(|| ApiError::not_found("ticket"))
+}
+
+/// Register a ticket. Dispatchers, supervisors and admins of the ticket's site.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tickets",
+    tag = "tickets",
+    security(("bearer" = [])),
+    request_body = TicketForm,
+    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: the same key and body answer the first response again")),
+    responses(
+        (status = 201, body = TicketView),
+        (status = 403, body = crate::error::Problem),
+        (status = 422, description = "`validation_failed` naming each bad field", body = crate::error::Problem),
+    )
+)]
+pub async fn create_ticket(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: JsonBody<TicketForm>,
+) -> ApiResult<HttpResponse> {
+    caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
+    let now = db::now();
+    let new = body.0.validate(now.and_utc()).map_err(ApiError::validation)?;
+    let view = db::transaction(&state.pool, move |conn| {
+        let viewer = Viewer::load(conn, caller)?;
+        let site = db::sites::find(conn, &new.site_id)?
+            .filter(|s| viewer.is_site_desk(&s.id))
+            .ok_or_else(|| ApiError::field("site_id", "is not a site of yours"))?;
+        if let Some(tech) = &new.requested_technician_id {
+            if !db::tickets::is_site_technician(conn, tech, &site.id)? {
+                return Err(ApiError::field("requested_technician_id", "is not an active technician of this site"));
+            }
+        }
+        let tz = parse_timezone(&site.timezone).map_err(ApiError::internal)?;
+        let day = local_day(now, tz);
+        let n = db::tickets::next_number(conn, &site.id, &day)?;
+        let assigned = new.requested_technician_id.is_some();
+        let row = TicketRow {
+            id: db::new_id(),
+            site_id: site.id.clone(),
+            number: ticket_number(&site.code, &day, n),
+            area: new.area.as_str().to_owned(),
+            location: new.location,
+            category: new.category.as_str().to_owned(),
+            urgency: new.urgency.as_str().to_owned(),
+            paid: new.paid,
+            description: new.description,
+            reporter_name: new.reporter_name,
+            reporter_phone: new.reporter_phone,
+            appointment_at: new.appointment_at,
+            resident_supplies_parts: new.resident_supplies_parts,
+            channel: new.channel.as_str().to_owned(),
+            requested_technician_id: new.requested_technician_id.clone(),
+            status: if assigned { Status::Assigned } else { Status::Open }.as_str().to_owned(),
+            assignee_id: new.requested_technician_id.clone(),
+            created_by: viewer.caller.user_id.clone(),
+            created_at: now,
+            pooled_at: (!assigned).then_some(now),
+            claimed_at: assigned.then_some(now),
+            arrived_at: None,
+            completed_at: None,
+            closed_at: None,
+            cancelled_at: None,
+            cancel_reason: None,
+            last_activity_at: now,
+            version: 1,
+            rework_of: None,
+        };
+        db::tickets::insert(conn, &row)?;
+        let mut events = vec![NewEvent {
+            ticket_id: row.id.clone(),
+            site_id: row.site_id.clone(),
+            event_type: "created",
+            actor_id: Some(viewer.caller.user_id.clone()),
+            at: now,
+            from_status: None,
+            to_status: Some(Status::Open.as_str()),
+            data: json!({ "number": row.number, "area": row.area, "channel": row.channel }),
+        }];
+        if let Some(tech) = &row.assignee_id {
+            events.push(NewEvent {
+                event_type: "assigned",
+                from_status: Some(Status::Open.as_str()),
+                to_status: Some(Status::Assigned.as_str()),
+                data: json!({ "technician_id": tech, "reason": "requested at intake" }),
+                ..events[0].clone()
+            });
+        }
+        db::events::append(conn, events)?;
+        Ok(viewer.view(row, Vec::new()))
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct TicketQuery {
+    /// One status, or several separated by commas.
+    pub status: Option<String>,
+    pub site_id: Option<String>,
+    pub assignee_id: Option<String>,
+    /// Created at or after this time (RFC 3339).
+    pub created_after: Option<DateTime<Utc>>,
+    /// Created before this time (RFC 3339).
+    pub created_before: Option<DateTime<Utc>>,
+    /// 1 to 200, default 50.
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+fn encode_cursor(t: &TicketRow) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}|{}", t.created_at.and_utc().timestamp_micros(), t.id))
+}
+
+fn decode_cursor(raw: &str) -> Option<(NaiveDateTime, String)> {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
+    let (micros, id) = text.split_once('|')?;
+    let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?.naive_utc();
+    Some((at, id.to_owned()))
+}
+
+/// Tickets the caller may see, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tickets",
+    tag = "tickets",
+    security(("bearer" = [])),
+    params(TicketQuery),
+    responses((status = 200, body = TicketList), (status = 422, body = crate::error::Problem))
+)]
+pub async fn list_tickets(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<TicketQuery>,
+) -> ApiResult<HttpResponse> {
+    let q = query.into_inner();
+    let mut checks = super::Checks::default();
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        checks.fail("limit", "must be between 1 and 200");
+    }
+    let statuses: Vec<String> = q
+        .status
+        .as_deref()
+        .map(|s| s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect())
+        .unwrap_or_default();
+    for s in &statuses {
+        if Status::parse(s).is_none() {
+            checks.fail("status", format!("{s:?} is not one of {}", Status::names()));
+        }
+    }
+    let after = match q.cursor.as_deref() {
+        Some(c) => checks.take("cursor", decode_cursor(c).ok_or_else(|| "is not a cursor this server gave".into())),
+        None => None,
+    };
+    checks.finish()?;
+    let page = db::run(&state.pool, move |conn| {
+        let viewer = Viewer::load(conn, caller)?;
+        let mut filter = TicketFilter {
+            statuses,
+            sites: None,
+            assignee_id: q.assignee_id,
+            created_after: q.created_after.map(|t| t.naive_utc()),
+            created_before: q.created_before.map(|t| t.naive_utc()),
+            after,
+            limit: limit + 1,
+        };
+        match viewer.caller.role {
+            Role::Admin => filter.sites = q.site_id.map(|s| vec![s]),
+            Role::Dispatcher | Role::Supervisor => {
+                filter.sites =
+                    Some(viewer.sites.iter().filter(|s| q.site_id.as_ref().is_none_or(|f| f == *s)).cloned().collect());
+            }
+            Role::Technician => filter.assignee_id = Some(viewer.caller.user_id.clone()),
+        }
+        let mut rows = db::tickets::list(conn, &filter)?;
+        let next_cursor = (rows.len() as i64 > limit).then(|| {
+            rows.truncate(limit as usize);
+            rows.last().map(encode_cursor)
+        });
+        Ok(TicketList { items: viewer.views(conn, rows)?, next_cursor: next_cursor.flatten() })
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// One ticket.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tickets/{id}",
+    tag = "tickets",
+    security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = TicketView), (status = 404, body = crate::error::Problem))
+)]
+pub async fn get_ticket(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    let id = id.into_inner();
+    let view = db::run(&state.pool, move |conn| {
+        let viewer = Viewer::load(conn, caller)?;
+        let t = visible(conn, &viewer, &id)?;
+        viewer.view_one(conn, t)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// A ticket's history, oldest first. Events never change or disappear.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tickets/{id}/events",
+    tag = "tickets",
+    security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = TicketEventList), (status = 404, body = crate::error::Problem))
+)]
+pub async fn ticket_events(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = id.into_inner();
+    let rows = db::run(&state.pool, move |conn| {
+        let viewer = Viewer::load(conn, caller)?;
+        visible(conn, &viewer, &id)?;
+        Ok(db::events::for_ticket(conn, &id)?)
+    })
+    .await?;
+    let items = rows
+        .into_iter()
+        .map(|e| TicketEvent {
+            id: e.id,
+            seq: e.seq,
+            event_type: e.event_type,
+            actor_id: e.actor_id,
+            at: e.at.and_utc(),
+            from_status: e.from_status,
+            to_status: e.to_status,
+            data: serde_json::from_str(&e.data).unwrap_or(Value::Null),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(TicketEventList { items }))
+}
+
+/// Grab a ticket from the pool (抢单). Of any number of technicians racing, exactly one wins.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tickets/{id}/claim",
+    tag = "tickets",
+    security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, body = TicketView),
+        (status = 404, body = crate::error::Problem),
+        (status = 409, description = "`already_claimed`, `not_claimable` or `too_many_active`", body = crate::error::Problem),
+    )
+)]
+pub async fn claim_ticket(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    caller.require(&[Role::Technician])?;
+    let id = id.into_inner();
+    let cap = state.settings.max_active_tickets;
+    let view = db::transaction(&state.pool, move |conn| {
+        let viewer = Viewer::load(conn, caller)?;
+        let me = viewer.caller.user_id.clone();
+        let t = db::tickets::find(conn, &id)?
+            .filter(|t| viewer.sites.contains(&t.site_id))
+            .ok_or_else(|| ApiError::not_found("ticket"))?;
+        if viewer.holds(&t) && t.status == Status::Assigned.as_str() {
+            // a retry of a claim whose answer was lost: it is already yours
+            return viewer.view_one(conn, t);
+        }
+        if !viewer.in_reach(&t) {
+            return Err(ApiError::new(ErrorCode::NotClaimable, "this ticket is not in one of your trades"));
+        }
+        if t.status != Status::Open.as_str() {
+            return Err(claim_refusal(&t));
+        }
+        db::tickets::lock_technician(conn, &me)?;
+        if db::tickets::active_count(conn, &me)? >= cap {
+            return Err(ApiError::new(
+                ErrorCode::TooManyActive,
+                format!("you hold {cap} active tickets; finish or release one first"),
+            ));
+        }
+        let now = db::now();
+        if !db::tickets::claim(conn, &id, &me, now)? {
+            let current = db::tickets::find(conn, &id)?.ok_or_else(|| ApiError::not_found("ticket"))?;
+            return Err(claim_refusal(&current));
+        }
+        db::escalations::resolve_for_ticket(conn, &id, now)?;
+        db::events::append(
+            conn,
+            vec![NewEvent {
+                ticket_id: t.id.clone(),
+                site_id: t.site_id.clone(),
+                event_type: "claimed",
+                actor_id: Some(me.clone()),
+                at: now,
+                from_status: Some(Status::Open.as_str()),
+                to_status: Some(Status::Assigned.as_str()),
+                data: json!({ "technician_id": me }),
+            }],
+        )?;
+        let t = db::tickets::find(conn, &id)?.ok_or_else(|| ApiError::not_found("ticket"))?;
+        viewer.view_one(conn, t)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+fn claim_refusal(t: &TicketRow) -> ApiError {
+    if t.assignee_id.is_some() && Status::parse(&t.status).is_some_and(|s| Status::ACTIVE.contains(&s)) {
+        ApiError::new(ErrorCode::AlreadyClaimed, "another technician claimed this ticket first")
+    } else {
+        ApiError::new(ErrorCode::NotClaimable, format!("the ticket is {}, not open", t.status))
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ReasonBody {
+    pub reason: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct AssignBody {
+    pub technician_id: String,
+    pub reason: Option<String>,
+}
+
+fn reason(raw: &str) -> Result<String, ApiError> {
+    let r = raw.trim();
+    if r.is_empty() || r.chars().count() > 500 {
+        return Err(ApiError::field("reason", "must be 1 to 500 characters"));
+    }
+    Ok(r.to_owned())
+}
+
+/// Put an assigned ticket back into the pool, with a reason: the technician holding it, or the desk.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tickets/{id}/release",
+    tag = "tickets",
+    security(("bearer" = [])),
+    params(("id" = String, Path)),
+    request_body = ReasonBody,
+    responses(
+        (status = 200, body = TicketView),
+        (status = 404, body = crate::error::Problem),
+        (status = 409, description = "`invalid_transition`", body = crate::error::Problem),
+    )
+)]
+pub async fn release_ticket(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: JsonBody<ReasonBody>,
+) -> ApiResult<HttpResponse> {
+    let reason = reason(&body.0.reason)?;
+    let id = id.into_inner();
+    let view = db::transaction(&state.pool, move |conn| {
+        let viewer = Viewer::load(conn, caller)?;
+        let t = visible(conn, &viewer, &id)?;
+        if viewer.caller.role == Role::Technician && !viewer.holds(&t) {
+            return Err(ApiError::forbidden("only the technician holding a ticket can release it"));
+        }
+        if t.status != Status::Assigned.as_str() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidTransition,
+                format!("only an assigned ticket goes back to the pool; this one is {}", t.status),
+            ));
+        }
+        let now = db::now();
+        let changes = TicketChanges {
+            assignee_id: Some(None),
+            claimed_at: Some(None),
+            pooled_at: Some(Some(now)),
+            ..Default::default()
+        };
+        let data = json!({ "reason": reason, "previous_assignee_id": t.assignee_id });
+        let t = transition(conn, &t, &viewer.caller.user_id, "released", Status::Open, changes, data, now)?;
+        viewer.view_one(conn, t)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Assign or reassign a ticket to a technician of its site. Dispatchers, supervisors, admins.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tickets/{id}/assign",
+    tag = "tickets",
+    security(("bearer" = [])),
+    params(("id" = String, Path)),
+    request_body = AssignBody,
+    responses(
+        (status = 200, body = TicketView),
+        (status = 403, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem),
+        (status = 409, description = "`invalid_transition`", body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem),
+    )
+)]
+pub async fn assign_ticket(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: JsonBody<AssignBody>,
+) -> ApiResult<HttpResponse> {
+    caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
+    let AssignBody { technician_id, reason } = body.0;
+    let reason = reason.as_deref().map(self::reason).transpose()?;
+    let id = id.into_inner();
+    let view = db::transaction(&state.pool, move |conn| {
+        let viewer = Viewer::load(conn, caller)?;
+        let t = visible(conn, &viewer, &id)?;
+        if !db::tickets::is_site_technician(conn, &technician_id, &t.site_id)? {
+            return Err(ApiError::field("technician_id", "is not an active technician of this ticket's site"));
+        }
+        let status = Status::parse(&t.status);
+        if !status.is_some_and(Status::can_assign) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidTransition,
+                format!("a ticket that is {} cannot be assigned", t.status),
+            ));
+        }
+        if t.assignee_id.as_deref() == Some(technician_id.as_str()) && status == Some(Status::Assigned) {
+            return viewer.view_one(conn, t);
+        }
+        let now = db::now();
+        let previous = t.assignee_id.clone();
+        let event = if previous.is_some() { "reassigned" } else { "assigned" };
+        let changes = TicketChanges {
+            assignee_id: Some(Some(technician_id.clone())),
+            claimed_at: Some(Some(now)),
+            pooled_at: Some(None),
+            ..Default::default()
+        };
+        let data = json!({ "technician_id": technician_id, "previous_assignee_id": previous, "reason": reason });
+        let t = transition(conn, &t, &viewer.caller.user_id, event, Status::Assigned, changes, data, now)?;
+        viewer.view_one(conn, t)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Void a ticket before it is completed. It keeps its number and stays listed.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tickets/{id}/cancel",
+    tag = "tickets",
+    security(("bearer" = [])),
+    params(("id" = String, Path)),
+    request_body = ReasonBody,
+    responses(
+        (status = 200, body = TicketView),
+        (status = 403, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem),
+        (status = 409, description = "`invalid_transition`", body = crate::error::Problem),
+    )
+)]
+pub async fn cancel_ticket(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: JsonBody<ReasonBody>,
+) -> ApiResult<HttpResponse> {
+    caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
+    let reason = reason(&body.0.reason)?;
+    let id = id.into_inner();
+    let view = db::transaction(&state.pool, move |conn| {
+        let viewer = Viewer::load(conn, caller)?;
+        let t = visible(conn, &viewer, &id)?;
+        if !Status::parse(&t.status).is_some_and(Status::can_cancel) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidTransition,
+                format!("a ticket that is {} cannot be cancelled", t.status),
+            ));
+        }
+        let now = db::now();
+        let changes = TicketChanges {
+            cancelled_at: Some(Some(now)),
+            cancel_reason: Some(Some(reason.clone())),
+            pooled_at: Some(None),
+            ..Default::default()
+        };
+        let data = json!({ "reason": reason, "previous_assignee_id": t.assignee_id });
+        let t = transition(conn, &t, &viewer.caller.user_id, "cancelled", Status::Cancelled, changes, data, now)?;
+        viewer.view_one(conn, t)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
