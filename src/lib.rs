@@ -9,5 +9,6 @@ pub mod idempotency;
 pub mod jobs;
 pub mod openapi;
 pub mod routes;
+pub mod sms;
 pub mod startup;
 pub mod telemetry;
