@@ -5,7 +5,10 @@ use std::net::IpAddr;
 use chrono::Duration;
 
 use crate::db::DatabaseUrl;
+use crate::domain::messages::Templates;
 use crate::domain::ticket::Clock;
+use crate::jobs::outbox::Delivery;
+use crate::notify::SmsPolicy;
 
 /// A value that prints as `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
@@ -43,6 +46,10 @@ pub struct Settings {
     /// Tickets a technician may hold at once (assigned, on site, on hold).
     pub max_active_tickets: i64,
     pub sse_heartbeat_secs: u64,
+    /// Caps against SMS pumping, and the message texts.
+    pub sms_policy: SmsPolicy,
+    /// How the outbox retries and when it gives up.
+    pub sms_delivery: Delivery,
     /// HTTP worker threads; defaults to the number of cores.
     pub workers: usize,
     pub log_json: bool,
@@ -101,7 +108,24 @@ impl Settings {
             emergency_arrival: Duration::minutes(positive("REPAIRDESK_EMERGENCY_ARRIVAL_MINUTES", 10)?),
             stalled_after: Duration::seconds(positive("REPAIRDESK_STALLED_SECS", 2 * 3600)?),
         };
+        let defaults = Templates::default();
+        let sms_policy = SmsPolicy {
+            per_phone_daily: positive("REPAIRDESK_SMS_DAILY_PER_PHONE", 10)?,
+            daily_budget: positive("REPAIRDESK_SMS_DAILY_BUDGET", 5000)?,
+            templates: Templates {
+                arrival_code: get("REPAIRDESK_SMS_TEMPLATE_ARRIVAL_CODE").unwrap_or(defaults.arrival_code),
+                quote_code: get("REPAIRDESK_SMS_TEMPLATE_QUOTE_CODE").unwrap_or(defaults.quote_code),
+            },
+        };
+        let sms_delivery = Delivery {
+            every: std::time::Duration::from_millis(positive("REPAIRDESK_OUTBOX_INTERVAL_MS", 1000)? as u64),
+            retry_base: std::time::Duration::from_millis(positive("REPAIRDESK_SMS_RETRY_BASE_MS", 5000)? as u64),
+            give_up_after: Duration::seconds(positive("REPAIRDESK_SMS_GIVE_UP_SECS", 24 * 3600)?),
+            ..Delivery::default()
+        };
         Ok(Self {
+            sms_policy,
+            sms_delivery,
             clock,
             scan_interval_secs: positive("REPAIRDESK_SCAN_INTERVAL_SECS", 10)? as u64,
             max_active_tickets: positive("REPAIRDESK_MAX_ACTIVE_TICKETS", 5)?,

@@ -30,6 +30,11 @@ pub enum ErrorCode {
     TicketChanged,
     IdempotencyKeyReused,
     IdempotencyKeyInUse,
+    InvalidCode,
+    CodeLocked,
+    SmsRateLimited,
+    QuoteRequired,
+    VersionConflict,
     DatabaseUnavailable,
     Internal,
 }
@@ -58,6 +63,11 @@ impl ErrorCode {
             Self::TicketChanged => "ticket_changed",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::IdempotencyKeyInUse => "idempotency_key_in_use",
+            Self::InvalidCode => "invalid_code",
+            Self::CodeLocked => "code_locked",
+            Self::SmsRateLimited => "sms_rate_limited",
+            Self::QuoteRequired => "quote_required",
+            Self::VersionConflict => "version_conflict",
             Self::DatabaseUnavailable => "database_unavailable",
             Self::Internal => "internal_error",
         }
@@ -65,7 +75,11 @@ impl ErrorCode {
 
     pub fn status(self) -> StatusCode {
         match self {
-            Self::ValidationFailed | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::ValidationFailed | Self::IdempotencyKeyReused | Self::InvalidCode => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Self::CodeLocked => StatusCode::LOCKED,
+            Self::SmsRateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::MalformedJson => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -83,6 +97,8 @@ impl ErrorCode {
             | Self::TooManyActive
             | Self::InvalidTransition
             | Self::TicketChanged
+            | Self::QuoteRequired
+            | Self::VersionConflict
             | Self::IdempotencyKeyInUse => StatusCode::CONFLICT,
             Self::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -112,6 +128,11 @@ impl ErrorCode {
             Self::TicketChanged => "The ticket changed meanwhile",
             Self::IdempotencyKeyReused => "The Idempotency-Key was used for another request",
             Self::IdempotencyKeyInUse => "A request with this Idempotency-Key is in progress",
+            Self::InvalidCode => "The code is wrong",
+            Self::CodeLocked => "Too many wrong codes",
+            Self::SmsRateLimited => "Too many messages",
+            Self::QuoteRequired => "The quote must be accepted first",
+            Self::VersionConflict => "Changed by someone else meanwhile",
             Self::DatabaseUnavailable => "The database is unavailable",
             Self::Internal => "Internal error",
         }

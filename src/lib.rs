@@ -7,6 +7,7 @@ pub mod domain;
 pub mod error;
 pub mod idempotency;
 pub mod jobs;
+pub mod notify;
 pub mod openapi;
 pub mod routes;
 pub mod sms;

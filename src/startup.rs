@@ -27,6 +27,8 @@ pub struct AppState {
     pub keys: JwtKeys,
     pub hasher: Hasher,
     pub feed: Feed,
+    /// Keys the hashes of residents' codes.
+    pub code_key: Vec<u8>,
     pub settings: Settings,
 }
 
@@ -55,6 +57,14 @@ impl Application {
                 .await??
             }
         };
+        let code_key = {
+            let pool = pool.clone();
+            tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+                let mut conn = pool.get()?;
+                Ok(db::settings::get_or_insert(&mut conn, "resident_code_key", &generate_secret())?)
+            })
+            .await??
+        };
         ensure_admin(&pool, &settings).await?;
 
         let listener = TcpListener::bind(&settings.addr).with_context(|| format!("binding {}", settings.addr))?;
@@ -70,6 +80,7 @@ impl Application {
             keys: JwtKeys::new(secret.as_bytes()),
             hasher: Hasher::default(),
             feed,
+            code_key: code_key.into_bytes(),
             settings,
         });
         let server = HttpServer::new(move || {

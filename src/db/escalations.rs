@@ -71,3 +71,47 @@ pub fn list(conn: &mut DbConn, sites: Option<&[String]>, open_only: bool) -> Que
     }
     query.load(conn)
 }
+
+/// Records an escalation of `kind` for `ticket`, once per `occurrence` (what distinguishes this
+/// time from the last, e.g. when the condition began), with its event on the ticket. True when
+/// this call recorded it. Runs inside the caller's transaction.
+pub fn record(
+    conn: &mut DbConn,
+    ticket: &super::tickets::TicketRow,
+    kind: &str,
+    occurrence: &str,
+    data: serde_json::Value,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let row = EscalationRow {
+        id: super::new_id(),
+        ticket_id: ticket.id.clone(),
+        site_id: ticket.site_id.clone(),
+        kind: kind.to_owned(),
+        dedupe_key: format!("{}:{kind}:{occurrence}", ticket.id),
+        created_at: now,
+        resolved_at: None,
+    };
+    if !insert_if_new(conn, &row)? {
+        return Ok(false);
+    }
+    let mut data = data;
+    if let Some(map) = data.as_object_mut() {
+        map.insert("escalation_id".into(), row.id.clone().into());
+        map.insert("kind".into(), kind.into());
+    }
+    super::events::append(
+        conn,
+        vec![super::events::NewEvent {
+            ticket_id: ticket.id.clone(),
+            site_id: ticket.site_id.clone(),
+            event_type: "escalated",
+            actor_id: None,
+            at: now,
+            from_status: None,
+            to_status: None,
+            data,
+        }],
+    )?;
+    Ok(true)
+}

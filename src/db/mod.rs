@@ -14,9 +14,13 @@ macro_rules! on_engine {
     };
 }
 
+pub mod codes;
 pub mod escalations;
 pub mod events;
 pub mod idempotency;
+pub mod materials;
+pub mod outbox;
+pub mod quotes;
 pub mod schema;
 pub mod settings;
 pub mod sites;

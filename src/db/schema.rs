@@ -112,6 +112,20 @@ diesel::table! {
         last_activity_at -> Timestamp,
         version -> BigInt,
         rework_of -> Nullable<Text>,
+        arrival_device_time -> Nullable<Timestamp>,
+        arrival_on_time -> Nullable<Bool>,
+        arrival_verified_via -> Nullable<Text>,
+        arrival_lat -> Nullable<Double>,
+        arrival_lng -> Nullable<Double>,
+        phone_verified_at -> Nullable<Timestamp>,
+        phone_verified_by -> Nullable<Text>,
+        hold_reason -> Nullable<Text>,
+        hold_note -> Nullable<Text>,
+        resume_at -> Nullable<Timestamp>,
+        result -> Nullable<Text>,
+        resident_rating -> Nullable<BigInt>,
+        fee_collected_cents -> Nullable<BigInt>,
+        signature_png -> Nullable<Binary>,
     }
 }
 
@@ -169,6 +183,101 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    resident_codes (ticket_id, purpose) {
+        ticket_id -> Text,
+        purpose -> Text,
+        code_hash -> Text,
+        failed_attempts -> BigInt,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sms_outbox (id) {
+        id -> Text,
+        ticket_id -> Nullable<Text>,
+        to_phone -> Text,
+        template -> Text,
+        params -> Text,
+        body -> Text,
+        status -> Text,
+        attempts -> BigInt,
+        next_attempt_at -> Timestamp,
+        lease_token -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        provider -> Nullable<Text>,
+        provider_message_id -> Nullable<Text>,
+        provider_status -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        sent_at -> Nullable<Timestamp>,
+        failed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    material_catalogue (id) {
+        id -> Text,
+        site_id -> Text,
+        name -> Text,
+        spec -> Nullable<Text>,
+        model -> Nullable<Text>,
+        unit -> Text,
+        default_price_cents -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    material_lines (id) {
+        id -> Text,
+        ticket_id -> Text,
+        catalogue_item_id -> Nullable<Text>,
+        name -> Text,
+        spec -> Nullable<Text>,
+        model -> Nullable<Text>,
+        quantity -> Text,
+        quantity_milli -> BigInt,
+        unit -> Text,
+        unit_price_cents -> BigInt,
+        supplied_by -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        deleted_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    quotes (ticket_id) {
+        ticket_id -> Text,
+        amount_cents -> BigInt,
+        note -> Nullable<Text>,
+        status -> Text,
+        proposed_by -> Text,
+        proposed_at -> Timestamp,
+        decided_at -> Nullable<Timestamp>,
+        decided_by -> Nullable<Text>,
+        decided_via -> Nullable<Text>,
+        decision_note -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    callbacks (id) {
+        id -> Text,
+        ticket_id -> Text,
+        made_by -> Text,
+        made_at -> Timestamp,
+        reached -> Bool,
+        satisfaction -> Nullable<BigInt>,
+        comment -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(tickets -> sites (site_id));
 diesel::joinable!(ticket_events -> tickets (ticket_id));
 diesel::joinable!(escalations -> tickets (ticket_id));
@@ -183,6 +292,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     ticket_events,
     escalations,
     idempotency_keys,
+    resident_codes,
+    sms_outbox,
+    material_catalogue,
+    material_lines,
+    quotes,
+    callbacks,
     sites,
     users,
     user_sites,

@@ -39,6 +39,19 @@ pub struct TicketRow {
     pub last_activity_at: NaiveDateTime,
     pub version: i64,
     pub rework_of: Option<String>,
+    pub arrival_device_time: Option<NaiveDateTime>,
+    pub arrival_on_time: Option<bool>,
+    pub arrival_verified_via: Option<String>,
+    pub arrival_lat: Option<f64>,
+    pub arrival_lng: Option<f64>,
+    pub phone_verified_at: Option<NaiveDateTime>,
+    pub phone_verified_by: Option<String>,
+    pub hold_reason: Option<String>,
+    pub hold_note: Option<String>,
+    pub resume_at: Option<NaiveDateTime>,
+    pub result: Option<String>,
+    pub resident_rating: Option<i64>,
+    pub fee_collected_cents: Option<i64>,
 }
 
 /// The columns a state change may set; `None` leaves a column alone.
@@ -52,6 +65,24 @@ pub struct TicketChanges {
     pub cancelled_at: Option<Option<NaiveDateTime>>,
     pub cancel_reason: Option<Option<String>>,
     pub last_activity_at: Option<NaiveDateTime>,
+    pub arrived_at: Option<Option<NaiveDateTime>>,
+    pub arrival_device_time: Option<Option<NaiveDateTime>>,
+    pub arrival_on_time: Option<Option<bool>>,
+    pub arrival_verified_via: Option<Option<String>>,
+    pub arrival_lat: Option<Option<f64>>,
+    pub arrival_lng: Option<Option<f64>>,
+    pub phone_verified_at: Option<Option<NaiveDateTime>>,
+    pub phone_verified_by: Option<Option<String>>,
+    pub hold_reason: Option<Option<String>>,
+    pub hold_note: Option<Option<String>>,
+    pub resume_at: Option<Option<NaiveDateTime>>,
+    pub result: Option<Option<String>>,
+    pub resident_rating: Option<Option<i64>>,
+    pub fee_collected_cents: Option<Option<i64>>,
+    pub signature_png: Option<Option<Vec<u8>>>,
+    pub completed_at: Option<Option<NaiveDateTime>>,
+    pub closed_at: Option<Option<NaiveDateTime>>,
+    pub rework_of: Option<Option<String>>,
 }
 
 /// The next number of `site_id` on `day`. The counter row stays locked until the creating
@@ -224,4 +255,42 @@ pub fn is_site_technician(conn: &mut DbConn, user_id: &str, site_id: &str) -> Qu
 
 pub fn trades_of(conn: &mut DbConn, user_id: &str) -> QueryResult<Vec<String>> {
     user_trades::table.filter(user_trades::user_id.eq(user_id)).select(user_trades::trade).load(conn)
+}
+
+/// The latest in-home ticket at the same place for the same trade completed since `since`: the
+/// one a new completion is rework (返修) of.
+pub fn rework_candidate(
+    conn: &mut DbConn,
+    t: &TicketRow,
+    since: NaiveDateTime,
+) -> QueryResult<Option<String>> {
+    tickets::table
+        .filter(tickets::site_id.eq(&t.site_id))
+        .filter(tickets::category.eq(&t.category))
+        .filter(tickets::location.eq(&t.location))
+        .filter(tickets::area.eq("in_home"))
+        .filter(tickets::id.ne(&t.id))
+        .filter(tickets::completed_at.ge(since))
+        .order(tickets::completed_at.desc())
+        .select(tickets::id)
+        .first(conn)
+        .optional()
+}
+
+/// Completed tickets of `sites` with no callback that reached the resident, oldest first.
+pub fn callbacks_due(conn: &mut DbConn, sites: Option<&[String]>, limit: i64) -> QueryResult<Vec<TicketRow>> {
+    let mut query = tickets::table
+        .filter(tickets::status.eq(Status::Completed.as_str()))
+        .order((tickets::completed_at.asc(), tickets::id.asc()))
+        .limit(limit)
+        .select(TicketRow::as_select())
+        .into_boxed();
+    if let Some(sites) = sites {
+        query = query.filter(tickets::site_id.eq_any(sites.to_vec()));
+    }
+    query.load(conn)
+}
+
+pub fn signature(conn: &mut DbConn, id: &str) -> QueryResult<Option<Vec<u8>>> {
+    tickets::table.find(id).select(tickets::signature_png).first::<Option<Vec<u8>>>(conn).optional().map(Option::flatten)
 }

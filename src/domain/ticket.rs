@@ -40,6 +40,7 @@ string_enum!(
 string_enum!(Urgency { Normal => "normal", Emergency => "emergency" });
 string_enum!(Channel { Phone => "phone", App => "app", Wechat => "wechat", WalkIn => "walk_in", Patrol => "patrol" });
 string_enum!(
+    /// `declined`: a paid job whose quote the resident turned down.
     Status {
         Open => "open",
         Assigned => "assigned",
@@ -49,6 +50,15 @@ string_enum!(
         Completed => "completed",
         Closed => "closed",
         Cancelled => "cancelled",
+        Declined => "declined",
+    }
+);
+string_enum!(
+    HoldReason {
+        AwaitingParts => "awaiting_parts",
+        NeedsAssessment => "needs_assessment",
+        ResidentAbsent => "resident_absent",
+        Other => "other",
     }
 );
 string_enum!(
@@ -65,7 +75,7 @@ impl Status {
     pub const ACTIVE: [Status; 3] = [Status::Assigned, Status::OnSite, Status::OnHold];
 
     pub fn can_cancel(self) -> bool {
-        !matches!(self, Status::Completed | Status::Closed | Status::Cancelled)
+        !matches!(self, Status::Completed | Status::Closed | Status::Cancelled | Status::Declined)
     }
 
     /// The desk may hand the ticket (again) to a technician before anyone has arrived, or while

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use serde_json::json;
 
-use crate::db::{self, escalations::EscalationRow, events::NewEvent, tickets::TicketRow, DbConn, Pool};
+use crate::db::{self, tickets::TicketRow, DbConn, Pool};
 use crate::domain::ticket::{Clock, EscalationKind, Status, Urgency};
 use crate::error::ApiError;
 
@@ -65,13 +65,15 @@ pub fn scan(conn: &mut DbConn, clock: &Clock, now: NaiveDateTime) -> Result<usiz
     Ok(recorded)
 }
 
-/// Silence counts from the last activity, but not before an appointment: a job booked for the
-/// afternoon is not stalled in the morning.
+/// Silence counts from the last activity, but not before an appointment (a job booked for the
+/// afternoon is not stalled in the morning) nor before a hold's resume time.
 fn stalled_clock_start(t: &TicketRow) -> NaiveDateTime {
-    match t.appointment_at {
-        Some(at) if t.status == Status::Assigned.as_str() => t.last_activity_at.max(at),
-        _ => t.last_activity_at,
-    }
+    let waits_for = match Status::parse(&t.status) {
+        Some(Status::Assigned) => t.appointment_at,
+        Some(Status::OnHold) => t.resume_at,
+        _ => None,
+    };
+    waits_for.map_or(t.last_activity_at, |at| t.last_activity_at.max(at))
 }
 
 /// Re-reads the ticket inside the transaction and records the escalation if `due` still names the
@@ -86,31 +88,8 @@ fn escalate(
     db::write_transaction(conn, |conn| {
         let Some(t) = db::tickets::find(conn, ticket_id)? else { return Ok(0) };
         let Some(since) = due(&t) else { return Ok(0) };
-        let row = EscalationRow {
-            id: db::new_id(),
-            ticket_id: t.id.clone(),
-            site_id: t.site_id.clone(),
-            kind: kind.as_str().to_owned(),
-            dedupe_key: format!("{}:{}:{}", t.id, kind.as_str(), since.and_utc().timestamp_micros()),
-            created_at: now,
-            resolved_at: None,
-        };
-        if !db::escalations::insert_if_new(conn, &row)? {
-            return Ok(0);
-        }
-        db::events::append(
-            conn,
-            vec![NewEvent {
-                ticket_id: t.id,
-                site_id: t.site_id,
-                event_type: "escalated",
-                actor_id: None,
-                at: now,
-                from_status: None,
-                to_status: None,
-                data: json!({ "escalation_id": row.id, "kind": kind.as_str(), "since": since.and_utc() }),
-            }],
-        )?;
-        Ok(1)
+        let occurrence = since.and_utc().timestamp_micros().to_string();
+        let data = json!({ "since": since.and_utc() });
+        Ok(usize::from(db::escalations::record(conn, &t, kind.as_str(), &occurrence, data, now)?))
     })
 }

@@ -2,6 +2,7 @@
 
 pub mod clock;
 pub mod feed;
+pub mod outbox;
 
 /// Tells background jobs the server has stopped.
 pub type Stopping = tokio::sync::watch::Receiver<bool>;

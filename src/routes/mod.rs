@@ -1,8 +1,10 @@
 //! HTTP handlers, one file per resource. Handlers parse, authorise, call domain and db, answer.
 
 pub mod auth;
+pub mod catalogue;
 pub mod escalations;
 pub mod health;
+pub mod onsite;
 pub mod pool;
 pub mod sites;
 pub mod tickets;
@@ -30,6 +32,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(tickets::configure)
             .configure(pool::configure)
             .configure(escalations::configure)
+            .configure(onsite::configure)
+            .configure(catalogue::configure)
             .service(web::resource("/openapi.json").route(web::get().to(health::openapi_json))),
     )
     .configure(health::configure);

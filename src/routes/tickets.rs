@@ -14,7 +14,10 @@ use crate::db::{
 };
 use crate::domain::phone::mask_phone;
 use crate::domain::site::parse_timezone;
-use crate::domain::ticket::{local_day, ticket_number, Status, TicketForm};
+use crate::domain::code::Purpose;
+use crate::domain::messages;
+use crate::domain::ticket::{local_day, ticket_number, Area, Status, TicketForm};
+use crate::notify;
 use crate::domain::user::Role;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::startup::AppState;
@@ -83,14 +86,146 @@ pub struct TicketView {
     pub closed_at: Option<DateTime<Utc>>,
     pub cancelled_at: Option<DateTime<Utc>>,
     pub cancel_reason: Option<String>,
-    /// Bumped by every change.
+    /// Bumped by every change; send it back to refuse lost updates.
     pub version: i64,
-    #[schema(value_type = Vec<Object>)]
-    pub materials: Vec<Value>,
-    #[schema(value_type = Option<Object>)]
-    pub quote: Option<Value>,
+    pub materials: Vec<MaterialLineView>,
+    pub quote: Option<QuoteView>,
+    pub totals: Totals,
     pub escalations: Vec<EscalationView>,
+    /// The earlier ticket this one is rework (返修) of.
     pub rework_of: Option<String>,
+    /// Whether the arrival was within the clock's limit (device time when plausible).
+    pub arrival_on_time: Option<bool>,
+    pub arrival_device_time: Option<DateTime<Utc>>,
+    /// `code`, `phone` (the desk verified by calling) or `not_required` (public area).
+    pub arrival_verified_via: Option<String>,
+    pub phone_verified_at: Option<DateTime<Utc>>,
+    /// `awaiting_parts | needs_assessment | resident_absent | other`
+    pub hold_reason: Option<String>,
+    pub hold_note: Option<String>,
+    pub resume_at: Option<DateTime<Utc>>,
+    pub result: Option<String>,
+    pub resident_rating: Option<i64>,
+    pub fee_collected_cents: Option<i64>,
+    pub sms: Vec<SmsView>,
+    pub callbacks: Vec<CallbackView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MaterialLineView {
+    pub id: String,
+    pub catalogue_item_id: Option<String>,
+    pub name: String,
+    pub spec: Option<String>,
+    pub model: Option<String>,
+    /// A decimal string such as `"1.5"`.
+    pub quantity: String,
+    pub unit: String,
+    pub unit_price_cents: i64,
+    /// `company` or `resident` (材料为业主提供: never billed).
+    pub supplied_by: String,
+    pub total_cents: i64,
+    pub billable: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QuoteView {
+    pub amount_cents: i64,
+    pub note: Option<String>,
+    /// `pending | accepted | declined`
+    pub status: String,
+    pub proposed_by: String,
+    pub proposed_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+    /// `code` (the resident's SMS code) or `phone` (the desk recorded consent by phone).
+    pub decided_via: Option<String>,
+    pub decision_note: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct Totals {
+    /// Company-supplied materials.
+    pub materials_cents: i64,
+    /// Resident-supplied materials at their stated price: shown, never billed.
+    pub resident_supplied_cents: i64,
+    /// The accepted quote of a paid job.
+    pub labour_cents: i64,
+    pub billable_cents: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SmsView {
+    pub id: String,
+    pub template: String,
+    /// `pending | sending | sent | failed`
+    pub status: String,
+    pub attempts: i64,
+    pub provider: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub provider_status: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub failed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallbackView {
+    pub id: String,
+    pub made_by: String,
+    pub made_at: DateTime<Utc>,
+    pub reached: bool,
+    pub satisfaction: Option<i64>,
+    pub comment: Option<String>,
+}
+
+/// What a ticket view shows beside the ticket row, read in one query per kind for many tickets.
+#[derive(Default)]
+pub struct Extras {
+    escalations: Vec<EscalationRow>,
+    lines: Vec<db::materials::LineRow>,
+    quotes: Vec<db::quotes::QuoteRow>,
+    sms: Vec<db::outbox::OutboxRow>,
+    callbacks: Vec<db::quotes::CallbackRow>,
+}
+
+impl Extras {
+    pub fn load(conn: &mut DbConn, ids: &[String]) -> Result<Self, ApiError> {
+        Ok(Self {
+            escalations: db::escalations::for_tickets(conn, ids)?,
+            lines: db::materials::lines_of(conn, ids)?,
+            quotes: db::quotes::of(conn, ids)?,
+            sms: ids.iter().map(|id| db::outbox::for_ticket(conn, id)).collect::<Result<Vec<_>, _>>()?.concat(),
+            callbacks: db::quotes::callbacks_of(conn, ids)?,
+        })
+    }
+
+    fn take<T>(items: &mut Vec<T>, mut of: impl FnMut(&T) -> bool) -> Vec<T> {
+        let (mine, rest) = std::mem::take(items).into_iter().partition(|x| of(x));
+        *items = rest;
+        mine
+    }
+}
+
+pub fn line_view(l: db::materials::LineRow) -> MaterialLineView {
+    let billable = l.supplied_by == "company";
+    MaterialLineView {
+        total_cents: crate::domain::material::line_total_cents(l.quantity_milli, l.unit_price_cents),
+        billable,
+        id: l.id,
+        catalogue_item_id: l.catalogue_item_id,
+        name: l.name,
+        spec: l.spec,
+        model: l.model,
+        quantity: l.quantity,
+        unit: l.unit,
+        unit_price_cents: l.unit_price_cents,
+        supplied_by: l.supplied_by,
+        created_at: l.created_at.and_utc(),
+        updated_at: l.updated_at.and_utc(),
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -160,8 +295,50 @@ impl Viewer {
         self.caller.is_admin() || (self.caller.role.is_desk() && self.sites.iter().any(|s| s == site_id))
     }
 
-    pub fn view(&self, t: TicketRow, escalations: Vec<EscalationRow>) -> TicketView {
+    pub fn view(&self, t: TicketRow, extras: &mut Extras) -> TicketView {
         let masked = self.caller.role == Role::Technician && !self.holds(&t);
+        let id = t.id.clone();
+        let escalations = Extras::take(&mut extras.escalations, |e| e.ticket_id == id);
+        let materials: Vec<MaterialLineView> =
+            Extras::take(&mut extras.lines, |l| l.ticket_id == id).into_iter().map(line_view).collect();
+        let quote = Extras::take(&mut extras.quotes, |q| q.ticket_id == id).pop();
+        let mut totals = Totals::default();
+        for line in &materials {
+            if line.billable {
+                totals.materials_cents += line.total_cents;
+            } else {
+                totals.resident_supplied_cents += line.total_cents;
+            }
+        }
+        totals.labour_cents = quote.as_ref().filter(|q| q.status == "accepted").map_or(0, |q| q.amount_cents);
+        totals.billable_cents = totals.materials_cents + totals.labour_cents;
+        let sms = Extras::take(&mut extras.sms, |m| m.ticket_id.as_deref() == Some(id.as_str()))
+            .into_iter()
+            .map(|m| SmsView {
+                id: m.id,
+                template: m.template,
+                status: m.status,
+                attempts: m.attempts,
+                provider: m.provider,
+                provider_message_id: m.provider_message_id,
+                provider_status: m.provider_status,
+                last_error: m.last_error,
+                created_at: m.created_at.and_utc(),
+                sent_at: utc(m.sent_at),
+                failed_at: utc(m.failed_at),
+            })
+            .collect();
+        let callbacks = Extras::take(&mut extras.callbacks, |c| c.ticket_id == id)
+            .into_iter()
+            .map(|c| CallbackView {
+                id: c.id,
+                made_by: c.made_by,
+                made_at: c.made_at.and_utc(),
+                reached: c.reached,
+                satisfaction: c.satisfaction,
+                comment: c.comment,
+            })
+            .collect();
         TicketView {
             reporter_phone: t.reporter_phone.map(|p| if masked { mask_phone(&p) } else { p }),
             id: t.id,
@@ -189,30 +366,45 @@ impl Viewer {
             cancelled_at: utc(t.cancelled_at),
             cancel_reason: t.cancel_reason,
             version: t.version,
-            materials: Vec::new(),
-            quote: None,
+            materials,
+            quote: quote.map(|q| QuoteView {
+                amount_cents: q.amount_cents,
+                note: q.note,
+                status: q.status,
+                proposed_by: q.proposed_by,
+                proposed_at: q.proposed_at.and_utc(),
+                decided_at: utc(q.decided_at),
+                decided_via: q.decided_via,
+                decision_note: q.decision_note,
+            }),
+            totals,
             escalations: escalations.into_iter().map(Into::into).collect(),
             rework_of: t.rework_of,
+            arrival_on_time: t.arrival_on_time,
+            arrival_device_time: utc(t.arrival_device_time),
+            arrival_verified_via: t.arrival_verified_via,
+            phone_verified_at: utc(t.phone_verified_at),
+            hold_reason: t.hold_reason,
+            hold_note: t.hold_note,
+            resume_at: utc(t.resume_at),
+            result: t.result,
+            resident_rating: t.resident_rating,
+            fee_collected_cents: t.fee_collected_cents,
+            sms,
+            callbacks,
         }
     }
 
-    /// Views of many tickets, with their escalations read in one query.
+    /// Views of many tickets, with what they show beside the row read in one query per kind.
     pub fn views(&self, conn: &mut DbConn, rows: Vec<TicketRow>) -> Result<Vec<TicketView>, ApiError> {
         let ids: Vec<String> = rows.iter().map(|t| t.id.clone()).collect();
-        let mut escalations = db::escalations::for_tickets(conn, &ids)?;
-        Ok(rows
-            .into_iter()
-            .map(|t| {
-                let (mine, rest): (Vec<_>, Vec<_>) = escalations.drain(..).partition(|e| e.ticket_id == t.id);
-                escalations = rest;
-                self.view(t, mine)
-            })
-            .collect())
+        let mut extras = Extras::load(conn, &ids)?;
+        Ok(rows.into_iter().map(|t| self.view(t, &mut extras)).collect())
     }
 
     pub fn view_one(&self, conn: &mut DbConn, t: TicketRow) -> Result<TicketView, ApiError> {
-        let escalations = db::escalations::for_ticket(conn, &t.id)?;
-        Ok(self.view(t, escalations))
+        let mut extras = Extras::load(conn, std::slice::from_ref(&t.id))?;
+        Ok(self.view(t, &mut extras))
     }
 }
 
@@ -221,26 +413,28 @@ fn visible(conn: &mut DbConn, viewer: &Viewer, id: &str) -> Result<TicketRow, Ap
     db::tickets::find(conn, id)?.filter(|t| viewer.can_see(t)).ok_or_else(|| ApiError::not_found("ticket"))
 }
 
-/// Applies a state change if the ticket is still as read, resolves its open escalations and
-/// appends the event; returns the ticket as it now stands.
+/// Applies a change if the ticket is still as read and appends its event; a change of status
+/// also resolves the ticket's open escalations (it moved on). Returns the ticket as it now stands.
 #[allow(clippy::too_many_arguments)]
-fn transition(
+pub fn apply(
     conn: &mut DbConn,
     t: &TicketRow,
     actor: &str,
     event_type: &'static str,
-    to: Status,
+    to: Option<Status>,
     mut changes: TicketChanges,
     data: Value,
     now: NaiveDateTime,
 ) -> Result<TicketRow, ApiError> {
-    changes.status = Some(to.as_str().to_owned());
+    let from = Status::parse(&t.status);
+    changes.status = to.map(|s| s.as_str().to_owned());
     changes.last_activity_at = Some(now);
     if db::tickets::update_at_version(conn, &t.id, t.version, &changes)? != 1 {
         return Err(ApiError::new(ErrorCode::TicketChanged, "the ticket changed meanwhile; reload it and try again"));
     }
-    db::escalations::resolve_for_ticket(conn, &t.id, now)?;
-    let from = Status::parse(&t.status);
+    if to.is_some() && to != from {
+        db::escalations::resolve_for_ticket(conn, &t.id, now)?;
+    }
     db::events::append(
         conn,
         vec![NewEvent {
@@ -250,11 +444,26 @@ fn transition(
             actor_id: Some(actor.to_owned()),
             at: now,
             from_status: from.map(Status::as_str),
-            to_status: Some(to.as_str()),
+            to_status: to.or(from).map(Status::as_str),
             data,
         }],
     )?;
     db::tickets::find(conn, &t.id)?.ok_or_else(|| ApiError::not_found("ticket"))
+}
+
+/// [`apply`] with a change of status.
+#[allow(clippy::too_many_arguments)]
+fn transition(
+    conn: &mut DbConn,
+    t: &TicketRow,
+    actor: &str,
+    event_type: &'static str,
+    to: Status,
+    changes: TicketChanges,
+    data: Value,
+    now: NaiveDateTime,
+) -> Result<TicketRow, ApiError> {
+    apply(conn, t, actor, event_type, Some(to), changes, data, now)
 }
 
 /// Register a ticket. Dispatchers, supervisors and admins of the ticket's site.
@@ -279,6 +488,7 @@ pub async fn create_ticket(
     caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
     let now = db::now();
     let new = body.0.validate(now.and_utc()).map_err(ApiError::validation)?;
+    let (code_key, policy) = (state.code_key.clone(), state.settings.sms_policy.clone());
     let view = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller)?;
         let site = db::sites::find(conn, &new.site_id)?
@@ -323,6 +533,19 @@ pub async fn create_ticket(
             last_activity_at: now,
             version: 1,
             rework_of: None,
+            arrival_device_time: None,
+            arrival_on_time: None,
+            arrival_verified_via: None,
+            arrival_lat: None,
+            arrival_lng: None,
+            phone_verified_at: None,
+            phone_verified_by: None,
+            hold_reason: None,
+            hold_note: None,
+            resume_at: None,
+            result: None,
+            resident_rating: None,
+            fee_collected_cents: None,
         };
         db::tickets::insert(conn, &row)?;
         let mut events = vec![NewEvent {
@@ -345,7 +568,21 @@ pub async fn create_ticket(
             });
         }
         db::events::append(conn, events)?;
-        Ok(viewer.view(row, Vec::new()))
+        if row.area == Area::InHome.as_str() {
+            // the resident's code for the door goes out with the ticket, in its transaction
+            notify::issue_code(
+                conn,
+                &code_key,
+                &policy,
+                &row,
+                &site.name,
+                Purpose::Arrival,
+                messages::ARRIVAL_CODE,
+                &[],
+                now,
+            )?;
+        }
+        viewer.view_one(conn, row)
     })
     .await?;
     Ok(HttpResponse::Created().json(view))

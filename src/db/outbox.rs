@@ -1,0 +1,149 @@
+//! The SMS outbox. A message is written with the change that causes it and claimed by one
+//! worker at a time through a lease.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::sms_outbox;
+use super::DbConn;
+
+pub const PENDING: &str = "pending";
+pub const SENDING: &str = "sending";
+pub const SENT: &str = "sent";
+pub const FAILED: &str = "failed";
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sms_outbox)]
+pub struct OutboxRow {
+    pub id: String,
+    pub ticket_id: Option<String>,
+    pub to_phone: String,
+    pub template: String,
+    pub params: String,
+    pub body: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: NaiveDateTime,
+    pub lease_token: Option<String>,
+    pub lease_until: Option<NaiveDateTime>,
+    pub provider: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub provider_status: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub sent_at: Option<NaiveDateTime>,
+    pub failed_at: Option<NaiveDateTime>,
+}
+
+pub fn insert(conn: &mut DbConn, row: &OutboxRow) -> QueryResult<()> {
+    diesel::insert_into(sms_outbox::table).values(row).execute(conn).map(|_| ())
+}
+
+/// Messages queued since `since`: to one number, or to anyone.
+pub fn count_since(conn: &mut DbConn, to_phone: Option<&str>, since: NaiveDateTime) -> QueryResult<i64> {
+    let mut query = sms_outbox::table.filter(sms_outbox::created_at.gt(since)).into_boxed();
+    if let Some(phone) = to_phone {
+        query = query.filter(sms_outbox::to_phone.eq(phone.to_owned()));
+    }
+    query.count().get_result(conn)
+}
+
+/// The times a ticket's messages of `template` were queued since `since`, newest first.
+pub fn ticket_sends_since(
+    conn: &mut DbConn,
+    ticket_id: &str,
+    template: &str,
+    since: NaiveDateTime,
+) -> QueryResult<Vec<NaiveDateTime>> {
+    sms_outbox::table
+        .filter(sms_outbox::ticket_id.eq(ticket_id))
+        .filter(sms_outbox::template.eq(template))
+        .filter(sms_outbox::created_at.gt(since))
+        .order(sms_outbox::created_at.desc())
+        .select(sms_outbox::created_at)
+        .load(conn)
+}
+
+pub fn for_ticket(conn: &mut DbConn, ticket_id: &str) -> QueryResult<Vec<OutboxRow>> {
+    sms_outbox::table
+        .filter(sms_outbox::ticket_id.eq(ticket_id))
+        .order(sms_outbox::created_at.asc())
+        .select(OutboxRow::as_select())
+        .load(conn)
+}
+
+/// Ids of messages due now: pending and due, or sending with a lease that ran out (its worker died).
+pub fn due(conn: &mut DbConn, now: NaiveDateTime, limit: i64) -> QueryResult<Vec<String>> {
+    sms_outbox::table
+        .filter(
+            sms_outbox::status
+                .eq(PENDING)
+                .and(sms_outbox::next_attempt_at.le(now))
+                .or(sms_outbox::status.eq(SENDING).and(sms_outbox::lease_until.lt(now))),
+        )
+        .order(sms_outbox::next_attempt_at.asc())
+        .limit(limit)
+        .select(sms_outbox::id)
+        .load(conn)
+}
+
+/// Leases one due message to `token` until `until`; the conditions are checked again in the
+/// UPDATE itself, so of two workers only one gets it.
+pub fn lease(
+    conn: &mut DbConn,
+    id: &str,
+    token: &str,
+    now: NaiveDateTime,
+    until: NaiveDateTime,
+) -> QueryResult<Option<OutboxRow>> {
+    let changed = diesel::update(
+        sms_outbox::table.filter(sms_outbox::id.eq(id)).filter(
+            sms_outbox::status
+                .eq(PENDING)
+                .and(sms_outbox::next_attempt_at.le(now))
+                .or(sms_outbox::status.eq(SENDING).and(sms_outbox::lease_until.lt(now))),
+        ),
+    )
+    .set((
+        sms_outbox::status.eq(SENDING),
+        sms_outbox::lease_token.eq(token),
+        sms_outbox::lease_until.eq(until),
+        sms_outbox::attempts.eq(sms_outbox::attempts + 1),
+    ))
+    .execute(conn)?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    sms_outbox::table.find(id).select(OutboxRow::as_select()).first(conn).optional()
+}
+
+/// The outcome of one attempt, written only while the lease is still ours.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = sms_outbox)]
+pub struct Outcome {
+    pub status: Option<String>,
+    pub next_attempt_at: Option<NaiveDateTime>,
+    pub lease_token: Option<Option<String>>,
+    pub lease_until: Option<Option<NaiveDateTime>>,
+    pub provider: Option<Option<String>>,
+    pub provider_message_id: Option<Option<String>>,
+    pub provider_status: Option<Option<String>>,
+    pub last_error: Option<Option<String>>,
+    pub sent_at: Option<Option<NaiveDateTime>>,
+    pub failed_at: Option<Option<NaiveDateTime>>,
+    /// Scrubbed once delivered or given up: the codes in them are secrets.
+    pub params: Option<String>,
+    pub body: Option<String>,
+}
+
+pub fn settle(conn: &mut DbConn, id: &str, token: &str, outcome: &Outcome) -> QueryResult<bool> {
+    let changed = diesel::update(sms_outbox::table.filter(sms_outbox::id.eq(id)).filter(sms_outbox::lease_token.eq(token)))
+        .set(outcome)
+        .execute(conn)?;
+    Ok(changed == 1)
+}
+
+/// Messages still waiting (pending or in flight).
+pub fn waiting(conn: &mut DbConn) -> QueryResult<i64> {
+    sms_outbox::table.filter(sms_outbox::status.eq_any([PENDING, SENDING])).count().get_result(conn)
+}

@@ -1,0 +1,79 @@
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{callbacks, quotes};
+use super::DbConn;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = quotes)]
+pub struct QuoteRow {
+    pub ticket_id: String,
+    pub amount_cents: i64,
+    pub note: Option<String>,
+    pub status: String,
+    pub proposed_by: String,
+    pub proposed_at: NaiveDateTime,
+    pub decided_at: Option<NaiveDateTime>,
+    pub decided_by: Option<String>,
+    pub decided_via: Option<String>,
+    pub decision_note: Option<String>,
+}
+
+pub fn replace(conn: &mut DbConn, row: &QuoteRow) -> QueryResult<()> {
+    diesel::delete(quotes::table.find(&row.ticket_id)).execute(conn)?;
+    diesel::insert_into(quotes::table).values(row).execute(conn).map(|_| ())
+}
+
+pub fn find(conn: &mut DbConn, ticket_id: &str) -> QueryResult<Option<QuoteRow>> {
+    quotes::table.find(ticket_id).select(QuoteRow::as_select()).first(conn).optional()
+}
+
+pub fn of(conn: &mut DbConn, ticket_ids: &[String]) -> QueryResult<Vec<QuoteRow>> {
+    quotes::table.filter(quotes::ticket_id.eq_any(ticket_ids.to_vec())).select(QuoteRow::as_select()).load(conn)
+}
+
+/// Decides a pending quote; false if it was no longer pending.
+pub fn decide(
+    conn: &mut DbConn,
+    ticket_id: &str,
+    status: &str,
+    by: &str,
+    via: &str,
+    note: Option<String>,
+    at: NaiveDateTime,
+) -> QueryResult<bool> {
+    let changed = diesel::update(quotes::table.find(ticket_id).filter(quotes::status.eq("pending")))
+        .set((
+            quotes::status.eq(status),
+            quotes::decided_at.eq(at),
+            quotes::decided_by.eq(by),
+            quotes::decided_via.eq(via),
+            quotes::decision_note.eq(note),
+        ))
+        .execute(conn)?;
+    Ok(changed == 1)
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = callbacks)]
+pub struct CallbackRow {
+    pub id: String,
+    pub ticket_id: String,
+    pub made_by: String,
+    pub made_at: NaiveDateTime,
+    pub reached: bool,
+    pub satisfaction: Option<i64>,
+    pub comment: Option<String>,
+}
+
+pub fn insert_callback(conn: &mut DbConn, row: &CallbackRow) -> QueryResult<()> {
+    diesel::insert_into(callbacks::table).values(row).execute(conn).map(|_| ())
+}
+
+pub fn callbacks_of(conn: &mut DbConn, ticket_ids: &[String]) -> QueryResult<Vec<CallbackRow>> {
+    callbacks::table
+        .filter(callbacks::ticket_id.eq_any(ticket_ids.to_vec()))
+        .order(callbacks::made_at.asc())
+        .select(CallbackRow::as_select())
+        .load(conn)
+}

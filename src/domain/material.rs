@@ -1,0 +1,85 @@
+//! Material lines: quantities as decimals, money in integer cents.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SuppliedBy {
+    Company,
+    /// 业主自备: marked so on the ticket and never billed.
+    Resident,
+}
+
+impl SuppliedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SuppliedBy::Company => "company",
+            SuppliedBy::Resident => "resident",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "company" => Some(SuppliedBy::Company),
+            "resident" => Some(SuppliedBy::Resident),
+            _ => None,
+        }
+    }
+}
+
+/// Parses a quantity such as `"1.5"`: positive, at most 3 decimals, at most 100000.
+/// Returns the normalised text and the quantity in thousandths.
+pub fn parse_quantity(raw: &str) -> Result<(String, i64), String> {
+    const MSG: &str = "must be a positive decimal such as \"1\" or \"1.5\" with at most 3 decimals";
+    let raw = raw.trim();
+    let (whole, frac) = raw.split_once('.').unwrap_or((raw, ""));
+    if whole.is_empty()
+        || whole.len() > 6
+        || frac.len() > 3
+        || !whole.chars().all(|c| c.is_ascii_digit())
+        || !frac.chars().all(|c| c.is_ascii_digit())
+        || (raw.contains('.') && frac.is_empty())
+    {
+        return Err(MSG.into());
+    }
+    let whole: i64 = whole.parse().map_err(|_| MSG.to_owned())?;
+    let frac_milli: i64 = format!("{frac:0<3}").parse().map_err(|_| MSG.to_owned())?;
+    let milli = whole * 1000 + frac_milli;
+    if milli <= 0 || milli > 100_000_000 {
+        return Err("must be more than 0 and at most 100000".into());
+    }
+    let text = if frac_milli == 0 {
+        whole.to_string()
+    } else {
+        format!("{whole}.{}", format!("{frac_milli:03}").trim_end_matches('0'))
+    };
+    Ok((text, milli))
+}
+
+/// A line's amount in cents, rounded half up.
+pub fn line_total_cents(quantity_milli: i64, unit_price_cents: i64) -> i64 {
+    (quantity_milli * unit_price_cents + 500) / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities() {
+        assert_eq!(parse_quantity("1.5").unwrap(), ("1.5".into(), 1500));
+        assert_eq!(parse_quantity("2").unwrap(), ("2".into(), 2000));
+        assert_eq!(parse_quantity("0.250").unwrap(), ("0.25".into(), 250));
+        for bad in ["", "0", "-1", "1.", ".5", "1.2345", "abc", "1e3", "1,5", "9999999"] {
+            assert!(parse_quantity(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn totals_round_half_up() {
+        assert_eq!(line_total_cents(1500, 1999), 2999);
+        assert_eq!(line_total_cents(333, 100), 33);
+        assert_eq!(line_total_cents(1000, 0), 0);
+    }
+}

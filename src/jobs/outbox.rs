@@ -1,0 +1,180 @@
+//! Delivers the SMS outbox: leases due messages (one worker per message, across instances), sends
+//! them, and retries with exponential backoff until the gateway takes them or a day has passed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+use serde_json::json;
+
+use crate::db::{self, outbox::Outcome, Pool};
+use crate::error::ApiError;
+use crate::sms::{OutgoingSms, SendError, SmsProvider};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery {
+    /// How often each instance looks for due messages.
+    pub every: Duration,
+    /// The first retry waits this long; each next one twice as long, up to `max_backoff`.
+    pub retry_base: Duration,
+    pub max_backoff: Duration,
+    /// After this long undelivered, a message fails and the desk gets an `sms_failed` escalation.
+    pub give_up_after: chrono::Duration,
+    /// How long a worker owns a message it is sending; past it another worker may take it over.
+    pub lease: chrono::Duration,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Self {
+            every: Duration::from_secs(1),
+            retry_base: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(30 * 60),
+            give_up_after: chrono::Duration::hours(24),
+            lease: chrono::Duration::seconds(60),
+        }
+    }
+}
+
+pub fn spawn(pool: Pool, provider: Arc<dyn SmsProvider>, delivery: Delivery, mut stopping: super::Stopping) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(delivery.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = super::stopped(&mut stopping) => return,
+            }
+            if let Err(e) = deliver_due(&pool, provider.as_ref(), &delivery).await {
+                tracing::warn!(error = %e, "SMS delivery round failed");
+            }
+        }
+    });
+}
+
+fn backoff(delivery: &Delivery, attempts: i64) -> chrono::Duration {
+    let exp = (attempts.clamp(1, 20) - 1) as u32;
+    let wait = delivery.retry_base.saturating_mul(2u32.saturating_pow(exp)).min(delivery.max_backoff);
+    // a little jitter so many messages failing together don't retry in lockstep
+    let jitter = Duration::from_millis(rand::random::<u64>() % (wait.as_millis() as u64 / 10 + 1));
+    chrono::Duration::from_std(wait + jitter).unwrap_or(chrono::Duration::seconds(60))
+}
+
+/// One round: every due message this instance can lease is sent once. Returns how many were tried.
+pub async fn deliver_due(pool: &Pool, provider: &dyn SmsProvider, delivery: &Delivery) -> Result<usize, ApiError> {
+    let ids = db::run(pool, |conn| Ok(db::outbox::due(conn, db::now(), 50)?)).await?;
+    let mut tried = 0;
+    for id in ids {
+        let token = db::new_id();
+        let lease = delivery.lease;
+        let leased = db::run(pool, {
+            let token = token.clone();
+            move |conn| {
+                let now = db::now();
+                Ok(db::outbox::lease(conn, &id, &token, now, now + lease)?)
+            }
+        })
+        .await?;
+        let Some(row) = leased else { continue };
+        tried += 1;
+        let message = OutgoingSms {
+            id: row.id.clone(),
+            to: row.to_phone.clone(),
+            text: row.body.clone(),
+            template: row.template.clone(),
+            params: serde_json::from_str(&row.params).unwrap_or_default(),
+        };
+        let result = provider.send(&message).await;
+        let now = db::now();
+        let provider_name = provider.name().to_owned();
+        let delivery = *delivery;
+        db::transaction(pool, move |conn| settle(conn, row, &token, &provider_name, result, &delivery, now)).await?;
+    }
+    Ok(tried)
+}
+
+fn settle(
+    conn: &mut db::DbConn,
+    row: db::outbox::OutboxRow,
+    token: &str,
+    provider: &str,
+    result: Result<crate::sms::Accepted, SendError>,
+    delivery: &Delivery,
+    now: NaiveDateTime,
+) -> Result<(), ApiError> {
+    let scrubbed = || (Some("{}".to_owned()), Some(format!("[{} delivered or abandoned]", row.template)));
+    let (outcome, event) = match result {
+        Ok(accepted) => {
+            let (params, body) = scrubbed();
+            let outcome = Outcome {
+                status: Some(db::outbox::SENT.into()),
+                lease_token: Some(None),
+                lease_until: Some(None),
+                provider: Some(Some(provider.into())),
+                provider_message_id: Some(accepted.provider_message_id.clone()),
+                provider_status: Some(accepted.status.clone()),
+                last_error: Some(None),
+                sent_at: Some(Some(now)),
+                params,
+                body,
+                ..Default::default()
+            };
+            let data = json!({ "outbox_id": row.id, "template": row.template, "provider": provider,
+                "provider_message_id": accepted.provider_message_id, "provider_status": accepted.status });
+            (outcome, Some(("sms_sent", data)))
+        }
+        Err(SendError::Retryable(error)) if now - row.created_at < delivery.give_up_after => {
+            tracing::info!(outbox_id = %row.id, attempts = row.attempts, %error, "SMS will be retried");
+            let outcome = Outcome {
+                status: Some(db::outbox::PENDING.into()),
+                next_attempt_at: Some(now + backoff(delivery, row.attempts)),
+                lease_token: Some(None),
+                lease_until: Some(None),
+                provider: Some(Some(provider.into())),
+                last_error: Some(Some(error)),
+                ..Default::default()
+            };
+            (outcome, None)
+        }
+        Err(e) => {
+            tracing::warn!(outbox_id = %row.id, error = %e, "SMS given up");
+            let (params, body) = scrubbed();
+            let outcome = Outcome {
+                status: Some(db::outbox::FAILED.into()),
+                lease_token: Some(None),
+                lease_until: Some(None),
+                provider: Some(Some(provider.into())),
+                last_error: Some(Some(e.to_string())),
+                failed_at: Some(Some(now)),
+                params,
+                body,
+                ..Default::default()
+            };
+            let data = json!({ "outbox_id": row.id, "template": row.template, "error": e.to_string() });
+            (outcome, Some(("sms_failed", data)))
+        }
+    };
+    if !db::outbox::settle(conn, &row.id, token, &outcome)? {
+        // our lease ran out and another worker took the message over: its outcome stands
+        return Ok(());
+    }
+    let (Some((event_type, data)), Some(ticket_id)) = (event, row.ticket_id.as_deref()) else { return Ok(()) };
+    let Some(ticket) = db::tickets::find(conn, ticket_id)? else { return Ok(()) };
+    if event_type == "sms_failed" {
+        db::escalations::record(conn, &ticket, "sms_failed", &row.id, data.clone(), now)?;
+    }
+    db::events::append(
+        conn,
+        vec![db::events::NewEvent {
+            ticket_id: ticket.id.clone(),
+            site_id: ticket.site_id.clone(),
+            event_type,
+            actor_id: None,
+            at: now,
+            from_status: None,
+            to_status: None,
+            data,
+        }],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! What the resident is sent: codes to give back (at the door, for a quote), queued in the SMS
+//! outbox inside the transaction of the change that causes them.
+
+use std::collections::BTreeMap;
+
+use chrono::{Duration, NaiveDateTime};
+use serde_json::json;
+
+use crate::db::{self, outbox::OutboxRow, tickets::TicketRow, DbConn};
+use crate::domain::code::{self, Purpose};
+use crate::domain::messages::{render, Templates};
+use crate::error::ApiError;
+
+/// Limits that stop SMS pumping, and the texts.
+#[derive(Debug, Clone)]
+pub struct SmsPolicy {
+    /// Messages to one number in 24 hours.
+    pub per_phone_daily: i64,
+    /// Messages to anyone in 24 hours.
+    pub daily_budget: i64,
+    pub templates: Templates,
+}
+
+impl Default for SmsPolicy {
+    fn default() -> Self {
+        Self { per_phone_daily: 10, daily_budget: 5000, templates: Templates::default() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Queued {
+    /// The outbox id of the message.
+    Queued(String),
+    /// Not sent: a cap was hit, and the desk was told by an escalation.
+    Capped(&'static str),
+    /// The ticket has no phone to send to.
+    NoPhone,
+}
+
+/// Makes a new code for `purpose` (replacing any earlier one: only the newest works) and queues
+/// the SMS carrying it to the number stored on the ticket.
+pub fn issue_code(
+    conn: &mut DbConn,
+    key: &[u8],
+    policy: &SmsPolicy,
+    ticket: &TicketRow,
+    site_name: &str,
+    purpose: Purpose,
+    template: &str,
+    extra: &[(&str, String)],
+    now: NaiveDateTime,
+) -> Result<Queued, ApiError> {
+    if ticket.reporter_phone.is_none() {
+        return Ok(Queued::NoPhone);
+    }
+    let code = code::new_code();
+    db::codes::replace(
+        conn,
+        &db::codes::CodeRow {
+            ticket_id: ticket.id.clone(),
+            purpose: purpose.as_str().to_owned(),
+            code_hash: code::hash_code(key, &ticket.id, purpose, &code),
+            failed_attempts: 0,
+            expires_at: now + code::MAX_LIFETIME,
+            used_at: None,
+            created_at: now,
+        },
+    )?;
+    let mut params: BTreeMap<String, String> =
+        [("site", site_name.to_owned()), ("number", ticket.number.clone()), ("code", code)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+    for (k, v) in extra {
+        params.insert((*k).to_owned(), v.clone());
+    }
+    enqueue(conn, policy, ticket, template, params, now)
+}
+
+/// Queues one message to the ticket's own number, unless a cap says no.
+pub fn enqueue(
+    conn: &mut DbConn,
+    policy: &SmsPolicy,
+    ticket: &TicketRow,
+    template: &str,
+    params: BTreeMap<String, String>,
+    now: NaiveDateTime,
+) -> Result<Queued, ApiError> {
+    // only ever the number stored on the ticket, never one from a request
+    let Some(phone) = ticket.reporter_phone.clone() else { return Ok(Queued::NoPhone) };
+    let since = now - Duration::hours(24);
+    let capped = if db::outbox::count_since(conn, Some(&phone), since)? >= policy.per_phone_daily {
+        Some("per_phone_daily_cap")
+    } else if db::outbox::count_since(conn, None, since)? >= policy.daily_budget {
+        Some("daily_budget")
+    } else {
+        None
+    };
+    if let Some(cap) = capped {
+        tracing::warn!(ticket_id = %ticket.id, cap, "SMS not sent: cap reached");
+        let occurrence = format!("{cap}:{}", now.format("%Y%m%d"));
+        let data = json!({ "reason": cap, "template": template });
+        db::escalations::record(conn, ticket, "sms_failed", &occurrence, data, now)?;
+        return Ok(Queued::Capped(cap));
+    }
+    let id = db::new_id();
+    db::outbox::insert(
+        conn,
+        &OutboxRow {
+            id: id.clone(),
+            ticket_id: Some(ticket.id.clone()),
+            to_phone: phone,
+            template: template.to_owned(),
+            body: render(policy.templates.text(template), &params),
+            params: serde_json::to_string(&params).map_err(ApiError::internal)?,
+            status: db::outbox::PENDING.to_owned(),
+            attempts: 0,
+            next_attempt_at: now,
+            lease_token: None,
+            lease_until: None,
+            provider: None,
+            provider_message_id: None,
+            provider_status: None,
+            last_error: None,
+            created_at: now,
+            sent_at: None,
+            failed_at: None,
+        },
+    )?;
+    Ok(Queued::Queued(id))
+}

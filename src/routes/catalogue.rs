@@ -1,0 +1,149 @@
+//! A site's materials catalogue: what lines may refer to, with default prices.
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{Checks, JsonBody};
+use crate::auth::Caller;
+use crate::db::{self, materials::CatalogueItem};
+use crate::domain::user::Role;
+use crate::error::{ApiError, ApiResult};
+use crate::startup::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/sites/{id}/materials").route(web::post().to(add_item)).route(web::get().to(list_items)),
+    );
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewItem {
+    pub name: String,
+    pub spec: Option<String>,
+    pub model: Option<String>,
+    pub unit: String,
+    pub default_price_cents: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ItemView {
+    pub id: String,
+    pub site_id: String,
+    pub name: String,
+    pub spec: Option<String>,
+    pub model: Option<String>,
+    pub unit: String,
+    pub default_price_cents: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ItemList {
+    pub items: Vec<ItemView>,
+}
+
+impl From<CatalogueItem> for ItemView {
+    fn from(i: CatalogueItem) -> Self {
+        Self {
+            id: i.id,
+            site_id: i.site_id,
+            name: i.name,
+            spec: i.spec,
+            model: i.model,
+            unit: i.unit,
+            default_price_cents: i.default_price_cents,
+            created_at: i.created_at.and_utc(),
+        }
+    }
+}
+
+/// Whether the caller belongs to the site (admins belong everywhere).
+fn member(conn: &mut db::DbConn, caller: &Caller, site_id: &str) -> Result<(), ApiError> {
+    let known = db::sites::find(conn, site_id)?.is_some();
+    if known && (caller.is_admin() || db::users::site_ids(conn, &caller.user_id)?.iter().any(|s| s == site_id)) {
+        return Ok(());
+    }
+    Err(ApiError::not_found("site"))
+}
+
+fn optional(checks: &mut Checks, field: &str, raw: Option<String>) -> Option<String> {
+    let value = raw.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    if value.as_ref().is_some_and(|v| v.chars().count() > 100) {
+        checks.fail(field, "must be at most 100 characters");
+    }
+    value
+}
+
+/// Add an item to a site's catalogue. The desk of the site and admins.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sites/{id}/materials",
+    tag = "on site",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "site id")),
+    request_body = NewItem,
+    responses((status = 201, body = ItemView), (status = 403, body = crate::error::Problem), (status = 422, body = crate::error::Problem))
+)]
+pub async fn add_item(
+    state: web::Data<AppState>,
+    caller: Caller,
+    site_id: web::Path<String>,
+    body: JsonBody<NewItem>,
+) -> ApiResult<HttpResponse> {
+    caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
+    let n = body.0;
+    let mut checks = Checks::default();
+    let name = n.name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 100 {
+        checks.fail("name", "must be 1 to 100 characters");
+    }
+    let unit = n.unit.trim().to_owned();
+    if unit.is_empty() || unit.chars().count() > 20 {
+        checks.fail("unit", "must be 1 to 20 characters");
+    }
+    if !(0..=100_000_000).contains(&n.default_price_cents) {
+        checks.fail("default_price_cents", "must be 0 to 100000000");
+    }
+    let spec = optional(&mut checks, "spec", n.spec);
+    let model = optional(&mut checks, "model", n.model);
+    checks.finish()?;
+    let site_id = site_id.into_inner();
+    let item = db::transaction(&state.pool, move |conn| {
+        member(conn, &caller, &site_id)?;
+        let item = CatalogueItem {
+            id: db::new_id(),
+            site_id,
+            name,
+            spec,
+            model,
+            unit,
+            default_price_cents: n.default_price_cents,
+            created_at: db::now(),
+        };
+        db::materials::insert_item(conn, &item)?;
+        Ok(item)
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(ItemView::from(item)))
+}
+
+/// A site's catalogue, by name. Everyone of the site.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sites/{id}/materials",
+    tag = "on site",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "site id")),
+    responses((status = 200, body = ItemList), (status = 404, body = crate::error::Problem))
+)]
+pub async fn list_items(state: web::Data<AppState>, caller: Caller, site_id: web::Path<String>) -> ApiResult<HttpResponse> {
+    let site_id = site_id.into_inner();
+    let items = db::run(&state.pool, move |conn| {
+        member(conn, &caller, &site_id)?;
+        Ok(db::materials::catalogue(conn, &site_id)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(ItemList { items: items.into_iter().map(Into::into).collect() }))
+}
