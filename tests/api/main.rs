@@ -5,4 +5,5 @@ mod auth;
 mod errors;
 mod helpers;
 mod openapi;
+mod sms_providers;
 mod tickets;
