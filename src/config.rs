@@ -9,6 +9,7 @@ use crate::domain::messages::Templates;
 use crate::domain::ticket::Clock;
 use crate::jobs::outbox::Delivery;
 use crate::notify::SmsPolicy;
+use crate::sms::SmsSettings;
 
 /// A value that prints as `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
@@ -50,6 +51,8 @@ pub struct Settings {
     pub sms_policy: SmsPolicy,
     /// How the outbox retries and when it gives up.
     pub sms_delivery: Delivery,
+    /// Which gateway sends SMS, and its credentials.
+    pub sms: SmsSettings,
     /// HTTP worker threads; defaults to the number of cores.
     pub workers: usize,
     pub log_json: bool,
@@ -112,6 +115,8 @@ impl Settings {
         let sms_policy = SmsPolicy {
             per_phone_daily: positive("REPAIRDESK_SMS_DAILY_PER_PHONE", 10)?,
             daily_budget: positive("REPAIRDESK_SMS_DAILY_BUDGET", 5000)?,
+            codes_per_hour: positive("REPAIRDESK_SMS_CODES_PER_HOUR", 3)?,
+            code_interval_secs: positive("REPAIRDESK_SMS_CODE_INTERVAL_SECS", 60)?,
             templates: Templates {
                 arrival_code: get("REPAIRDESK_SMS_TEMPLATE_ARRIVAL_CODE").unwrap_or(defaults.arrival_code),
                 quote_code: get("REPAIRDESK_SMS_TEMPLATE_QUOTE_CODE").unwrap_or(defaults.quote_code),
@@ -123,7 +128,9 @@ impl Settings {
             give_up_after: Duration::seconds(positive("REPAIRDESK_SMS_GIVE_UP_SECS", 24 * 3600)?),
             ..Delivery::default()
         };
+        let sms = SmsSettings::from_lookup(|name| get(name))?;
         Ok(Self {
+            sms,
             sms_policy,
             sms_delivery,
             clock,

@@ -75,9 +75,7 @@ impl ErrorCode {
 
     pub fn status(self) -> StatusCode {
         match self {
-            Self::ValidationFailed | Self::IdempotencyKeyReused | Self::InvalidCode => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            Self::ValidationFailed | Self::IdempotencyKeyReused | Self::InvalidCode => StatusCode::UNPROCESSABLE_ENTITY,
             Self::CodeLocked => StatusCode::LOCKED,
             Self::SmsRateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::MalformedJson => StatusCode::BAD_REQUEST,

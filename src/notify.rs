@@ -18,12 +18,22 @@ pub struct SmsPolicy {
     pub per_phone_daily: i64,
     /// Messages to anyone in 24 hours.
     pub daily_budget: i64,
+    /// Codes for one ticket: at most this many an hour...
+    pub codes_per_hour: i64,
+    /// ...and this far apart.
+    pub code_interval_secs: i64,
     pub templates: Templates,
 }
 
 impl Default for SmsPolicy {
     fn default() -> Self {
-        Self { per_phone_daily: 10, daily_budget: 5000, templates: Templates::default() }
+        Self {
+            per_phone_daily: 10,
+            daily_budget: 5000,
+            codes_per_hour: 3,
+            code_interval_secs: 60,
+            templates: Templates::default(),
+        }
     }
 }
 
@@ -37,17 +47,22 @@ pub enum Queued {
     NoPhone,
 }
 
-/// Makes a new code for `purpose` (replacing any earlier one: only the newest works) and queues
-/// the SMS carrying it to the number stored on the ticket.
+/// A code to send: what it is for, the template that carries it, and the template's other values.
+pub struct CodeSms<'a> {
+    pub purpose: Purpose,
+    pub template: &'a str,
+    pub extra: &'a [(&'a str, String)],
+}
+
+/// Makes a new code (replacing any earlier one for the same purpose: only the newest works) and
+/// queues the SMS carrying it to the number stored on the ticket. `key` keys the code's hash.
 pub fn issue_code(
     conn: &mut DbConn,
     key: &[u8],
     policy: &SmsPolicy,
     ticket: &TicketRow,
     site_name: &str,
-    purpose: Purpose,
-    template: &str,
-    extra: &[(&str, String)],
+    sms: CodeSms<'_>,
     now: NaiveDateTime,
 ) -> Result<Queued, ApiError> {
     if ticket.reporter_phone.is_none() {
@@ -58,8 +73,8 @@ pub fn issue_code(
         conn,
         &db::codes::CodeRow {
             ticket_id: ticket.id.clone(),
-            purpose: purpose.as_str().to_owned(),
-            code_hash: code::hash_code(key, &ticket.id, purpose, &code),
+            purpose: sms.purpose.as_str().to_owned(),
+            code_hash: code::hash_code(key, &ticket.id, sms.purpose, &code),
             failed_attempts: 0,
             expires_at: now + code::MAX_LIFETIME,
             used_at: None,
@@ -71,10 +86,10 @@ pub fn issue_code(
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
-    for (k, v) in extra {
+    for (k, v) in sms.extra {
         params.insert((*k).to_owned(), v.clone());
     }
-    enqueue(conn, policy, ticket, template, params, now)
+    enqueue(conn, policy, ticket, sms.template, params, now)
 }
 
 /// Queues one message to the ticket's own number, unless a cap says no.

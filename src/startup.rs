@@ -74,7 +74,10 @@ impl Application {
         let feed = Feed::default();
         feed.spawn_poller(pool.clone(), FEED_POLL, stopping.clone());
         let scan_every = Duration::from_secs(settings.scan_interval_secs);
-        jobs::clock::spawn(pool.clone(), settings.clock, scan_every, stopping);
+        jobs::clock::spawn(pool.clone(), settings.clock, scan_every, stopping.clone());
+        let provider = crate::sms::build_provider(&settings.sms).map_err(anyhow::Error::msg)?;
+        tracing::info!(provider = provider.name(), "SMS gateway");
+        jobs::outbox::spawn(pool.clone(), provider, settings.sms_delivery, stopping);
         let state = web::Data::new(AppState {
             pool,
             keys: JwtKeys::new(secret.as_bytes()),

@@ -19,7 +19,9 @@ pub struct CodeRow {
 /// Puts `row` in place of any earlier code for the same ticket and purpose.
 pub fn replace(conn: &mut DbConn, row: &CodeRow) -> QueryResult<()> {
     diesel::delete(
-        resident_codes::table.filter(resident_codes::ticket_id.eq(&row.ticket_id)).filter(resident_codes::purpose.eq(&row.purpose)),
+        resident_codes::table
+            .filter(resident_codes::ticket_id.eq(&row.ticket_id))
+            .filter(resident_codes::purpose.eq(&row.purpose)),
     )
     .execute(conn)?;
     diesel::insert_into(resident_codes::table).values(row).execute(conn).map(|_| ())
@@ -39,8 +41,9 @@ pub fn record_failure(conn: &mut DbConn, ticket_id: &str, purpose: &str) -> Quer
 
 /// Uses the code up: true for the one caller that does.
 pub fn mark_used(conn: &mut DbConn, ticket_id: &str, purpose: &str, at: NaiveDateTime) -> QueryResult<bool> {
-    let changed = diesel::update(resident_codes::table.find((ticket_id, purpose)).filter(resident_codes::used_at.is_null()))
-        .set(resident_codes::used_at.eq(at))
-        .execute(conn)?;
+    let changed =
+        diesel::update(resident_codes::table.find((ticket_id, purpose)).filter(resident_codes::used_at.is_null()))
+            .set(resident_codes::used_at.eq(at))
+            .execute(conn)?;
     Ok(changed == 1)
 }

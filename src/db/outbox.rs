@@ -137,9 +137,10 @@ pub struct Outcome {
 }
 
 pub fn settle(conn: &mut DbConn, id: &str, token: &str, outcome: &Outcome) -> QueryResult<bool> {
-    let changed = diesel::update(sms_outbox::table.filter(sms_outbox::id.eq(id)).filter(sms_outbox::lease_token.eq(token)))
-        .set(outcome)
-        .execute(conn)?;
+    let changed =
+        diesel::update(sms_outbox::table.filter(sms_outbox::id.eq(id)).filter(sms_outbox::lease_token.eq(token)))
+            .set(outcome)
+            .execute(conn)?;
     Ok(changed == 1)
 }
 

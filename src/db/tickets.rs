@@ -259,11 +259,7 @@ pub fn trades_of(conn: &mut DbConn, user_id: &str) -> QueryResult<Vec<String>> {
 
 /// The latest in-home ticket at the same place for the same trade completed since `since`: the
 /// one a new completion is rework (返修) of.
-pub fn rework_candidate(
-    conn: &mut DbConn,
-    t: &TicketRow,
-    since: NaiveDateTime,
-) -> QueryResult<Option<String>> {
+pub fn rework_candidate(conn: &mut DbConn, t: &TicketRow, since: NaiveDateTime) -> QueryResult<Option<String>> {
     tickets::table
         .filter(tickets::site_id.eq(&t.site_id))
         .filter(tickets::category.eq(&t.category))
@@ -292,5 +288,10 @@ pub fn callbacks_due(conn: &mut DbConn, sites: Option<&[String]>, limit: i64) ->
 }
 
 pub fn signature(conn: &mut DbConn, id: &str) -> QueryResult<Option<Vec<u8>>> {
-    tickets::table.find(id).select(tickets::signature_png).first::<Option<Vec<u8>>>(conn).optional().map(Option::flatten)
+    tickets::table
+        .find(id)
+        .select(tickets::signature_png)
+        .first::<Option<Vec<u8>>>(conn)
+        .optional()
+        .map(Option::flatten)
 }

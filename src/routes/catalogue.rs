@@ -138,7 +138,11 @@ pub async fn add_item(
     params(("id" = String, Path, description = "site id")),
     responses((status = 200, body = ItemList), (status = 404, body = crate::error::Problem))
 )]
-pub async fn list_items(state: web::Data<AppState>, caller: Caller, site_id: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn list_items(
+    state: web::Data<AppState>,
+    caller: Caller,
+    site_id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let site_id = site_id.into_inner();
     let items = db::run(&state.pool, move |conn| {
         member(conn, &caller, &site_id)?;

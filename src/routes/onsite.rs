@@ -304,30 +304,43 @@ pub async fn resend_code(state: web::Data<AppState>, caller: Caller, id: web::Pa
         let now = db::now();
         let sends = db::outbox::ticket_sends_since(conn, &t.id, messages::ARRIVAL_CODE, now - Duration::hours(1))?;
         if let Some(last) = sends.first() {
-            let wait = 60 - (now - *last).num_seconds();
+            let wait = policy.code_interval_secs - (now - *last).num_seconds();
             if wait > 0 {
-                return Err(ApiError::new(ErrorCode::SmsRateLimited, "codes go out at most once a minute")
-                    .retry_after(wait as u64));
+                let detail = format!("codes go out at most every {} seconds", policy.code_interval_secs);
+                return Err(ApiError::new(ErrorCode::SmsRateLimited, detail).retry_after(wait as u64));
             }
         }
-        if sends.len() >= 3 {
+        if sends.len() as i64 >= policy.codes_per_hour {
             let oldest = sends.last().copied().unwrap_or(now);
             let wait = (oldest + Duration::hours(1) - now).num_seconds().max(1) as u64;
-            return Err(ApiError::new(ErrorCode::SmsRateLimited, "at most 3 codes an hour per ticket").retry_after(wait));
+            let detail = format!("at most {} codes an hour per ticket", policy.codes_per_hour);
+            return Err(ApiError::new(ErrorCode::SmsRateLimited, detail).retry_after(wait));
         }
         let site = db::sites::find(conn, &t.site_id)?.ok_or_else(|| ApiError::not_found("site"))?;
-        let queued =
-            notify::issue_code(conn, &key, &policy, &t, &site.name, Purpose::Arrival, messages::ARRIVAL_CODE, &[], now)?;
+        let sms = notify::CodeSms { purpose: Purpose::Arrival, template: messages::ARRIVAL_CODE, extra: &[] };
+        let queued = notify::issue_code(conn, &key, &policy, &t, &site.name, sms, now)?;
         let sms_id = match queued {
             Queued::Queued(id) => id,
             Queued::Capped(cap) => {
                 // the escalation is recorded and must commit
-                return Ok(Err(ApiError::new(ErrorCode::SmsRateLimited, format!("SMS {cap} reached; the desk was told"))
-                    .retry_after(3600)));
+                return Ok(Err(ApiError::new(
+                    ErrorCode::SmsRateLimited,
+                    format!("SMS {cap} reached; the desk was told"),
+                )
+                .retry_after(3600)));
             }
             Queued::NoPhone => return Err(ApiError::new(ErrorCode::InvalidTransition, "the ticket has no phone")),
         };
-        apply(conn, &t, &viewer.caller.user_id, "code_resent", None, TicketChanges::default(), json!({ "sms_id": sms_id }), now)?;
+        apply(
+            conn,
+            &t,
+            &viewer.caller.user_id,
+            "code_resent",
+            None,
+            TicketChanges::default(),
+            json!({ "sms_id": sms_id }),
+            now,
+        )?;
         Ok(Ok(Resent { sms_id }))
     })
     .await?;
@@ -409,14 +422,14 @@ pub async fn add_material(
     let m = body.0;
     let mut checks = Checks::default();
     let line_id = match m.id.as_deref().map(str::trim) {
-        Some(raw) => checks.take("id", uuid::Uuid::parse_str(raw).map(|u| u.to_string()).map_err(|_| "must be a UUID".into())),
+        Some(raw) => {
+            checks.take("id", uuid::Uuid::parse_str(raw).map(|u| u.to_string()).map_err(|_| "must be a UUID".into()))
+        }
         None => Some(db::new_id()),
     };
     let quantity = checks.take("quantity", parse_quantity(&m.quantity));
-    let supplied_by = checks.take(
-        "supplied_by",
-        SuppliedBy::parse(&m.supplied_by).ok_or_else(|| "must be company or resident".to_owned()),
-    );
+    let supplied_by = checks
+        .take("supplied_by", SuppliedBy::parse(&m.supplied_by).ok_or_else(|| "must be company or resident".to_owned()));
     if let Some(price) = m.unit_price_cents {
         check_price(&mut checks, price);
     }
@@ -445,10 +458,10 @@ pub async fn add_material(
             ),
             None => None,
         };
-        let name = text("name", m.name.as_deref().or(item.as_ref().map(|i| i.name.as_str())), 100, true)?
-            .unwrap_or_default();
-        let unit = text("unit", m.unit.as_deref().or(item.as_ref().map(|i| i.unit.as_str())), 20, true)?
-            .unwrap_or_default();
+        let name =
+            text("name", m.name.as_deref().or(item.as_ref().map(|i| i.name.as_str())), 100, true)?.unwrap_or_default();
+        let unit =
+            text("unit", m.unit.as_deref().or(item.as_ref().map(|i| i.unit.as_str())), 20, true)?.unwrap_or_default();
         let unit_price_cents = m
             .unit_price_cents
             .or(item.as_ref().map(|i| i.default_price_cents))
@@ -649,7 +662,8 @@ pub async fn propose_quote(
         )?;
         let site = db::sites::find(conn, &t.site_id)?.ok_or_else(|| ApiError::not_found("site"))?;
         let amount = [("amount", yuan(amount_cents))];
-        notify::issue_code(conn, &key, &policy, &t, &site.name, Purpose::Quote, messages::QUOTE_CODE, &amount, now)?;
+        let sms = notify::CodeSms { purpose: Purpose::Quote, template: messages::QUOTE_CODE, extra: &amount };
+        notify::issue_code(conn, &key, &policy, &t, &site.name, sms, now)?;
         let data = json!({ "amount_cents": amount_cents, "note": note });
         let t = apply(conn, &t, &viewer.caller.user_id, "quoted", None, TicketChanges::default(), data, now)?;
         viewer.view_one(conn, t)
@@ -702,7 +716,8 @@ pub async fn accept_quote(
     let outcome = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller)?;
         let t = actable(conn, &viewer, &id)?;
-        let quote = db::quotes::find(conn, &t.id)?.ok_or_else(|| ApiError::new(ErrorCode::InvalidTransition, "there is no quote"))?;
+        let quote = db::quotes::find(conn, &t.id)?
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidTransition, "there is no quote"))?;
         if quote.status != "pending" {
             return Err(ApiError::new(ErrorCode::InvalidTransition, format!("the quote is {}", quote.status)));
         }
@@ -754,7 +769,16 @@ pub async fn decline_quote(
             return Err(ApiError::new(ErrorCode::InvalidTransition, "there is no pending quote"));
         }
         let data = json!({ "note": note });
-        let t = apply(conn, &t, &viewer.caller.user_id, "quote_declined", Some(Status::Declined), TicketChanges::default(), data, now)?;
+        let t = apply(
+            conn,
+            &t,
+            &viewer.caller.user_id,
+            "quote_declined",
+            Some(Status::Declined),
+            TicketChanges::default(),
+            data,
+            now,
+        )?;
         viewer.view_one(conn, t)
     })
     .await?;
@@ -829,8 +853,12 @@ pub async fn resume(state: web::Data<AppState>, caller: Caller, id: web::Path<St
         let t = actable(conn, &viewer, &id)?;
         require_status(&t, &[Status::OnHold], "resume")?;
         let now = db::now();
-        let changes =
-            TicketChanges { hold_reason: Some(None), hold_note: Some(None), resume_at: Some(None), ..Default::default() };
+        let changes = TicketChanges {
+            hold_reason: Some(None),
+            hold_note: Some(None),
+            resume_at: Some(None),
+            ..Default::default()
+        };
         let t = apply(conn, &t, &viewer.caller.user_id, "resumed", Some(Status::OnSite), changes, json!({}), now)?;
         viewer.view_one(conn, t)
     })

@@ -12,14 +12,14 @@ use crate::db::{
     self, escalations::EscalationRow, events::NewEvent, tickets::TicketChanges, tickets::TicketFilter,
     tickets::TicketRow, DbConn,
 };
-use crate::domain::phone::mask_phone;
-use crate::domain::site::parse_timezone;
 use crate::domain::code::Purpose;
 use crate::domain::messages;
+use crate::domain::phone::mask_phone;
+use crate::domain::site::parse_timezone;
 use crate::domain::ticket::{local_day, ticket_number, Area, Status, TicketForm};
-use crate::notify;
 use crate::domain::user::Role;
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::notify;
 use crate::startup::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -570,17 +570,8 @@ pub async fn create_ticket(
         db::events::append(conn, events)?;
         if row.area == Area::InHome.as_str() {
             // the resident's code for the door goes out with the ticket, in its transaction
-            notify::issue_code(
-                conn,
-                &code_key,
-                &policy,
-                &row,
-                &site.name,
-                Purpose::Arrival,
-                messages::ARRIVAL_CODE,
-                &[],
-                now,
-            )?;
+            let sms = notify::CodeSms { purpose: Purpose::Arrival, template: messages::ARRIVAL_CODE, extra: &[] };
+            notify::issue_code(conn, &code_key, &policy, &row, &site.name, sms, now)?;
         }
         viewer.view_one(conn, row)
     })

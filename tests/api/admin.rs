@@ -161,13 +161,13 @@ async fn an_admin_cannot_lock_themselves_out() {
 async fn the_cli_migrates_and_creates_an_admin() {
     let app = spawn_app().await;
     let bin = env!("CARGO_BIN_EXE_repairdesk");
-    let status = std::process::Command::new(bin)
+    let migrate = std::process::Command::new(bin)
         .arg("migrate")
         .env("DATABASE_URL", &app.db_url)
         .env("RUST_LOG", "warn")
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success());
+    assert!(migrate.status.success(), "migrate failed: {}", String::from_utf8_lossy(&migrate.stderr));
     let mut child = std::process::Command::new(bin)
         .args(["admin", "create", "--username", "ops.admin", "--password-stdin"])
         .env("DATABASE_URL", &app.db_url)

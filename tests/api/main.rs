@@ -4,6 +4,8 @@ mod admin;
 mod auth;
 mod errors;
 mod helpers;
+mod onsite;
 mod openapi;
 mod sms_providers;
+mod stub;
 mod tickets;

@@ -5,138 +5,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::http::StatusCode;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use crate::stub::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use repairdesk::sms::{build_provider, Accepted, OutgoingSms, SendError, SmsProvider, SmsSettings};
 use serde_json::{json, Value};
-
-// ---------------------------------------------------------------------------------------------
-// The stub server
-
-/// One request as the stub received it.
-#[derive(Debug, Clone)]
-struct Received {
-    method: String,
-    path: String,
-    query: String,
-    /// Lowercase names.
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-impl Received {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
-    }
-
-    /// The query's (GET) or the form body's (POST) fields, decoded.
-    fn fields(&self) -> BTreeMap<String, String> {
-        let encoded = if self.method == "GET" { self.query.as_bytes() } else { &self.body };
-        let pairs: Vec<(String, String)> =
-            reqwest::Url::parse(&format!("http://stub/?{}", String::from_utf8_lossy(encoded)))
-                .expect("fields parse")
-                .query_pairs()
-                .into_owned()
-                .collect();
-        let fields: BTreeMap<String, String> = pairs.iter().cloned().collect();
-        assert_eq!(fields.len(), pairs.len(), "a field appears twice in {pairs:?}");
-        fields
-    }
-}
-
-/// What the stub answers, after thinking for `delay`.
-struct Answer {
-    status: u16,
-    body: Value,
-    delay: Duration,
-}
-
-fn answer(status: u16, body: Value) -> Answer {
-    Answer { status, body, delay: Duration::ZERO }
-}
-
-type Responder = Arc<dyn Fn(&Received) -> Answer + Send + Sync>;
-
-struct Stub {
-    address: String,
-    received: Arc<Mutex<Vec<Received>>>,
-    handle: actix_web::dev::ServerHandle,
-}
-
-impl Stub {
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.address, path)
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.received.lock().expect("stub log").clone()
-    }
-}
-
-impl Drop for Stub {
-    fn drop(&mut self) {
-        // sends the stop command at once; the returned future only waits for completion
-        drop(self.handle.stop(false));
-    }
-}
-
-/// A gateway on a free local port that records every request and answers with `respond`.
-fn stub(respond: impl Fn(&Received) -> Answer + Send + Sync + 'static) -> Stub {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let address = format!("http://{}", listener.local_addr().expect("local address"));
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let respond: Responder = Arc::new(respond);
-    let log = received.clone();
-    let server = HttpServer::new(move || {
-        let (log, respond) = (log.clone(), respond.clone());
-        App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
-            let (log, respond) = (log.clone(), respond.clone());
-            async move {
-                let request = Received {
-                    method: req.method().to_string(),
-                    path: req.path().to_owned(),
-                    query: req.query_string().to_owned(),
-                    headers: req
-                        .headers()
-                        .iter()
-                        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
-                        .collect(),
-                    body: body.to_vec(),
-                };
-                log.lock().expect("stub log").push(request.clone());
-                let answer = respond(&request);
-                tokio::time::sleep(answer.delay).await;
-                let status = StatusCode::from_u16(answer.status).expect("a valid status");
-                match answer.body {
-                    Value::Null => HttpResponse::build(status).finish(),
-                    Value::String(text) => HttpResponse::build(status).content_type("text/plain").body(text),
-                    body => HttpResponse::build(status).json(body),
-                }
-            }
-        }))
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)
-    .expect("listen")
-    .run();
-    let handle = server.handle();
-    tokio::spawn(server);
-    Stub { address, received, handle }
-}
-
-/// A stub that answers every request the same way.
-fn stub_answering(status: u16, body: Value) -> Stub {
-    stub(move |_| answer(status, body.clone()))
-}
-
-/// A stub that answers only after the client has given up (the tests' timeout is 1 s).
-fn slow_stub() -> Stub {
-    stub(|_| Answer { status: 200, body: json!({}), delay: Duration::from_secs(3) })
-}
 
 // ---------------------------------------------------------------------------------------------
 // The provider under test
@@ -188,10 +62,10 @@ async fn send_to_slow(sms: &dyn SmsProvider) -> Result<Accepted, SendError> {
 // ---------------------------------------------------------------------------------------------
 // Webhook
 
-const WEBHOOK_SECRET: &str = "whsec-7c1d9e0a-test";
+pub const WEBHOOK_SECRET: &str = "whsec-7c1d9e0a-test";
 
 /// A receiver that checks the signature over the raw body, as a customer's endpoint would.
-fn webhook_receiver(secret: &'static str, receipt: Value) -> impl Fn(&Received) -> Answer {
+pub fn webhook_receiver(secret: &'static str, receipt: Value) -> impl Fn(&Received) -> Answer {
     move |r| {
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
         mac.update(&r.body);

@@ -49,9 +49,16 @@ fn id(v: &Value) -> &str {
     v["id"].as_str().unwrap()
 }
 
+/// The ticket's event types, without SMS deliveries (they land whenever the gateway answers).
 async fn event_types(app: &TestApp, token: &str, ticket: &str) -> Vec<String> {
     let events: Value = app.get(&format!("/api/v1/tickets/{ticket}/events"), token).await.json().await.unwrap();
-    events["items"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap().to_owned()).collect()
+    events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .filter(|t| !t.starts_with("sms_"))
+        .collect()
 }
 
 #[tokio::test]
@@ -220,7 +227,7 @@ async fn release_assign_reassign_and_cancel_leave_their_events() {
         ["created", "claimed", "released", "assigned", "reassigned", "cancelled"]
     );
     let events: Value = d.app.get(&format!("/api/v1/tickets/{tid}/events"), &d.desk).await.json().await.unwrap();
-    let reassign = &events["items"][4];
+    let reassign = events["items"].as_array().unwrap().iter().find(|e| e["type"] == "reassigned").unwrap();
     assert_eq!(reassign["data"]["previous_assignee_id"], tech1_id.as_str());
     assert_eq!(reassign["from_status"], "assigned");
     assert_eq!(reassign["to_status"], "assigned");

@@ -1,0 +1,467 @@
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+use crate::sms_providers::{webhook_receiver, WEBHOOK_SECRET};
+use crate::stub::{answer, stub, Answer, Stub};
+use crate::tickets::{desk_with, ticket_body, Desk};
+
+/// A 1×1 PNG.
+const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+
+/// A desk whose SMS go to `gateway` through the webhook provider, delivered and retried quickly.
+async fn desk_sending_to(gateway: &Stub, extra: &[(&str, &str)]) -> Desk {
+    let url = gateway.url("/sms");
+    let mut settings = vec![
+        ("REPAIRDESK_SMS_PROVIDER", "webhook"),
+        ("REPAIRDESK_SMS_WEBHOOK_URL", url.as_str()),
+        ("REPAIRDESK_SMS_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ("REPAIRDESK_OUTBOX_INTERVAL_MS", "100"),
+        ("REPAIRDESK_SMS_RETRY_BASE_MS", "100"),
+        ("REPAIRDESK_SMS_CODE_INTERVAL_SECS", "1"),
+        ("REPAIRDESK_SMS_TIMEOUT_SECS", "2"),
+    ];
+    settings.extend_from_slice(extra);
+    desk_with(&settings).await
+}
+
+/// A gateway that checks our signature and accepts everything.
+fn gateway() -> Stub {
+    stub(webhook_receiver(WEBHOOK_SECRET, json!({ "id": "hook-1", "status": "queued" })))
+}
+
+/// The messages the gateway accepted, as the JSON we sent.
+fn delivered(gateway: &Stub) -> Vec<Value> {
+    gateway.received().iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect()
+}
+
+/// Waits for the `nth` (0-based) message of `template` about ticket `number`; returns its code.
+async fn code_sent(gateway: &Stub, number: &str, template: &str, nth: usize) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    loop {
+        let mut ids = Vec::new();
+        for m in delivered(gateway) {
+            if m["template"] == template && m["params"]["number"] == number && !ids.contains(&m["id"]) {
+                ids.push(m["id"].clone());
+                if ids.len() > nth {
+                    return m["params"]["code"].as_str().unwrap().to_owned();
+                }
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no {template} #{nth} for {number}: {:?}", delivered(gateway));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn ticket(d: &Desk, token: &str, id: &str) -> Value {
+    d.app.get(&format!("/api/v1/tickets/{id}"), token).await.json().await.unwrap()
+}
+
+async fn act(d: &Desk, token: &str, id: &str, action: &str, body: Value) -> reqwest::Response {
+    d.app.post(&format!("/api/v1/tickets/{id}/{action}"), token, &body).await
+}
+
+/// A new in-home ticket claimed by a new technician; returns (ticket, technician token).
+async fn claimed(d: &Desk, body: Value, tech: &str) -> (Value, String) {
+    let (_, token) = d.technician(tech).await;
+    let t = d.create(&body).await;
+    let res = act(d, &token, t["id"].as_str().unwrap(), "claim", json!({})).await;
+    assert_eq!(res.status(), 200);
+    (t, token)
+}
+
+fn wrong(code: &str) -> String {
+    format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000)
+}
+
+#[tokio::test]
+async fn an_in_home_ticket_goes_from_the_call_to_the_callback() {
+    let gw = gateway();
+    let d = desk_sending_to(&gw, &[]).await;
+    let (t, tech) = claimed(&d, ticket_body(&d.site), "tech1").await;
+    let (tid, number) = (t["id"].as_str().unwrap(), t["number"].as_str().unwrap());
+
+    // the resident's code arrives by SMS, at the number on the ticket, naming site and ticket
+    let code = code_sent(&gw, number, "arrival_code", 0).await;
+    let sms = delivered(&gw).into_iter().find(|m| m["params"]["code"] == code.as_str()).unwrap();
+    assert_eq!(sms["to"], "+8613812345678");
+    let text = sms["text"].as_str().unwrap();
+    assert!(text.contains(number) && text.contains(&code) && text.contains("GY 管理处"), "{text}");
+
+    // four wrong codes count down, the fifth locks, and then even the right one is refused
+    for left in (0..5).rev() {
+        let res = act(&d, &tech, tid, "arrive", json!({ "code": wrong(&code) })).await;
+        assert_eq!(assert_problem(res, 422, "invalid_code").await["attempts_left"], left);
+    }
+    assert_problem(act(&d, &tech, tid, "arrive", json!({ "code": code })).await, 423, "code_locked").await;
+
+    // the desk resends: a new code replaces the old one
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(act(&d, &d.desk, tid, "resend-code", json!({})).await.status(), 202);
+    let new_code = code_sent(&gw, number, "arrival_code", 1).await;
+    if new_code != code {
+        assert_problem(act(&d, &tech, tid, "arrive", json!({ "code": code })).await, 422, "invalid_code").await;
+    }
+    let device_time = chrono::Utc::now().to_rfc3339();
+    let res = act(
+        &d,
+        &tech,
+        tid,
+        "arrive",
+        json!({ "code": new_code, "lat": 30.5, "lng": 114.3, "device_time": device_time }),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let arrived: Value = res.json().await.unwrap();
+    assert_eq!(arrived["status"], "on_site");
+    assert_eq!(arrived["arrival_on_time"], true);
+    assert_eq!(arrived["arrival_verified_via"], "code");
+
+    // materials: a company line, a resident-supplied one, a retried add, a refused stale edit
+    let line_id = uuid::Uuid::new_v4().to_string();
+    let valve = json!({ "id": line_id, "name": "角阀", "spec": "DN15", "quantity": "2", "unit": "个",
+        "unit_price_cents": 1500, "supplied_by": "company" });
+    let res = act(&d, &tech, tid, "materials", valve.clone()).await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.json::<Value>().await.unwrap()["total_cents"], 3000);
+    let again = act(&d, &tech, tid, "materials", valve).await;
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], line_id.as_str(), "the same add twice is one line");
+    let hose =
+        json!({ "name": "软管", "quantity": "1.5", "unit": "米", "unit_price_cents": 800, "supplied_by": "resident" });
+    assert_eq!(act(&d, &tech, tid, "materials", hose).await.status(), 201);
+    let now = ticket(&d, &tech, tid).await;
+    assert_eq!(now["materials"].as_array().unwrap().len(), 2);
+    assert_eq!(now["totals"]["materials_cents"], 3000);
+    assert_eq!(now["totals"]["resident_supplied_cents"], 1200);
+    assert_eq!(now["totals"]["billable_cents"], 3000);
+    assert_eq!(now["materials"][1]["billable"], false);
+
+    let stale = arrived["version"].as_i64().unwrap();
+    let path = format!("/api/v1/tickets/{tid}/materials/{line_id}");
+    let res = d.app.patch(&path, &tech, &json!({ "quantity": "3", "version": stale })).await;
+    let conflict = assert_problem(res, 409, "version_conflict").await;
+    assert_eq!(conflict["current"]["quantity"], "2");
+    let res = d.app.patch(&path, &tech, &json!({ "quantity": "3", "version": now["version"] })).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["total_cents"], 4500);
+    let res = d.app.request(reqwest::Method::DELETE, &path, Some(&tech), None).await;
+    assert_eq!(res.status(), 204);
+    assert_eq!(ticket(&d, &tech, tid).await["totals"]["materials_cents"], 0);
+
+    // completion with the resident's signature and rating
+    let bad_png =
+        act(&d, &tech, tid, "complete", json!({ "result": "换角阀", "resident_signature_png_base64": "aGVsbG8=" }))
+            .await;
+    assert_problem(bad_png, 422, "validation_failed").await;
+    let done = act(
+        &d,
+        &tech,
+        tid,
+        "complete",
+        json!({ "result": "更换角阀，试水无渗漏", "resident_rating": 5,
+        "resident_signature_png_base64": PNG, "fee_collected_cents": 0 }),
+    )
+    .await;
+    assert_eq!(done.status(), 200);
+    let done: Value = done.json().await.unwrap();
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["resident_rating"], 5);
+    let png = d.app.get(&format!("/api/v1/tickets/{tid}/signature"), &d.desk).await;
+    assert_eq!(png.headers()["content-type"], "image/png");
+    assert!(png.bytes().await.unwrap().starts_with(b"\x89PNG"));
+
+    // the callback: unreached stays due, reached closes
+    let due: Value = d.app.get("/api/v1/callbacks/due", &d.desk).await.json().await.unwrap();
+    assert_eq!(due["items"][0]["id"], tid);
+    let res = act(&d, &d.desk, tid, "callback", json!({ "reached": false, "comment": "无人接听" })).await;
+    assert_eq!(res.json::<Value>().await.unwrap()["status"], "completed");
+    let due: Value = d.app.get("/api/v1/callbacks/due", &d.desk).await.json().await.unwrap();
+    assert_eq!(due["items"].as_array().unwrap().len(), 1);
+    let res = act(&d, &d.desk, tid, "callback", json!({ "reached": true, "satisfaction": 5, "comment": "满意" })).await;
+    let closed: Value = res.json().await.unwrap();
+    assert_eq!(closed["status"], "closed");
+    assert_eq!(closed["callbacks"].as_array().unwrap().len(), 2);
+    let due: Value = d.app.get("/api/v1/callbacks/due", &d.desk).await.json().await.unwrap();
+    assert_eq!(due["items"], json!([]));
+
+    let events: Value = d.app.get(&format!("/api/v1/tickets/{tid}/events"), &d.desk).await.json().await.unwrap();
+    let types: Vec<&str> = events["items"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    for expected in [
+        "sms_sent",
+        "code_resent",
+        "arrived",
+        "material_added",
+        "material_updated",
+        "material_removed",
+        "completed",
+        "callback",
+    ] {
+        assert!(types.contains(&expected), "{expected} missing from {types:?}");
+    }
+    let sms = &closed["sms"];
+    assert_eq!(sms[0]["status"], "sent");
+    assert_eq!(sms[0]["provider_message_id"], "hook-1");
+}
+
+#[tokio::test]
+async fn the_desk_can_verify_by_phone_when_the_resident_cannot_give_the_code() {
+    let gw = gateway();
+    let d = desk_sending_to(&gw, &[]).await;
+    let (t, tech) = claimed(&d, ticket_body(&d.site), "tech1").await;
+    let tid = t["id"].as_str().unwrap();
+    assert_problem(act(&d, &tech, tid, "arrive", json!({})).await, 422, "validation_failed").await;
+    assert_problem(act(&d, &tech, tid, "verify-by-phone", json!({ "note": "x" })).await, 403, "forbidden").await;
+    let res = act(&d, &d.desk, tid, "verify-by-phone", json!({ "note": "已致电业主王女士确认师傅在门口" })).await;
+    assert!(res.json::<Value>().await.unwrap()["phone_verified_at"].is_string());
+    let arrived: Value = act(&d, &tech, tid, "arrive", json!({})).await.json().await.unwrap();
+    assert_eq!(arrived["status"], "on_site");
+    assert_eq!(arrived["arrival_verified_via"], "phone");
+}
+
+#[tokio::test]
+async fn codes_are_resent_at_most_three_times_an_hour() {
+    let gw = gateway();
+    let d = desk_sending_to(&gw, &[]).await;
+    let t = d.ticket().await;
+    let tid = t["id"].as_str().unwrap();
+    // the first code went with the ticket, a moment ago
+    let res = act(&d, &d.desk, tid, "resend-code", json!({})).await;
+    assert!(res.headers().contains_key("retry-after"));
+    assert_problem(res, 429, "sms_rate_limited").await;
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(act(&d, &d.desk, tid, "resend-code", json!({})).await.status(), 202);
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_problem(act(&d, &d.desk, tid, "resend-code", json!({})).await, 429, "sms_rate_limited").await;
+}
+
+#[tokio::test]
+async fn a_public_area_ticket_needs_no_code_and_passes_inspection() {
+    let gw = gateway();
+    let d = desk_sending_to(&gw, &[]).await;
+    let mut body = ticket_body(&d.site);
+    body["area"] = json!("public");
+    body["location"] = json!("3栋地下室水泵房");
+    body.as_object_mut().unwrap().remove("reporter_phone");
+    let (t, tech) = claimed(&d, body, "tech1").await;
+    let tid = t["id"].as_str().unwrap();
+    let arrived: Value = act(&d, &tech, tid, "arrive", json!({})).await.json().await.unwrap();
+    assert_eq!(arrived["arrival_verified_via"], "not_required");
+    let done: Value =
+        act(&d, &tech, tid, "complete", json!({ "result": "更换水泵密封圈" })).await.json().await.unwrap();
+    assert_eq!(done["status"], "awaiting_inspection");
+    assert_problem(act(&d, &tech, tid, "inspect", json!({ "passed": true })).await, 403, "forbidden").await;
+    assert_problem(act(&d, &d.desk, tid, "inspect", json!({ "passed": false })).await, 422, "validation_failed").await;
+    let back: Value =
+        act(&d, &d.desk, tid, "inspect", json!({ "passed": false, "note": "仍有渗水" })).await.json().await.unwrap();
+    assert_eq!(back["status"], "assigned");
+    act(&d, &tech, tid, "arrive", json!({})).await;
+    act(&d, &tech, tid, "complete", json!({ "result": "重新密封" })).await;
+    let passed: Value = act(&d, &d.desk, tid, "inspect", json!({ "passed": true })).await.json().await.unwrap();
+    assert_eq!(passed["status"], "completed");
+    assert!(delivered(&gw).is_empty(), "no resident, no SMS");
+}
+
+#[tokio::test]
+async fn a_paid_ticket_waits_for_its_quote() {
+    let gw = gateway();
+    let d = desk_sending_to(&gw, &[]).await;
+    let mut body = ticket_body(&d.site);
+    body["paid"] = json!(true);
+    let (t, tech) = claimed(&d, body.clone(), "tech1").await;
+    let (tid, number) = (t["id"].as_str().unwrap(), t["number"].as_str().unwrap());
+    let code = code_sent(&gw, number, "arrival_code", 0).await;
+    act(&d, &tech, tid, "arrive", json!({ "code": code })).await;
+
+    let valve = json!({ "name": "马桶水箱配件", "quantity": "1", "unit": "套", "unit_price_cents": 6000, "supplied_by": "company" });
+    assert_problem(act(&d, &tech, tid, "materials", valve.clone()).await, 409, "quote_required").await;
+    assert_problem(act(&d, &tech, tid, "complete", json!({ "result": "x" })).await, 409, "quote_required").await;
+
+    let quoted = act(&d, &tech, tid, "quote", json!({ "amount_cents": 20000, "note": "更换水箱配件含工时" })).await;
+    assert_eq!(quoted.status(), 201);
+    let quote_code = code_sent(&gw, number, "quote_code", 0).await;
+    let sms = delivered(&gw).into_iter().find(|m| m["template"] == "quote_code").unwrap();
+    assert_eq!(sms["params"]["amount"], "200.00");
+    let res = act(&d, &tech, tid, "quote/accept", json!({ "code": wrong(&quote_code) })).await;
+    assert_problem(res, 422, "invalid_code").await;
+    let accepted: Value =
+        act(&d, &tech, tid, "quote/accept", json!({ "code": quote_code })).await.json().await.unwrap();
+    assert_eq!(accepted["quote"]["status"], "accepted");
+    assert_eq!(accepted["quote"]["decided_via"], "code");
+
+    assert_eq!(act(&d, &tech, tid, "materials", valve).await.status(), 201);
+    let done: Value = act(&d, &tech, tid, "complete", json!({ "result": "已更换" })).await.json().await.unwrap();
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["totals"]["labour_cents"], 20000);
+    assert_eq!(done["totals"]["billable_cents"], 26000);
+
+    // another resident declines; a third agrees by phone with the desk
+    let (declining, tech2) = claimed(&d, body.clone(), "tech2").await;
+    let did = declining["id"].as_str().unwrap();
+    act(&d, &tech2, did, "quote", json!({ "amount_cents": 50000 })).await;
+    let declined: Value =
+        act(&d, &d.desk, did, "quote/decline", json!({ "note": "业主嫌贵" })).await.json().await.unwrap();
+    assert_eq!(declined["status"], "declined");
+    let (phoned, tech3) = claimed(&d, body, "tech3").await;
+    let pid = phoned["id"].as_str().unwrap();
+    act(&d, &tech3, pid, "quote", json!({ "amount_cents": 10000 })).await;
+    assert_problem(
+        act(&d, &tech3, pid, "quote/accept", json!({ "via": "phone", "note": "x" })).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    let by_phone: Value = act(&d, &d.desk, pid, "quote/accept", json!({ "via": "phone", "note": "业主电话同意" }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_phone["quote"]["decided_via"], "phone");
+}
+
+#[tokio::test]
+async fn a_repeat_job_within_thirty_days_is_rework() {
+    let gw = gateway();
+    let d = desk_sending_to(&gw, &[]).await;
+    let mut first_id = String::new();
+    for round in 0..2 {
+        let (t, tech) = claimed(&d, ticket_body(&d.site), &format!("tech{round}")).await;
+        let (tid, number) = (t["id"].as_str().unwrap(), t["number"].as_str().unwrap());
+        let code = code_sent(&gw, number, "arrival_code", 0).await;
+        act(&d, &tech, tid, "arrive", json!({ "code": code })).await;
+        let done: Value = act(&d, &tech, tid, "complete", json!({ "result": "修好" })).await.json().await.unwrap();
+        if round == 0 {
+            assert_eq!(done["rework_of"], Value::Null);
+            first_id = tid.to_owned();
+        } else {
+            assert_eq!(done["rework_of"], first_id.as_str());
+        }
+    }
+}
+
+#[tokio::test]
+async fn holds_need_a_reason_and_resume() {
+    let gw = gateway();
+    let d = desk_sending_to(&gw, &[]).await;
+    let (t, tech) = claimed(&d, ticket_body(&d.site), "tech1").await;
+    let (tid, number) = (t["id"].as_str().unwrap(), t["number"].as_str().unwrap());
+    let code = code_sent(&gw, number, "arrival_code", 0).await;
+    act(&d, &tech, tid, "arrive", json!({ "code": code })).await;
+    assert_problem(act(&d, &tech, tid, "hold", json!({ "reason": "lunch" })).await, 422, "validation_failed").await;
+    let resume_at = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+    let held: Value =
+        act(&d, &tech, tid, "hold", json!({ "reason": "awaiting_parts", "note": "等配件", "resume_at": resume_at }))
+            .await
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(held["status"], "on_hold");
+    assert_eq!(held["hold_reason"], "awaiting_parts");
+    assert_problem(act(&d, &tech, tid, "complete", json!({ "result": "x" })).await, 409, "invalid_transition").await;
+    let resumed: Value = act(&d, &tech, tid, "resume", json!({})).await.json().await.unwrap();
+    assert_eq!(resumed["status"], "on_site");
+    assert_eq!(resumed["hold_reason"], Value::Null);
+}
+
+#[tokio::test]
+async fn sms_are_retried_after_gateway_failures_and_delivered_once() {
+    // the gateway fails twice (500, then 429), then takes the message
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
+    let accept = webhook_receiver(WEBHOOK_SECRET, json!({ "id": "hook-9" }));
+    let gw = stub(move |r| match counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+        0 => answer(500, json!({ "error": "down" })),
+        1 => Answer { status: 429, body: json!({ "error": "slow down" }), delay: Duration::ZERO },
+        _ => accept(r),
+    });
+    let d = desk_sending_to(&gw, &[]).await;
+    let t = d.ticket().await;
+    let tid = t["id"].as_str().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let sms = loop {
+        let now = ticket(&d, &d.desk, tid).await;
+        if now["sms"][0]["status"] == "sent" {
+            break now["sms"][0].clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not delivered: {}", now["sms"]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(sms["attempts"], 3);
+    assert_eq!(sms["provider_message_id"], "hook-9");
+    // a few more delivery rounds: nothing is sent again
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let received = delivered(&gw);
+    assert_eq!(received.len(), 3);
+    assert!(received.iter().all(|m| m["id"] == sms["id"]), "every attempt carries the same message id");
+}
+
+#[tokio::test]
+async fn a_number_past_its_daily_cap_gets_no_more_sms_and_the_desk_is_told() {
+    let gw = gateway();
+    let d = desk_sending_to(&gw, &[("REPAIRDESK_SMS_DAILY_PER_PHONE", "1")]).await;
+    d.ticket().await;
+    let second = d.ticket().await;
+    assert_eq!(second["status"], "open", "the report itself is kept");
+    let open: Value = d.app.get("/api/v1/escalations?open=true", &d.desk).await.json().await.unwrap();
+    assert_eq!(open["items"][0]["kind"], "sms_failed");
+    assert_eq!(open["items"][0]["ticket_id"], second["id"]);
+    assert_eq!(ticket(&d, &d.desk, second["id"].as_str().unwrap()).await["sms"], json!([]));
+}
+
+#[tokio::test]
+async fn an_sms_the_gateway_never_takes_fails_and_escalates_to_the_desk() {
+    let gw = stub(|_| answer(503, json!({ "error": "maintenance" })));
+    let d = desk_sending_to(&gw, &[("REPAIRDESK_SMS_GIVE_UP_SECS", "1")]).await;
+    let t = d.ticket().await;
+    let tid = t["id"].as_str().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = ticket(&d, &d.desk, tid).await;
+        if now["sms"][0]["status"] == "failed" {
+            assert!(now["sms"][0]["last_error"].as_str().unwrap().contains("503"), "{}", now["sms"]);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never gave up: {}", now["sms"]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let open: Value = d.app.get("/api/v1/escalations?open=true", &d.desk).await.json().await.unwrap();
+    let kinds: Vec<&str> = open["items"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["sms_failed"]);
+    assert!(gw.received().len() >= 2, "it was retried before giving up");
+}
+
+#[tokio::test]
+async fn two_instances_deliver_each_message_once() {
+    let gw = gateway();
+    let d = desk_sending_to(&gw, &[]).await;
+    let url = gw.url("/sms");
+    let second = spawn_on(
+        d.app.db.clone(),
+        &[
+            ("REPAIRDESK_SMS_PROVIDER", "webhook"),
+            ("REPAIRDESK_SMS_WEBHOOK_URL", url.as_str()),
+            ("REPAIRDESK_SMS_WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("REPAIRDESK_OUTBOX_INTERVAL_MS", "100"),
+        ],
+    )
+    .await;
+    let mut numbers = Vec::new();
+    for _ in 0..8 {
+        let mut body = ticket_body(&d.site);
+        body["reporter_phone"] = json!(format!("139{:08}", numbers.len()));
+        numbers.push(d.create(&body).await["number"].as_str().unwrap().to_owned());
+    }
+    for n in &numbers {
+        code_sent(&gw, n, "arrival_code", 0).await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let ids: Vec<Value> = delivered(&gw).into_iter().map(|m| m["id"].clone()).collect();
+    let mut unique = ids.clone();
+    unique.sort_by_key(|v| v.to_string());
+    unique.dedup();
+    assert_eq!(ids.len(), 8, "{ids:?}");
+    assert_eq!(unique.len(), 8);
+    drop(second);
+}
