@@ -35,6 +35,10 @@ pub enum ErrorCode {
     SmsRateLimited,
     QuoteRequired,
     VersionConflict,
+    NotYourTicket,
+    UnknownOperation,
+    UnsupportedSchemaVersion,
+    ClientOfAnotherUser,
     DatabaseUnavailable,
     Internal,
 }
@@ -68,6 +72,10 @@ impl ErrorCode {
             Self::SmsRateLimited => "sms_rate_limited",
             Self::QuoteRequired => "quote_required",
             Self::VersionConflict => "version_conflict",
+            Self::NotYourTicket => "not_your_ticket",
+            Self::UnknownOperation => "unknown_operation",
+            Self::UnsupportedSchemaVersion => "unsupported_schema_version",
+            Self::ClientOfAnotherUser => "client_of_another_user",
             Self::DatabaseUnavailable => "database_unavailable",
             Self::Internal => "internal_error",
         }
@@ -77,6 +85,9 @@ impl ErrorCode {
         match self {
             Self::ValidationFailed | Self::IdempotencyKeyReused | Self::InvalidCode => StatusCode::UNPROCESSABLE_ENTITY,
             Self::CodeLocked => StatusCode::LOCKED,
+            Self::UnknownOperation => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::UnsupportedSchemaVersion => StatusCode::UPGRADE_REQUIRED,
+            Self::ClientOfAnotherUser => StatusCode::FORBIDDEN,
             Self::SmsRateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::MalformedJson => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -97,6 +108,7 @@ impl ErrorCode {
             | Self::TicketChanged
             | Self::QuoteRequired
             | Self::VersionConflict
+            | Self::NotYourTicket
             | Self::IdempotencyKeyInUse => StatusCode::CONFLICT,
             Self::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -131,6 +143,10 @@ impl ErrorCode {
             Self::SmsRateLimited => "Too many messages",
             Self::QuoteRequired => "The quote must be accepted first",
             Self::VersionConflict => "Changed by someone else meanwhile",
+            Self::NotYourTicket => "The ticket is no longer yours",
+            Self::UnknownOperation => "Unknown operation",
+            Self::UnsupportedSchemaVersion => "Update the app",
+            Self::ClientOfAnotherUser => "This app install belongs to another user",
             Self::DatabaseUnavailable => "The database is unavailable",
             Self::Internal => "Internal error",
         }

@@ -1,6 +1,7 @@
 //! repairdesk: the backend of a property-management repair desk and its field technicians.
 
 pub mod auth;
+pub mod commands;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -43,6 +43,7 @@ use crate::routes;
         routes::onsite::propose_quote,
         routes::onsite::accept_quote,
         routes::onsite::decline_quote,
+        routes::onsite::add_note,
         routes::onsite::hold,
         routes::onsite::resume,
         routes::onsite::complete,
@@ -52,6 +53,10 @@ use crate::routes;
         routes::onsite::signature,
         routes::catalogue::add_item,
         routes::catalogue::list_items,
+        routes::sync::push,
+        routes::sync::pull,
+        routes::sync::rejections,
+        routes::sync::stream,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
     modifiers(&BearerAuth)

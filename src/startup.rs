@@ -32,6 +32,17 @@ pub struct AppState {
     pub settings: Settings,
 }
 
+impl AppState {
+    /// What the field-work commands need from the settings.
+    pub fn commands(&self) -> crate::commands::Ctx {
+        crate::commands::Ctx {
+            code_key: self.code_key.clone(),
+            clock: self.settings.clock,
+            max_active_tickets: self.settings.max_active_tickets,
+        }
+    }
+}
+
 pub struct Application {
     port: u16,
     server: Server,

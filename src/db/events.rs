@@ -115,3 +115,33 @@ pub fn feed_since(conn: &mut DbConn, after: i64, limit: i64) -> QueryResult<Vec<
 pub fn last_seq(conn: &mut DbConn) -> QueryResult<i64> {
     change_counter::table.find("events").select(change_counter::value).first(conn)
 }
+
+/// Tickets of `sites` (all when `None`) changed after `after`, each with its latest sequence
+/// number, in that order.
+pub fn changed_tickets(
+    conn: &mut DbConn,
+    after: i64,
+    sites: Option<&[String]>,
+    limit: i64,
+) -> QueryResult<Vec<(String, Option<i64>)>> {
+    let latest = diesel::dsl::max(ticket_events::seq);
+    let mut query = ticket_events::table
+        .filter(ticket_events::seq.gt(after))
+        .group_by(ticket_events::ticket_id)
+        .select((ticket_events::ticket_id, latest))
+        .order(latest.asc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(sites) = sites {
+        query = query.filter(ticket_events::site_id.eq_any(sites.to_vec()));
+    }
+    query.load(conn)
+}
+
+pub fn for_tickets(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<EventRow>> {
+    ticket_events::table
+        .filter(ticket_events::ticket_id.eq_any(ids.to_vec()))
+        .order(ticket_events::seq.asc())
+        .select(EventRow::as_select())
+        .load(conn)
+}

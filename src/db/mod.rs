@@ -24,6 +24,7 @@ pub mod quotes;
 pub mod schema;
 pub mod settings;
 pub mod sites;
+pub mod sync;
 pub mod tickets;
 pub mod tokens;
 pub mod users;
@@ -183,10 +184,31 @@ pub fn write_transaction<T>(
     conn: &mut DbConn,
     work: impl FnOnce(&mut DbConn) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
+    transaction_begun_with(conn, "BEGIN IMMEDIATE", "BEGIN", work)
+}
+
+/// Runs `work` inside a savepoint of the current transaction: an error undoes `work`'s writes
+/// but not what the transaction did before it.
+pub fn savepoint<T>(conn: &mut DbConn, work: impl FnOnce(&mut DbConn) -> Result<T, ApiError>) -> Result<T, ApiError> {
+    conn.transaction(work)
+}
+
+/// Runs `work` on one consistent snapshot of the database: PostgreSQL's REPEATABLE READ, SQLite's
+/// read transaction. For reads that must agree with each other (a sync pull and its `last_op_id`).
+pub fn snapshot<T>(conn: &mut DbConn, work: impl FnOnce(&mut DbConn) -> Result<T, ApiError>) -> Result<T, ApiError> {
+    transaction_begun_with(conn, "BEGIN", "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", work)
+}
+
+fn transaction_begun_with<T>(
+    conn: &mut DbConn,
+    sqlite_begin: &str,
+    postgres_begin: &str,
+    work: impl FnOnce(&mut DbConn) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
     match conn {
-        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
-        DbConn::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
+        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, sqlite_begin)?,
+        DbConn::Postgres(c) => AnsiTransactionManager::begin_transaction_sql(c, postgres_begin)?,
     }
     match work(conn) {
         Ok(value) => {

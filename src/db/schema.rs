@@ -278,6 +278,44 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sync_clients (client_id) {
+        client_id -> Text,
+        user_id -> Text,
+        last_op_id -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sync_ops (client_id, op_id) {
+        client_id -> Text,
+        op_id -> BigInt,
+        user_id -> Text,
+        ticket_id -> Nullable<Text>,
+        site_id -> Nullable<Text>,
+        name -> Text,
+        args -> Text,
+        device_time -> Nullable<Timestamp>,
+        received_at -> Timestamp,
+        status -> Text,
+        code -> Nullable<Text>,
+        detail -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    ticket_notes (id) {
+        id -> Text,
+        ticket_id -> Text,
+        author_id -> Text,
+        body -> Text,
+        created_at -> Timestamp,
+        device_time -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(tickets -> sites (site_id));
 diesel::joinable!(ticket_events -> tickets (ticket_id));
 diesel::joinable!(escalations -> tickets (ticket_id));
@@ -298,6 +336,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     material_lines,
     quotes,
     callbacks,
+    sync_clients,
+    sync_ops,
+    ticket_notes,
     sites,
     users,
     user_sites,

@@ -295,3 +295,17 @@ pub fn signature(conn: &mut DbConn, id: &str) -> QueryResult<Option<Vec<u8>>> {
         .optional()
         .map(Option::flatten)
 }
+
+pub fn find_many(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<TicketRow>> {
+    tickets::table.filter(tickets::id.eq_any(ids.to_vec())).select(TicketRow::as_select()).load(conn)
+}
+
+/// Reads a ticket to change it: on PostgreSQL the row stays locked until the transaction ends,
+/// so commands on one ticket take turns and each sees the last one's result (SQLite's write
+/// transactions take turns already).
+pub fn find_for_update(conn: &mut DbConn, id: &str) -> QueryResult<Option<TicketRow>> {
+    match conn {
+        DbConn::Postgres(c) => tickets::table.find(id).for_update().select(TicketRow::as_select()).first(c).optional(),
+        DbConn::Sqlite(c) => tickets::table.find(id).select(TicketRow::as_select()).first(c).optional(),
+    }
+}

@@ -7,6 +7,7 @@ pub mod health;
 pub mod onsite;
 pub mod pool;
 pub mod sites;
+pub mod sync;
 pub mod tickets;
 pub mod users;
 
@@ -34,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(escalations::configure)
             .configure(onsite::configure)
             .configure(catalogue::configure)
+            .configure(sync::configure)
             .service(web::resource("/openapi.json").route(web::get().to(health::openapi_json))),
     )
     .configure(health::configure);

@@ -2,20 +2,22 @@
 //! hold and resume, completion, inspection of public-area work, and the callback (回访).
 
 use actix_web::{web, HttpResponse};
-use base64::Engine;
-use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use chrono::Duration;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
-use utoipa::{IntoParams, ToSchema};
+use serde_json::json;
+use utoipa::ToSchema;
 
 use super::tickets::{apply, line_view, MaterialLineView, TicketList, TicketView, Viewer};
-use super::{nullable, Checks, JsonBody};
+use super::JsonBody;
 use crate::auth::Caller;
-use crate::db::{self, materials::LineChanges, materials::LineRow, tickets::TicketChanges, tickets::TicketRow, DbConn};
-use crate::domain::code::{self, Purpose, MAX_FAILED_ATTEMPTS};
-use crate::domain::material::{parse_quantity, SuppliedBy};
+use crate::commands::{
+    self, actable, check_code, code_refusal, require_status, text, ArriveBody, CompleteBody, HoldBody, MaterialPatch,
+    NewMaterial, NoteBody, VersionQuery,
+};
+use crate::db::{self, tickets::TicketChanges};
+use crate::domain::code::Purpose;
 use crate::domain::messages::{self, yuan};
-use crate::domain::ticket::{Area, HoldReason, Status, Urgency};
+use crate::domain::ticket::{Area, Status};
 use crate::domain::user::Role;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::notify::{self, Queued};
@@ -35,6 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(post("/tickets/{id}/quote", web::post().to(propose_quote)))
         .service(post("/tickets/{id}/quote/accept", web::post().to(accept_quote)))
         .service(post("/tickets/{id}/quote/decline", web::post().to(decline_quote)))
+        .service(post("/tickets/{id}/notes", web::post().to(add_note)))
         .service(post("/tickets/{id}/hold", web::post().to(hold)))
         .service(post("/tickets/{id}/resume", web::post().to(resume)))
         .service(post("/tickets/{id}/complete", web::post().to(complete)))
@@ -42,117 +45,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(post("/tickets/{id}/callback", web::post().to(callback)))
         .service(web::resource("/tickets/{id}/signature").route(web::get().to(signature)))
         .service(web::resource("/callbacks/due").route(web::get().to(callbacks_due)));
-}
-
-/// A ticket the caller may act on: the technician holding it, or the desk of its site.
-fn actable(conn: &mut DbConn, viewer: &Viewer, id: &str) -> Result<TicketRow, ApiError> {
-    let t = db::tickets::find(conn, id)?.filter(|t| viewer.can_see(t)).ok_or_else(|| ApiError::not_found("ticket"))?;
-    if viewer.caller.role == Role::Technician && t.assignee_id.as_deref() != Some(viewer.caller.user_id.as_str()) {
-        return Err(ApiError::not_found("ticket"));
-    }
-    Ok(t)
-}
-
-fn require_status(t: &TicketRow, allowed: &[Status], doing: &str) -> Result<(), ApiError> {
-    if Status::parse(&t.status).is_some_and(|s| allowed.contains(&s)) {
-        return Ok(());
-    }
-    Err(ApiError::new(ErrorCode::InvalidTransition, format!("cannot {doing} a ticket that is {}", t.status)))
-}
-
-fn require_version(expected: Option<i64>, t: &TicketRow) -> Result<(), ApiError> {
-    match expected {
-        Some(v) if v != t.version => Err(ApiError::new(
-            ErrorCode::VersionConflict,
-            format!("the ticket is at version {}, not {v}: reload it", t.version),
-        )
-        .with("current_version", t.version)),
-        _ => Ok(()),
-    }
-}
-
-/// Work on a paid job waits for an accepted quote (特约维修: the price is agreed first).
-fn require_accepted_quote(conn: &mut DbConn, t: &TicketRow) -> Result<(), ApiError> {
-    if !t.paid {
-        return Ok(());
-    }
-    match db::quotes::find(conn, &t.id)? {
-        Some(q) if q.status == "accepted" => Ok(()),
-        _ => Err(ApiError::new(ErrorCode::QuoteRequired, "this is paid work: the resident must accept a quote first")),
-    }
-}
-
-fn text(field: &str, raw: Option<&str>, max: usize, required: bool) -> Result<Option<String>, ApiError> {
-    match raw.map(str::trim).filter(|s| !s.is_empty()) {
-        None if required => Err(ApiError::field(field, "is required")),
-        None => Ok(None),
-        Some(s) if s.chars().count() > max => Err(ApiError::field(field, format!("must be at most {max} characters"))),
-        Some(s) => Ok(Some(s.to_owned())),
-    }
-}
-
-enum CodeCheck {
-    Good,
-    Wrong { attempts_left: i64 },
-    Locked,
-    Unusable,
-}
-
-/// Checks a resident's code; a wrong try is counted (the caller must commit even when it answers
-/// an error). The code is used up when it matches.
-fn check_code(
-    conn: &mut DbConn,
-    key: &[u8],
-    t: &TicketRow,
-    purpose: Purpose,
-    given: &str,
-    now: NaiveDateTime,
-) -> Result<CodeCheck, ApiError> {
-    let Some(row) = db::codes::find(conn, &t.id, purpose.as_str())? else { return Ok(CodeCheck::Unusable) };
-    if row.used_at.is_some() || row.expires_at <= now {
-        return Ok(CodeCheck::Unusable);
-    }
-    if row.failed_attempts >= MAX_FAILED_ATTEMPTS {
-        return Ok(CodeCheck::Locked);
-    }
-    if code::code_matches(key, &t.id, purpose, given, &row.code_hash) {
-        return Ok(if db::codes::mark_used(conn, &t.id, purpose.as_str(), now)? {
-            CodeCheck::Good
-        } else {
-            CodeCheck::Unusable
-        });
-    }
-    let failures = db::codes::record_failure(conn, &t.id, purpose.as_str())?;
-    Ok(CodeCheck::Wrong { attempts_left: (MAX_FAILED_ATTEMPTS - failures).max(0) })
-}
-
-fn code_refusal(check: CodeCheck) -> Option<ApiError> {
-    match check {
-        CodeCheck::Good => None,
-        CodeCheck::Wrong { attempts_left } => Some(
-            ApiError::new(ErrorCode::InvalidCode, format!("wrong code; {attempts_left} tries left"))
-                .with("attempts_left", attempts_left),
-        ),
-        CodeCheck::Locked => Some(ApiError::new(
-            ErrorCode::CodeLocked,
-            "five wrong codes: ask the desk to resend the code or verify by phone",
-        )),
-        CodeCheck::Unusable => Some(
-            ApiError::new(ErrorCode::InvalidCode, "this code is used or expired: ask the desk to resend it")
-                .with("attempts_left", 0),
-        ),
-    }
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct ArriveBody {
-    /// The resident's SMS code; not needed for public-area tickets or after the desk verified by phone.
-    pub code: Option<String>,
-    pub lat: Option<f64>,
-    pub lng: Option<f64>,
-    /// When the phone says it arrived (kept beside the server time; used for the on-time check
-    /// when plausible).
-    pub device_time: Option<DateTime<Utc>>,
 }
 
 /// Check in at the door. In-home tickets need the resident's code.
@@ -176,60 +68,22 @@ pub async fn arrive(
     id: web::Path<String>,
     body: JsonBody<ArriveBody>,
 ) -> ApiResult<HttpResponse> {
-    caller.require(&[Role::Technician])?;
-    let ArriveBody { code, lat, lng, device_time } = body.0;
-    if lat.is_some_and(|v| !(-90.0..=90.0).contains(&v)) || lng.is_some_and(|v| !(-180.0..=180.0).contains(&v)) {
-        return Err(ApiError::field("lat", "lat must be within ±90 and lng within ±180"));
-    }
-    let (key, clock, id) = (state.code_key.clone(), state.settings.clock, id.into_inner());
+    let (ctx, id) = (state.commands(), id.into_inner());
     let outcome = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller)?;
-        let t = actable(conn, &viewer, &id)?;
-        if t.status == Status::OnSite.as_str() {
-            return Ok(Ok(viewer.view_one(conn, t)?));
-        }
-        require_status(&t, &[Status::Assigned], "check in at")?;
-        let now = db::now();
-        let verified_via = if t.area == Area::Public.as_str() {
-            "not_required"
-        } else if t.phone_verified_at.is_some() {
-            "phone"
-        } else {
-            let given = code.as_deref().map(str::trim).filter(|c| !c.is_empty());
-            let Some(given) = given else { return Err(ApiError::field("code", "the resident's code is required")) };
-            if let Some(refusal) = code_refusal(check_code(conn, &key, &t, Purpose::Arrival, given, now)?) {
-                return Ok(Err(refusal));
-            }
-            "code"
-        };
-        let claimed_at = t.claimed_at.unwrap_or(t.created_at);
-        // the device's clock counts only when plausible: not ahead of ours, not before the claim
-        let device = device_time.map(|d| d.naive_utc());
-        let counted = device
-            .filter(|d| *d <= now + Duration::minutes(2) && *d >= claimed_at - Duration::minutes(1))
-            .unwrap_or(now);
-        let urgency = Urgency::parse(&t.urgency).unwrap_or(Urgency::Normal);
-        let on_time = counted <= clock.arrival_deadline(claimed_at, urgency, t.appointment_at);
-        let changes = TicketChanges {
-            arrived_at: Some(Some(now)),
-            arrival_device_time: Some(device),
-            arrival_on_time: Some(Some(on_time)),
-            arrival_verified_via: Some(Some(verified_via.to_owned())),
-            arrival_lat: Some(lat),
-            arrival_lng: Some(lng),
-            ..Default::default()
-        };
-        let data = json!({ "on_time": on_time, "device_time": device_time, "verified_via": verified_via,
-            "lat": lat, "lng": lng });
-        let t = apply(conn, &t, &viewer.caller.user_id, "arrived", Some(Status::OnSite), changes, data, now)?;
-        Ok(Ok(viewer.view_one(conn, t)?))
+        Ok(match commands::arrive(conn, &ctx, &viewer, &id, body.0, db::now())? {
+            Ok(t) => Ok(viewer.view_one(conn, t)?),
+            // the wrong try was counted and must commit
+            Err(refusal) => Err(refusal),
+        })
     })
     .await?;
     Ok(HttpResponse::Ok().json(outcome?))
 }
 
 #[derive(Deserialize, ToSchema)]
-pub struct NoteBody {
+pub struct PhoneVerification {
+    /// Who was called and what they said.
     pub note: String,
 }
 
@@ -241,14 +95,14 @@ pub struct NoteBody {
     tag = "on site",
     security(("bearer" = [])),
     params(("id" = String, Path)),
-    request_body = NoteBody,
+    request_body = PhoneVerification,
     responses((status = 200, body = TicketView), (status = 409, body = crate::error::Problem))
 )]
 pub async fn verify_by_phone(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
-    body: JsonBody<NoteBody>,
+    body: JsonBody<PhoneVerification>,
 ) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
     let note = text("note", Some(&body.0.note), 500, true)?;
@@ -347,58 +201,6 @@ pub async fn resend_code(state: web::Data<AppState>, caller: Caller, id: web::Pa
     Ok(HttpResponse::Accepted().json(outcome?))
 }
 
-#[derive(Deserialize, ToSchema)]
-pub struct NewMaterial {
-    /// Made by the phone (UUID), so a line added offline keeps its id; sending it again is harmless.
-    pub id: Option<String>,
-    /// Fills name, spec, model, unit and price from the site's catalogue when those are absent.
-    pub catalogue_item_id: Option<String>,
-    pub name: Option<String>,
-    pub spec: Option<String>,
-    pub model: Option<String>,
-    /// A decimal string such as `"1.5"`.
-    pub quantity: String,
-    pub unit: Option<String>,
-    pub unit_price_cents: Option<i64>,
-    /// `company` or `resident`.
-    pub supplied_by: String,
-    /// The ticket version the phone last saw; a different one answers 409 `version_conflict`.
-    pub version: Option<i64>,
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct MaterialPatch {
-    pub name: Option<String>,
-    #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
-    pub spec: Option<Option<String>>,
-    #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
-    pub model: Option<Option<String>>,
-    pub quantity: Option<String>,
-    pub unit: Option<String>,
-    pub unit_price_cents: Option<i64>,
-    pub supplied_by: Option<String>,
-    /// The ticket version the phone last saw; a different one answers 409 with the current line.
-    pub version: Option<i64>,
-}
-
-#[derive(Deserialize, IntoParams)]
-pub struct VersionQuery {
-    pub version: Option<i64>,
-}
-
-fn check_price(checks: &mut Checks, cents: i64) {
-    if !(0..=100_000_000).contains(&cents) {
-        checks.fail("unit_price_cents", "must be 0 to 100000000");
-    }
-}
-
-fn materials_allowed(conn: &mut DbConn, t: &TicketRow) -> Result<(), ApiError> {
-    require_status(t, &[Status::OnSite, Status::OnHold], "record materials on")?;
-    require_accepted_quote(conn, t)
-}
-
 /// Record a material line.
 #[utoipa::path(
     post,
@@ -419,75 +221,10 @@ pub async fn add_material(
     id: web::Path<String>,
     body: JsonBody<NewMaterial>,
 ) -> ApiResult<HttpResponse> {
-    let m = body.0;
-    let mut checks = Checks::default();
-    let line_id = match m.id.as_deref().map(str::trim) {
-        Some(raw) => {
-            checks.take("id", uuid::Uuid::parse_str(raw).map(|u| u.to_string()).map_err(|_| "must be a UUID".into()))
-        }
-        None => Some(db::new_id()),
-    };
-    let quantity = checks.take("quantity", parse_quantity(&m.quantity));
-    let supplied_by = checks
-        .take("supplied_by", SuppliedBy::parse(&m.supplied_by).ok_or_else(|| "must be company or resident".to_owned()));
-    if let Some(price) = m.unit_price_cents {
-        check_price(&mut checks, price);
-    }
-    checks.finish()?;
-    let (Some(line_id), Some((quantity, quantity_milli)), Some(supplied_by)) = (line_id, quantity, supplied_by) else {
-        unreachable!("checked above")
-    };
-    let ticket_id = id.into_inner();
+    let id = id.into_inner();
     let line = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller)?;
-        let t = actable(conn, &viewer, &ticket_id)?;
-        if let Some(existing) = db::materials::find_line(conn, &line_id)? {
-            // the same add sent again (a retry, a replayed offline queue): answer what stands
-            if existing.ticket_id != t.id {
-                return Err(ApiError::field("id", "belongs to another ticket's line"));
-            }
-            return Ok(existing);
-        }
-        materials_allowed(conn, &t)?;
-        require_version(m.version, &t)?;
-        let item = match &m.catalogue_item_id {
-            Some(item_id) => Some(
-                db::materials::find_item(conn, item_id)?
-                    .filter(|i| i.site_id == t.site_id)
-                    .ok_or_else(|| ApiError::field("catalogue_item_id", "is not in this site's catalogue"))?,
-            ),
-            None => None,
-        };
-        let name =
-            text("name", m.name.as_deref().or(item.as_ref().map(|i| i.name.as_str())), 100, true)?.unwrap_or_default();
-        let unit =
-            text("unit", m.unit.as_deref().or(item.as_ref().map(|i| i.unit.as_str())), 20, true)?.unwrap_or_default();
-        let unit_price_cents = m
-            .unit_price_cents
-            .or(item.as_ref().map(|i| i.default_price_cents))
-            .ok_or_else(|| ApiError::field("unit_price_cents", "is required"))?;
-        let now = db::now();
-        let line = LineRow {
-            id: line_id,
-            ticket_id: t.id.clone(),
-            catalogue_item_id: item.as_ref().map(|i| i.id.clone()),
-            name,
-            spec: text("spec", m.spec.as_deref(), 100, false)?.or(item.as_ref().and_then(|i| i.spec.clone())),
-            model: text("model", m.model.as_deref(), 100, false)?.or(item.as_ref().and_then(|i| i.model.clone())),
-            quantity,
-            quantity_milli,
-            unit,
-            unit_price_cents,
-            supplied_by: supplied_by.as_str().to_owned(),
-            created_by: viewer.caller.user_id.clone(),
-            created_at: now,
-            updated_at: now,
-            deleted_at: None,
-        };
-        db::materials::insert_line(conn, &line)?;
-        let data = json!({ "line": line_view(line.clone()) });
-        apply(conn, &t, &viewer.caller.user_id, "material_added", None, TicketChanges::default(), data, now)?;
-        Ok(line)
+        commands::add_material(conn, &viewer, &id, body.0, db::now())
     })
     .await?;
     Ok(HttpResponse::Created().json(line_view(line)))
@@ -514,50 +251,10 @@ pub async fn update_material(
     path: web::Path<(String, String)>,
     body: JsonBody<MaterialPatch>,
 ) -> ApiResult<HttpResponse> {
-    let p = body.0;
-    let mut checks = Checks::default();
-    let quantity = p.quantity.as_deref().and_then(|q| checks.take("quantity", parse_quantity(q)));
-    let supplied_by = p.supplied_by.as_deref().and_then(|s| {
-        checks.take("supplied_by", SuppliedBy::parse(s).ok_or_else(|| "must be company or resident".to_owned()))
-    });
-    if let Some(price) = p.unit_price_cents {
-        check_price(&mut checks, price);
-    }
-    checks.finish()?;
-    let name = text("name", p.name.as_deref(), 100, false)?;
-    let unit = text("unit", p.unit.as_deref(), 20, false)?;
-    let spec = p.spec.map(|s| text("spec", s.as_deref(), 100, false)).transpose()?;
-    let model = p.model.map(|s| text("model", s.as_deref(), 100, false)).transpose()?;
     let (ticket_id, line_id) = path.into_inner();
     let line = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller)?;
-        let t = actable(conn, &viewer, &ticket_id)?;
-        let before = db::materials::find_line(conn, &line_id)?
-            .filter(|l| l.ticket_id == t.id && l.deleted_at.is_none())
-            .ok_or_else(|| ApiError::not_found("material line"))?;
-        materials_allowed(conn, &t)?;
-        if let Err(e) = require_version(p.version, &t) {
-            return Err(e.with("current", serde_json::to_value(line_view(before)).unwrap_or(Value::Null)));
-        }
-        let now = db::now();
-        let changes = LineChanges {
-            name,
-            spec,
-            model,
-            quantity: quantity.as_ref().map(|q| q.0.clone()),
-            quantity_milli: quantity.as_ref().map(|q| q.1),
-            unit,
-            unit_price_cents: p.unit_price_cents,
-            supplied_by: supplied_by.map(|s| s.as_str().to_owned()),
-            updated_at: Some(now),
-            deleted_at: None,
-        };
-        db::materials::update_line(conn, &line_id, &changes)?;
-        let after = db::materials::find_line(conn, &line_id)?.ok_or_else(|| ApiError::not_found("material line"))?;
-        // the overwritten values stay in the history
-        let data = json!({ "line_id": line_id, "before": line_view(before), "after": line_view(after.clone()) });
-        apply(conn, &t, &viewer.caller.user_id, "material_updated", None, TicketChanges::default(), data, now)?;
-        Ok(after)
+        commands::update_material(conn, &viewer, &ticket_id, &line_id, body.0, db::now())
     })
     .await?;
     Ok(HttpResponse::Ok().json(line_view(line)))
@@ -586,21 +283,7 @@ pub async fn remove_material(
     let version = query.version;
     db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller)?;
-        let t = actable(conn, &viewer, &ticket_id)?;
-        let line = db::materials::find_line(conn, &line_id)?
-            .filter(|l| l.ticket_id == t.id)
-            .ok_or_else(|| ApiError::not_found("material line"))?;
-        if line.deleted_at.is_some() {
-            return Ok(());
-        }
-        materials_allowed(conn, &t)?;
-        require_version(version, &t)?;
-        let now = db::now();
-        let changes = LineChanges { deleted_at: Some(Some(now)), updated_at: Some(now), ..Default::default() };
-        db::materials::update_line(conn, &line_id, &changes)?;
-        let data = json!({ "line_id": line_id, "line": line_view(line) });
-        apply(conn, &t, &viewer.caller.user_id, "material_removed", None, TicketChanges::default(), data, now)?;
-        Ok(())
+        commands::remove_material(conn, &viewer, &ticket_id, &line_id, version, db::now())
     })
     .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -785,13 +468,50 @@ pub async fn decline_quote(
     Ok(HttpResponse::Ok().json(view))
 }
 
-#[derive(Deserialize, ToSchema)]
-pub struct HoldBody {
-    /// `awaiting_parts | needs_assessment | resident_absent | other`
-    pub reason: String,
-    pub note: Option<String>,
-    /// When work should go on; the stalled clock waits for it.
-    pub resume_at: Option<DateTime<Utc>>,
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NoteView {
+    pub id: String,
+    pub author_id: String,
+    pub note: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub device_time: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<db::sync::NoteRow> for NoteView {
+    fn from(n: db::sync::NoteRow) -> Self {
+        Self {
+            id: n.id,
+            author_id: n.author_id,
+            note: n.body,
+            created_at: n.created_at.and_utc(),
+            device_time: n.device_time.map(|t| t.and_utc()),
+        }
+    }
+}
+
+/// Write a note on the ticket: the technician holding it, or the desk.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tickets/{id}/notes",
+    tag = "on site",
+    security(("bearer" = [])),
+    params(("id" = String, Path)),
+    request_body = NoteBody,
+    responses((status = 201, body = NoteView), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem))
+)]
+pub async fn add_note(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: JsonBody<NoteBody>,
+) -> ApiResult<HttpResponse> {
+    let id = id.into_inner();
+    let note = db::transaction(&state.pool, move |conn| {
+        let viewer = Viewer::load(conn, caller)?;
+        commands::add_note(conn, &viewer, &id, body.0, None, db::now())
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(NoteView::from(note)))
 }
 
 /// Work can't go on now (parts missing, longer job): the ticket stays open, on hold.
@@ -810,27 +530,10 @@ pub async fn hold(
     id: web::Path<String>,
     body: JsonBody<HoldBody>,
 ) -> ApiResult<HttpResponse> {
-    let HoldBody { reason, note, resume_at } = body.0;
-    let reason = HoldReason::parse(&reason)
-        .ok_or_else(|| ApiError::field("reason", format!("must be one of {}", HoldReason::names())))?;
-    let note = text("note", note.as_deref(), 500, reason == HoldReason::Other)?;
-    if resume_at.is_some_and(|r| r < Utc::now()) {
-        return Err(ApiError::field("resume_at", "must be in the future"));
-    }
     let id = id.into_inner();
     let view = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller)?;
-        let t = actable(conn, &viewer, &id)?;
-        require_status(&t, &[Status::OnSite], "hold")?;
-        let now = db::now();
-        let changes = TicketChanges {
-            hold_reason: Some(Some(reason.as_str().to_owned())),
-            hold_note: Some(note.clone()),
-            resume_at: Some(resume_at.map(|r| r.naive_utc())),
-            ..Default::default()
-        };
-        let data = json!({ "reason": reason.as_str(), "note": note, "resume_at": resume_at });
-        let t = apply(conn, &t, &viewer.caller.user_id, "held", Some(Status::OnHold), changes, data, now)?;
+        let t = commands::hold(conn, &viewer, &id, body.0, db::now())?;
         viewer.view_one(conn, t)
     })
     .await?;
@@ -850,47 +553,11 @@ pub async fn resume(state: web::Data<AppState>, caller: Caller, id: web::Path<St
     let id = id.into_inner();
     let view = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller)?;
-        let t = actable(conn, &viewer, &id)?;
-        require_status(&t, &[Status::OnHold], "resume")?;
-        let now = db::now();
-        let changes = TicketChanges {
-            hold_reason: Some(None),
-            hold_note: Some(None),
-            resume_at: Some(None),
-            ..Default::default()
-        };
-        let t = apply(conn, &t, &viewer.caller.user_id, "resumed", Some(Status::OnSite), changes, json!({}), now)?;
+        let t = commands::resume(conn, &viewer, &id, db::now())?;
         viewer.view_one(conn, t)
     })
     .await?;
     Ok(HttpResponse::Ok().json(view))
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct CompleteBody {
-    pub result: String,
-    /// 1 to 5.
-    pub resident_rating: Option<i64>,
-    /// A PNG, at most 256 KB.
-    pub resident_signature_png_base64: Option<String>,
-    pub fee_collected_cents: Option<i64>,
-}
-
-pub const MAX_SIGNATURE_BYTES: usize = 256 * 1024;
-const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
-
-/// Decodes the signature and checks it is a PNG: the magic bytes, then an IHDR chunk first.
-fn parse_signature(raw: &str) -> Result<Vec<u8>, String> {
-    let raw = raw.trim();
-    let raw = raw.strip_prefix("data:image/png;base64,").unwrap_or(raw);
-    let bytes = base64::engine::general_purpose::STANDARD.decode(raw).map_err(|_| "is not base64".to_owned())?;
-    if bytes.len() > MAX_SIGNATURE_BYTES {
-        return Err("must be at most 256 KB".into());
-    }
-    if bytes.len() < 33 || !bytes.starts_with(PNG_MAGIC) || &bytes[12..16] != b"IHDR" {
-        return Err("must be a PNG image".into());
-    }
-    Ok(bytes)
 }
 
 /// The job is done: in-home tickets go to `completed` (and the callback queue); public-area ones
@@ -915,47 +582,10 @@ pub async fn complete(
     id: web::Path<String>,
     body: JsonBody<CompleteBody>,
 ) -> ApiResult<HttpResponse> {
-    caller.require(&[Role::Technician])?;
-    let b = body.0;
-    let mut checks = Checks::default();
-    let result = checks.take("result", text("result", Some(&b.result), 2000, true).map_err(|e| e.detail));
-    if b.resident_rating.is_some_and(|r| !(1..=5).contains(&r)) {
-        checks.fail("resident_rating", "must be 1 to 5");
-    }
-    if b.fee_collected_cents.is_some_and(|f| !(0..=100_000_000).contains(&f)) {
-        checks.fail("fee_collected_cents", "must be 0 to 100000000");
-    }
-    let signature = match &b.resident_signature_png_base64 {
-        Some(raw) => checks.take("resident_signature_png_base64", parse_signature(raw)),
-        None => None,
-    };
-    checks.finish()?;
-    let result = result.flatten();
     let id = id.into_inner();
     let view = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller)?;
-        let t = actable(conn, &viewer, &id)?;
-        require_status(&t, &[Status::OnSite], "complete")?;
-        require_accepted_quote(conn, &t)?;
-        let now = db::now();
-        let in_home = t.area == Area::InHome.as_str();
-        let rework_of = if in_home { db::tickets::rework_candidate(conn, &t, now - Duration::days(30))? } else { None };
-        let changes = TicketChanges {
-            result: Some(result.clone()),
-            resident_rating: Some(b.resident_rating),
-            fee_collected_cents: Some(b.fee_collected_cents),
-            signature_png: signature.map(Some),
-            completed_at: Some(Some(now)),
-            rework_of: rework_of.clone().map(Some),
-            hold_reason: Some(None),
-            hold_note: Some(None),
-            resume_at: Some(None),
-            ..Default::default()
-        };
-        let to = if in_home { Status::Completed } else { Status::AwaitingInspection };
-        let data = json!({ "result": result, "resident_rating": b.resident_rating,
-            "fee_collected_cents": b.fee_collected_cents, "rework_of": rework_of });
-        let t = apply(conn, &t, &viewer.caller.user_id, "completed", Some(to), changes, data, now)?;
+        let t = commands::complete(conn, &viewer, &id, body.0, db::now())?;
         viewer.view_one(conn, t)
     })
     .await?;

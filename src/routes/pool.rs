@@ -49,16 +49,16 @@ pub async fn pool(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpR
     Ok(HttpResponse::Ok().json(PoolList { items }))
 }
 
-/// What one technician's stream forwards.
-struct Subscriber {
-    user_id: String,
-    sites: Vec<String>,
-    trades: Vec<String>,
+/// What one user's stream forwards: their id, sites and trades.
+pub struct Subscriber {
+    pub user_id: String,
+    pub sites: Vec<String>,
+    pub trades: Vec<String>,
 }
 
 impl Subscriber {
-    /// The event name this change has for this technician, if it concerns them.
-    fn route(&self, c: &Change) -> Option<&'static str> {
+    /// The pool event this change is for a technician, if it concerns them.
+    fn pool_event(&self, c: &Change) -> Option<&'static str> {
         let me = Some(self.user_id.as_str());
         if c.new_assignee() == me {
             return Some("ticket_assigned");
@@ -78,6 +78,9 @@ impl Subscriber {
     }
 }
 
+/// Decides the event name a change has on one stream, if any.
+pub type Router = Box<dyn Fn(&Change) -> Option<&'static str>>;
+
 fn frame(event: &str, c: &Change) -> web::Bytes {
     let data = json!({
         "seq": c.seq, "ticket_id": c.ticket_id, "number": c.number, "site_id": c.site_id,
@@ -91,7 +94,7 @@ struct StreamState {
     backlog: VecDeque<Change>,
     last_sent: i64,
     heartbeat: tokio::time::Interval,
-    sub: Subscriber,
+    route: Router,
     greeted: bool,
 }
 
@@ -109,20 +112,30 @@ struct StreamState {
 )]
 pub async fn pool_stream(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Technician])?;
+    event_stream(state, caller, req, |sub| Box::new(move |c| sub.pool_event(c))).await
+}
+
+/// A live stream of the changes `router` picks for the caller, replaying from `Last-Event-ID`.
+pub async fn event_stream(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    router: impl FnOnce(Subscriber) -> Router,
+) -> ApiResult<HttpResponse> {
     let last_event_id =
         req.headers().get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
     // subscribe before reading the backlog, so nothing falls between the two
     let rx = state.feed.subscribe();
     let user_id = caller.user_id.clone();
     let viewer = db::run(&state.pool, move |conn| Viewer::load(conn, caller)).await?;
-    let sub = Subscriber { user_id, sites: viewer.sites, trades: viewer.trades };
+    let route = router(Subscriber { user_id, sites: viewer.sites, trades: viewer.trades });
     let backlog: VecDeque<Change> = match last_event_id {
         Some(after) => feed::since(&state.pool, after, 1000).await?.into_iter().collect(),
         None => VecDeque::new(),
     };
     let every = Duration::from_secs(state.settings.sse_heartbeat_secs);
     let heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    let start = StreamState { rx, backlog, last_sent: last_event_id.unwrap_or(0), heartbeat, sub, greeted: false };
+    let start = StreamState { rx, backlog, last_sent: last_event_id.unwrap_or(0), heartbeat, route, greeted: false };
     let stream = futures_util::stream::unfold(start, |mut s| async move {
         if !s.greeted {
             s.greeted = true;
@@ -130,7 +143,7 @@ pub async fn pool_stream(state: web::Data<AppState>, caller: Caller, req: HttpRe
         }
         while let Some(c) = s.backlog.pop_front() {
             s.last_sent = s.last_sent.max(c.seq);
-            if let Some(event) = s.sub.route(&c) {
+            if let Some(event) = (s.route)(&c) {
                 return Some((Ok(frame(event, &c)), s));
             }
         }
@@ -140,7 +153,7 @@ pub async fn pool_stream(state: web::Data<AppState>, caller: Caller, req: HttpRe
                 msg = s.rx.recv() => match msg {
                     Ok(c) if c.seq > s.last_sent => {
                         s.last_sent = c.seq;
-                        if let Some(event) = s.sub.route(&c) {
+                        if let Some(event) = (s.route)(&c) {
                             return Some((Ok(frame(event, &c)), s));
                         }
                     }

@@ -8,6 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::JsonBody;
 use crate::auth::Caller;
+use crate::commands::{self, ReasonBody};
 use crate::db::{
     self, escalations::EscalationRow, events::NewEvent, tickets::TicketChanges, tickets::TicketFilter,
     tickets::TicketRow, DbConn,
@@ -109,6 +110,7 @@ pub struct TicketView {
     pub fee_collected_cents: Option<i64>,
     pub sms: Vec<SmsView>,
     pub callbacks: Vec<CallbackView>,
+    pub notes: Vec<super::onsite::NoteView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -189,6 +191,7 @@ pub struct Extras {
     quotes: Vec<db::quotes::QuoteRow>,
     sms: Vec<db::outbox::OutboxRow>,
     callbacks: Vec<db::quotes::CallbackRow>,
+    notes: Vec<db::sync::NoteRow>,
 }
 
 impl Extras {
@@ -199,6 +202,7 @@ impl Extras {
             quotes: db::quotes::of(conn, ids)?,
             sms: ids.iter().map(|id| db::outbox::for_ticket(conn, id)).collect::<Result<Vec<_>, _>>()?.concat(),
             callbacks: db::quotes::callbacks_of(conn, ids)?,
+            notes: db::sync::notes_of(conn, ids)?,
         })
     }
 
@@ -235,7 +239,7 @@ pub struct TicketList {
     pub next_cursor: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TicketEvent {
     pub id: String,
     /// Position in the history of all tickets; later events have larger numbers.
@@ -248,6 +252,21 @@ pub struct TicketEvent {
     pub to_status: Option<String>,
     #[schema(value_type = Object)]
     pub data: Value,
+}
+
+impl From<db::events::EventRow> for TicketEvent {
+    fn from(e: db::events::EventRow) -> Self {
+        Self {
+            id: e.id,
+            seq: e.seq,
+            event_type: e.event_type,
+            actor_id: e.actor_id,
+            at: e.at.and_utc(),
+            from_status: e.from_status,
+            to_status: e.to_status,
+            data: serde_json::from_str(&e.data).unwrap_or(Value::Null),
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -339,6 +358,7 @@ impl Viewer {
                 comment: c.comment,
             })
             .collect();
+        let notes = Extras::take(&mut extras.notes, |n| n.ticket_id == id).into_iter().map(Into::into).collect();
         TicketView {
             reporter_phone: t.reporter_phone.map(|p| if masked { mask_phone(&p) } else { p }),
             id: t.id,
@@ -392,6 +412,7 @@ impl Viewer {
             fee_collected_cents: t.fee_collected_cents,
             sms,
             callbacks,
+            notes,
         }
     }
 
@@ -411,6 +432,11 @@ impl Viewer {
 /// The ticket if the viewer may see it; anything else is "not found", never its data.
 fn visible(conn: &mut DbConn, viewer: &Viewer, id: &str) -> Result<TicketRow, ApiError> {
     db::tickets::find(conn, id)?.filter(|t| viewer.can_see(t)).ok_or_else(|| ApiError::not_found("ticket"))
+}
+
+/// [`visible`], locked for a change (see [`db::tickets::find_for_update`]).
+fn visible_for_update(conn: &mut DbConn, viewer: &Viewer, id: &str) -> Result<TicketRow, ApiError> {
+    db::tickets::find_for_update(conn, id)?.filter(|t| viewer.can_see(t)).ok_or_else(|| ApiError::not_found("ticket"))
 }
 
 /// Applies a change if the ticket is still as read and appends its event; a change of status
@@ -711,19 +737,7 @@ pub async fn ticket_events(
         Ok(db::events::for_ticket(conn, &id)?)
     })
     .await?;
-    let items = rows
-        .into_iter()
-        .map(|e| TicketEvent {
-            id: e.id,
-            seq: e.seq,
-            event_type: e.event_type,
-            actor_id: e.actor_id,
-            at: e.at.and_utc(),
-            from_status: e.from_status,
-            to_status: e.to_status,
-            data: serde_json::from_str(&e.data).unwrap_or(Value::Null),
-        })
-        .collect();
+    let items = rows.into_iter().map(TicketEvent::from).collect();
     Ok(HttpResponse::Ok().json(TicketEventList { items }))
 }
 
@@ -745,59 +759,17 @@ pub async fn claim_ticket(
     caller: Caller,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    caller.require(&[Role::Technician])?;
-    let id = id.into_inner();
-    let cap = state.settings.max_active_tickets;
+    let (ctx, id) = (state.commands(), id.into_inner());
     let view = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller)?;
-        let me = viewer.caller.user_id.clone();
-        let t = db::tickets::find(conn, &id)?
-            .filter(|t| viewer.sites.contains(&t.site_id))
-            .ok_or_else(|| ApiError::not_found("ticket"))?;
-        if viewer.holds(&t) && t.status == Status::Assigned.as_str() {
-            // a retry of a claim whose answer was lost: it is already yours
-            return viewer.view_one(conn, t);
-        }
-        if !viewer.in_reach(&t) {
-            return Err(ApiError::new(ErrorCode::NotClaimable, "this ticket is not in one of your trades"));
-        }
-        if t.status != Status::Open.as_str() {
-            return Err(claim_refusal(&t));
-        }
-        db::tickets::lock_technician(conn, &me)?;
-        if db::tickets::active_count(conn, &me)? >= cap {
-            return Err(ApiError::new(
-                ErrorCode::TooManyActive,
-                format!("you hold {cap} active tickets; finish or release one first"),
-            ));
-        }
-        let now = db::now();
-        if !db::tickets::claim(conn, &id, &me, now)? {
-            let current = db::tickets::find(conn, &id)?.ok_or_else(|| ApiError::not_found("ticket"))?;
-            return Err(claim_refusal(&current));
-        }
-        db::escalations::resolve_for_ticket(conn, &id, now)?;
-        db::events::append(
-            conn,
-            vec![NewEvent {
-                ticket_id: t.id.clone(),
-                site_id: t.site_id.clone(),
-                event_type: "claimed",
-                actor_id: Some(me.clone()),
-                at: now,
-                from_status: Some(Status::Open.as_str()),
-                to_status: Some(Status::Assigned.as_str()),
-                data: json!({ "technician_id": me }),
-            }],
-        )?;
-        let t = db::tickets::find(conn, &id)?.ok_or_else(|| ApiError::not_found("ticket"))?;
+        let t = commands::claim(conn, &ctx, &viewer, &id, db::now())?;
         viewer.view_one(conn, t)
     })
     .await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
-fn claim_refusal(t: &TicketRow) -> ApiError {
+pub fn claim_refusal(t: &TicketRow) -> ApiError {
     if t.assignee_id.is_some() && Status::parse(&t.status).is_some_and(|s| Status::ACTIVE.contains(&s)) {
         ApiError::new(ErrorCode::AlreadyClaimed, "another technician claimed this ticket first")
     } else {
@@ -806,22 +778,9 @@ fn claim_refusal(t: &TicketRow) -> ApiError {
 }
 
 #[derive(Deserialize, ToSchema)]
-pub struct ReasonBody {
-    pub reason: String,
-}
-
-#[derive(Deserialize, ToSchema)]
 pub struct AssignBody {
     pub technician_id: String,
     pub reason: Option<String>,
-}
-
-fn reason(raw: &str) -> Result<String, ApiError> {
-    let r = raw.trim();
-    if r.is_empty() || r.chars().count() > 500 {
-        return Err(ApiError::field("reason", "must be 1 to 500 characters"));
-    }
-    Ok(r.to_owned())
 }
 
 /// Put an assigned ticket back into the pool, with a reason: the technician holding it, or the desk.
@@ -844,29 +803,10 @@ pub async fn release_ticket(
     id: web::Path<String>,
     body: JsonBody<ReasonBody>,
 ) -> ApiResult<HttpResponse> {
-    let reason = reason(&body.0.reason)?;
     let id = id.into_inner();
     let view = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller)?;
-        let t = visible(conn, &viewer, &id)?;
-        if viewer.caller.role == Role::Technician && !viewer.holds(&t) {
-            return Err(ApiError::forbidden("only the technician holding a ticket can release it"));
-        }
-        if t.status != Status::Assigned.as_str() {
-            return Err(ApiError::new(
-                ErrorCode::InvalidTransition,
-                format!("only an assigned ticket goes back to the pool; this one is {}", t.status),
-            ));
-        }
-        let now = db::now();
-        let changes = TicketChanges {
-            assignee_id: Some(None),
-            claimed_at: Some(None),
-            pooled_at: Some(Some(now)),
-            ..Default::default()
-        };
-        let data = json!({ "reason": reason, "previous_assignee_id": t.assignee_id });
-        let t = transition(conn, &t, &viewer.caller.user_id, "released", Status::Open, changes, data, now)?;
+        let t = commands::release(conn, &viewer, &id, body.0, db::now())?;
         viewer.view_one(conn, t)
     })
     .await?;
@@ -897,11 +837,11 @@ pub async fn assign_ticket(
 ) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
     let AssignBody { technician_id, reason } = body.0;
-    let reason = reason.as_deref().map(self::reason).transpose()?;
+    let reason = reason.as_deref().map(commands::reason).transpose()?;
     let id = id.into_inner();
     let view = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller)?;
-        let t = visible(conn, &viewer, &id)?;
+        let t = visible_for_update(conn, &viewer, &id)?;
         if !db::tickets::is_site_technician(conn, &technician_id, &t.site_id)? {
             return Err(ApiError::field("technician_id", "is not an active technician of this ticket's site"));
         }
@@ -954,11 +894,11 @@ pub async fn cancel_ticket(
     body: JsonBody<ReasonBody>,
 ) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
-    let reason = reason(&body.0.reason)?;
+    let reason = commands::reason(&body.0.reason)?;
     let id = id.into_inner();
     let view = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller)?;
-        let t = visible(conn, &viewer, &id)?;
+        let t = visible_for_update(conn, &viewer, &id)?;
         if !Status::parse(&t.status).is_some_and(Status::can_cancel) {
             return Err(ApiError::new(
                 ErrorCode::InvalidTransition,

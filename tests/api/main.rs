@@ -8,4 +8,6 @@ mod onsite;
 mod openapi;
 mod sms_providers;
 mod stub;
+mod sync;
+mod sync_simulation;
 mod tickets;

@@ -1,0 +1,117 @@
+//! Phones that sync, the operations they pushed, and notes.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{sync_clients, sync_ops, ticket_notes};
+use super::DbConn;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = sync_clients)]
+pub struct ClientRow {
+    pub client_id: String,
+    pub user_id: String,
+    pub last_op_id: i64,
+}
+
+/// The client, registered to `user_id` on first sight.
+pub fn client(conn: &mut DbConn, client_id: &str, user_id: &str, now: NaiveDateTime) -> QueryResult<ClientRow> {
+    on_engine!(conn, |c| diesel::insert_into(sync_clients::table)
+        .values((
+            sync_clients::client_id.eq(client_id),
+            sync_clients::user_id.eq(user_id),
+            sync_clients::last_op_id.eq(0i64),
+            sync_clients::created_at.eq(now),
+            sync_clients::updated_at.eq(now),
+        ))
+        .on_conflict(sync_clients::client_id)
+        .do_nothing()
+        .execute(c))?;
+    sync_clients::table.find(client_id).select(ClientRow::as_select()).first(conn)
+}
+
+pub fn last_op_id(conn: &mut DbConn, client_id: &str) -> QueryResult<Option<i64>> {
+    sync_clients::table.find(client_id).select(sync_clients::last_op_id).first(conn).optional()
+}
+
+/// Moves the client from `op_id - 1` to `op_id`; false if another push got there first.
+pub fn advance(conn: &mut DbConn, client_id: &str, op_id: i64, now: NaiveDateTime) -> QueryResult<bool> {
+    let changed = diesel::update(sync_clients::table.find(client_id).filter(sync_clients::last_op_id.eq(op_id - 1)))
+        .set((sync_clients::last_op_id.eq(op_id), sync_clients::updated_at.eq(now)))
+        .execute(conn)?;
+    Ok(changed == 1)
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sync_ops)]
+pub struct OpRow {
+    pub client_id: String,
+    pub op_id: i64,
+    pub user_id: String,
+    pub ticket_id: Option<String>,
+    pub site_id: Option<String>,
+    pub name: String,
+    pub args: String,
+    pub device_time: Option<NaiveDateTime>,
+    pub received_at: NaiveDateTime,
+    pub status: String,
+    pub code: Option<String>,
+    pub detail: Option<String>,
+}
+
+pub fn record(conn: &mut DbConn, op: &OpRow) -> QueryResult<()> {
+    diesel::insert_into(sync_ops::table).values(op).execute(conn).map(|_| ())
+}
+
+pub fn find_op(conn: &mut DbConn, client_id: &str, op_id: i64) -> QueryResult<Option<OpRow>> {
+    sync_ops::table.find((client_id, op_id)).select(OpRow::as_select()).first(conn).optional()
+}
+
+/// Rejected operations of `sites` (all when `None`), newest first.
+pub fn rejections(conn: &mut DbConn, sites: Option<&[String]>, limit: i64) -> QueryResult<Vec<OpRow>> {
+    let mut query = sync_ops::table
+        .filter(sync_ops::status.eq("rejected"))
+        .order((sync_ops::received_at.desc(), sync_ops::op_id.desc()))
+        .limit(limit)
+        .select(OpRow::as_select())
+        .into_boxed();
+    if let Some(sites) = sites {
+        query = query.filter(sync_ops::site_id.eq_any(sites.to_vec()));
+    }
+    query.load(conn)
+}
+
+pub fn ops_of_ticket(conn: &mut DbConn, ticket_id: &str) -> QueryResult<Vec<OpRow>> {
+    sync_ops::table
+        .filter(sync_ops::ticket_id.eq(ticket_id))
+        .order(sync_ops::received_at.asc())
+        .select(OpRow::as_select())
+        .load(conn)
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = ticket_notes)]
+pub struct NoteRow {
+    pub id: String,
+    pub ticket_id: String,
+    pub author_id: String,
+    pub body: String,
+    pub created_at: NaiveDateTime,
+    pub device_time: Option<NaiveDateTime>,
+}
+
+pub fn insert_note(conn: &mut DbConn, note: &NoteRow) -> QueryResult<()> {
+    diesel::insert_into(ticket_notes::table).values(note).execute(conn).map(|_| ())
+}
+
+pub fn find_note(conn: &mut DbConn, id: &str) -> QueryResult<Option<NoteRow>> {
+    ticket_notes::table.find(id).select(NoteRow::as_select()).first(conn).optional()
+}
+
+pub fn notes_of(conn: &mut DbConn, ticket_ids: &[String]) -> QueryResult<Vec<NoteRow>> {
+    ticket_notes::table
+        .filter(ticket_notes::ticket_id.eq_any(ticket_ids.to_vec()))
+        .order((ticket_notes::created_at.asc(), ticket_notes::id.asc()))
+        .select(NoteRow::as_select())
+        .load(conn)
+}

@@ -1,0 +1,555 @@
+//! Offline sync. A phone pushes the operations it queued while offline, numbered 1, 2, 3... per
+//! app install; the server replays each against its current state (the same commands as the HTTP
+//! routes) and keeps every one with its result. A pull returns what changed since a cursor that
+//! follows commit order, so no change is ever skipped. See docs/sync.md.
+
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use super::pool::{event_stream, Subscriber};
+use super::tickets::{TicketEvent, TicketView, Viewer};
+use super::{parse_json, Checks};
+use crate::auth::Caller;
+use crate::commands::{self, ArriveBody, CompleteBody, HoldBody, MaterialPatch, NewMaterial, NoteBody, ReasonBody};
+use crate::db::{self, sync::OpRow, DbConn};
+use crate::domain::ticket::Status;
+use crate::domain::user::Role;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::jobs::feed::Change;
+use crate::startup::AppState;
+
+pub const SCHEMA_VERSIONS: [i64; 1] = [1];
+pub const MAX_OPS: usize = 500;
+pub const MAX_PUSH_BYTES: usize = 1024 * 1024;
+/// A cursor older than this answers `reset: true` with the whole current view.
+pub const CURSOR_RETENTION: Duration = Duration::days(30);
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/sync/push").route(web::post().to(push)))
+        .service(web::resource("/sync/pull").route(web::post().to(pull)))
+        .service(web::resource("/sync/rejections").route(web::get().to(rejections)))
+        .service(web::resource("/sync/stream").route(web::get().to(stream)));
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PushRequest {
+    /// A UUID per app install; bound to the user who first pushes or pulls with it.
+    pub client_id: String,
+    pub schema_version: i64,
+    pub ops: Vec<PushOp>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct PushOp {
+    /// 1, 2, 3... per client, in the order the phone did them.
+    pub op_id: i64,
+    /// `claim, release, arrive, add_material, update_material, remove_material, add_note, hold, resume, complete`
+    pub name: String,
+    pub ticket_id: String,
+    /// The operation's body, as the matching HTTP route takes it (`update_material` and
+    /// `remove_material` add `line_id`; `remove_material` may add `version`).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub args: Value,
+    /// When the phone did it; kept, never used to decide conflicts.
+    pub device_time: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpResult {
+    pub op_id: i64,
+    /// `applied`, `rejected` (a business rule said no; it is kept for the desk) or `duplicate`
+    /// (already received; not applied again).
+    pub status: &'static str,
+    pub code: Option<String>,
+    pub detail: Option<String>,
+    /// On rejection: the ticket as it stands, when the user may still see it.
+    pub ticket: Option<TicketView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PushResponse {
+    /// The last operation the server has of this client: resume pushing after it.
+    pub last_op_id: i64,
+    pub results: Vec<OpResult>,
+}
+
+enum Step {
+    Done(Box<OpResult>),
+    Duplicate,
+    /// The op skipped numbers: nothing from here on is applied.
+    Gap,
+}
+
+fn args<T: DeserializeOwned>(op: &PushOp) -> Result<T, ApiError> {
+    let bytes = serde_json::to_vec(&op.args).map_err(ApiError::internal)?;
+    parse_json(if op.args.is_null() { b"{}" } else { &bytes })
+}
+
+#[derive(Deserialize)]
+struct LineArgs {
+    line_id: String,
+    version: Option<i64>,
+}
+
+/// Replays one operation. `Ok(Err)` is a refusal whose side effects stand (a counted wrong code,
+/// an arrival recorded for the desk); `Err` is a refusal that changed nothing.
+fn apply_op(
+    conn: &mut DbConn,
+    ctx: &commands::Ctx,
+    viewer: &Viewer,
+    op: &PushOp,
+    now: NaiveDateTime,
+) -> Result<Result<(), ApiError>, ApiError> {
+    let id = op.ticket_id.as_str();
+    let device_time = op.device_time.map(|d| d.naive_utc());
+    match op.name.as_str() {
+        "claim" => commands::claim(conn, ctx, viewer, id, now).map(|_| Ok(())),
+        "release" => commands::release(conn, viewer, id, args::<ReasonBody>(op)?, now).map(|_| Ok(())),
+        "arrive" => {
+            let mut body = args::<ArriveBody>(op)?;
+            body.device_time = body.device_time.or(op.device_time);
+            if let Some(refusal) = arrival_elsewhere(conn, viewer, op, &body, now)? {
+                return Ok(Err(refusal));
+            }
+            Ok(commands::arrive(conn, ctx, viewer, id, body, now)?.map(|_| ()))
+        }
+        "add_material" => commands::add_material(conn, viewer, id, args::<NewMaterial>(op)?, now).map(|_| Ok(())),
+        "update_material" => {
+            let line = args::<LineArgs>(op)?;
+            commands::update_material(conn, viewer, id, &line.line_id, args::<MaterialPatch>(op)?, now).map(|_| Ok(()))
+        }
+        "remove_material" => {
+            let line = args::<LineArgs>(op)?;
+            commands::remove_material(conn, viewer, id, &line.line_id, line.version, now).map(|_| Ok(()))
+        }
+        "add_note" => commands::add_note(conn, viewer, id, args::<NoteBody>(op)?, device_time, now).map(|_| Ok(())),
+        "hold" => commands::hold(conn, viewer, id, args::<HoldBody>(op)?, now).map(|_| Ok(())),
+        "resume" => commands::resume(conn, viewer, id, now).map(|_| Ok(())),
+        "complete" => commands::complete(conn, viewer, id, args::<CompleteBody>(op)?, now).map(|_| Ok(())),
+        other => {
+            Err(ApiError::new(ErrorCode::UnknownOperation, format!("{other:?} is not an operation this server knows")))
+        }
+    }
+}
+
+/// An arrival made offline at a ticket that was reassigned meanwhile: the technician really was
+/// there, so it is recorded on the ticket and flagged for the desk, though it does not check in.
+fn arrival_elsewhere(
+    conn: &mut DbConn,
+    viewer: &Viewer,
+    op: &PushOp,
+    body: &ArriveBody,
+    now: NaiveDateTime,
+) -> Result<Option<ApiError>, ApiError> {
+    let me = viewer.caller.user_id.as_str();
+    let Some(t) = db::tickets::find(conn, &op.ticket_id)?.filter(|t| viewer.sites.contains(&t.site_id)) else {
+        return Ok(None);
+    };
+    if t.assignee_id.as_deref() == Some(me) || viewer.caller.role != Role::Technician {
+        return Ok(None);
+    }
+    let data = json!({ "technician_id": me, "device_time": body.device_time, "lat": body.lat, "lng": body.lng,
+        "client_op": op.op_id, "code_given": body.code.is_some() });
+    db::events::append(
+        conn,
+        vec![db::events::NewEvent {
+            ticket_id: t.id.clone(),
+            site_id: t.site_id.clone(),
+            event_type: "arrival_unassigned",
+            actor_id: Some(me.to_owned()),
+            at: now,
+            from_status: Status::parse(&t.status).map(Status::as_str),
+            to_status: Status::parse(&t.status).map(Status::as_str),
+            data,
+        }],
+    )?;
+    Ok(Some(ApiError::new(
+        ErrorCode::NotYourTicket,
+        "the ticket was given to someone else before this arrival reached us; your visit is recorded for the desk",
+    )))
+}
+
+/// A refusal names the ticket's real situation: a technician who lost it, or never held it,
+/// hears so rather than "not found".
+fn explain(conn: &mut DbConn, viewer: &Viewer, ticket_id: &str, e: ApiError) -> Result<ApiError, ApiError> {
+    if e.code != ErrorCode::NotFound || viewer.caller.role != Role::Technician {
+        return Ok(e);
+    }
+    let Some(t) = db::tickets::find(conn, ticket_id)?.filter(|t| viewer.sites.contains(&t.site_id)) else {
+        return Ok(e);
+    };
+    Ok(match t.assignee_id.as_deref() {
+        Some(holder) if holder != viewer.caller.user_id => {
+            ApiError::new(ErrorCode::NotYourTicket, "this ticket is no longer yours")
+        }
+        _ => ApiError::new(ErrorCode::InvalidTransition, format!("the ticket is {}: claim it first", t.status)),
+    })
+}
+
+/// Binds a new client to the caller, or checks that a known one is theirs.
+async fn own_client(state: &AppState, caller: &Caller, client_id: &str) -> Result<(), ApiError> {
+    let (client_id, user_id) = (client_id.to_owned(), caller.user_id.clone());
+    db::run(&state.pool, move |conn| {
+        let client = db::sync::client(conn, &client_id, &user_id, db::now())?;
+        if client.user_id != user_id {
+            return Err(ApiError::new(ErrorCode::ClientOfAnotherUser, "this client_id is another user's app install"));
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Push queued operations. Each is applied in its own transaction together with the client's
+/// `last_op_id`; a rejected one still advances it, so a bad operation never blocks the queue.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sync/push",
+    tag = "sync",
+    security(("bearer" = [])),
+    request_body = PushRequest,
+    responses(
+        (status = 200, body = PushResponse),
+        (status = 403, description = "`client_of_another_user`", body = crate::error::Problem),
+        (status = 413, description = "more than 500 operations or 1 MB", body = crate::error::Problem),
+        (status = 426, description = "`unsupported_schema_version`, with `supported`", body = crate::error::Problem),
+    )
+)]
+pub async fn push(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let is_json =
+        req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
+    if !is_json {
+        return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "send the body as application/json"));
+    }
+    if body.len() > MAX_PUSH_BYTES {
+        return Err(ApiError::new(ErrorCode::PayloadTooLarge, "a push may be at most 1 MB: send fewer operations"));
+    }
+    let request: PushRequest = parse_json(&body)?;
+    if !SCHEMA_VERSIONS.contains(&request.schema_version) {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedSchemaVersion,
+            format!("schema version {} is not supported; update the app", request.schema_version),
+        )
+        .with("supported", SCHEMA_VERSIONS.to_vec()));
+    }
+    if request.ops.len() > MAX_OPS {
+        return Err(ApiError::new(ErrorCode::PayloadTooLarge, format!("a push may hold at most {MAX_OPS} operations")));
+    }
+    let mut checks = Checks::default();
+    let client_id = checks.take(
+        "client_id",
+        uuid::Uuid::parse_str(request.client_id.trim()).map(|u| u.to_string()).map_err(|_| "must be a UUID".into()),
+    );
+    checks.finish()?;
+    let client_id = client_id.unwrap_or_default();
+    own_client(&state, &caller, &client_id).await?;
+    let ctx = state.commands();
+    let mut results = Vec::new();
+    for op in request.ops {
+        let (client_id, caller, ctx) = (client_id.clone(), caller.clone(), ctx.clone());
+        let step = db::transaction(&state.pool, move |conn| push_one(conn, &ctx, caller, &client_id, op)).await;
+        match step {
+            Ok(Step::Done(result)) => results.push(*result),
+            Ok(Step::Duplicate) => {}
+            Ok(Step::Gap) => break,
+            // transient (the database went away): stop here; the phone pushes the rest again
+            Err(e) if results.is_empty() => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "push stopped early");
+                break;
+            }
+        }
+    }
+    let last_op_id = db::run(&state.pool, move |conn| Ok(db::sync::last_op_id(conn, &client_id)?.unwrap_or(0))).await?;
+    Ok(HttpResponse::Ok().json(PushResponse { last_op_id, results }))
+}
+
+fn push_one(
+    conn: &mut DbConn,
+    ctx: &commands::Ctx,
+    caller: Caller,
+    client_id: &str,
+    op: PushOp,
+) -> Result<Step, ApiError> {
+    let now = db::now();
+    let client = db::sync::client(conn, client_id, &caller.user_id, now)?;
+    if client.user_id != caller.user_id {
+        return Err(ApiError::new(ErrorCode::ClientOfAnotherUser, "this client_id is another user's app install"));
+    }
+    if op.op_id <= client.last_op_id {
+        return Ok(Step::Duplicate);
+    }
+    // numbering is the phone's promise of order: a gap means something is missing
+    if op.op_id != client.last_op_id + 1 || !db::sync::advance(conn, client_id, op.op_id, now)? {
+        return Ok(if op.op_id > client.last_op_id + 1 { Step::Gap } else { Step::Duplicate });
+    }
+    let viewer = Viewer::load(conn, caller)?;
+    // a savepoint: a refusal undoes the operation's own writes, never the record of it
+    let outcome = db::savepoint(conn, |c| apply_op(c, ctx, &viewer, &op, now));
+    let refusal = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(e) if e.code == ErrorCode::DatabaseUnavailable => return Err(e),
+        Err(e) => Some(e),
+    };
+    let refusal = match refusal {
+        Some(e) => Some(explain(conn, &viewer, &op.ticket_id, e)?),
+        None => None,
+    };
+    let ticket = db::tickets::find(conn, &op.ticket_id)?;
+    db::sync::record(
+        conn,
+        &OpRow {
+            client_id: client_id.to_owned(),
+            op_id: op.op_id,
+            user_id: viewer.caller.user_id.clone(),
+            ticket_id: ticket.as_ref().map(|t| t.id.clone()),
+            site_id: ticket.as_ref().map(|t| t.site_id.clone()),
+            name: op.name.clone(),
+            args: op.args.to_string(),
+            device_time: op.device_time.map(|d| d.naive_utc()),
+            received_at: now,
+            status: if refusal.is_some() { "rejected" } else { "applied" }.to_owned(),
+            code: refusal.as_ref().map(|e| e.code.as_str().to_owned()),
+            detail: refusal.as_ref().map(|e| e.detail.clone()),
+        },
+    )?;
+    let Some(refusal) = refusal else {
+        return Ok(Step::Done(Box::new(OpResult {
+            op_id: op.op_id,
+            status: "applied",
+            code: None,
+            detail: None,
+            ticket: None,
+        })));
+    };
+    let ticket = match ticket.filter(|t| viewer.can_see(t)) {
+        Some(t) => Some(viewer.view_one(conn, t)?),
+        None => None,
+    };
+    Ok(Step::Done(Box::new(OpResult {
+        op_id: op.op_id,
+        status: "rejected",
+        code: Some(refusal.code.as_str().to_owned()),
+        detail: Some(refusal.detail),
+        ticket,
+    })))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PullRequest {
+    pub client_id: String,
+    /// The `cursor` of the last pull; absent on the first.
+    pub cursor: Option<String>,
+    /// Tickets per page, 1 to 500 (default 100).
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncTicket {
+    #[serde(flatten)]
+    pub ticket: TicketView,
+    pub events: Vec<TicketEvent>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PullResponse {
+    /// Pass it to the next pull.
+    pub cursor: String,
+    /// More changes wait: pull again at once with the new cursor.
+    pub has_more: bool,
+    /// The last operation of this client the server has applied, read with the tickets.
+    pub last_op_id: i64,
+    /// The cursor was too old or not this server's: drop every ticket you hold and take this
+    /// (and the following pages) as the whole view.
+    pub reset: bool,
+    pub tickets: Vec<SyncTicket>,
+    /// Tickets that left your view: drop them.
+    pub removed: Vec<String>,
+}
+
+fn encode_cursor(seq: i64, issued: NaiveDateTime) -> String {
+    URL_SAFE_NO_PAD.encode(format!("v1.{seq}.{}", issued.and_utc().timestamp()))
+}
+
+fn decode_cursor(raw: &str) -> Option<(i64, NaiveDateTime)> {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
+    let mut parts = text.strip_prefix("v1.")?.split('.');
+    let seq = parts.next()?.parse().ok()?;
+    let issued = DateTime::from_timestamp(parts.next()?.parse().ok()?, 0)?.naive_utc();
+    Some((seq, issued))
+}
+
+/// What changed since the cursor, in commit order, as full ticket snapshots.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sync/pull",
+    tag = "sync",
+    security(("bearer" = [])),
+    request_body = PullRequest,
+    responses((status = 200, body = PullResponse), (status = 403, body = crate::error::Problem), (status = 422, body = crate::error::Problem))
+)]
+pub async fn pull(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: super::JsonBody<PullRequest>,
+) -> ApiResult<HttpResponse> {
+    let request = body.0;
+    let mut checks = Checks::default();
+    let client_id = checks.take(
+        "client_id",
+        uuid::Uuid::parse_str(request.client_id.trim()).map(|u| u.to_string()).map_err(|_| "must be a UUID".into()),
+    );
+    let limit = request.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        checks.fail("limit", "must be 1 to 500");
+    }
+    checks.finish()?;
+    let client_id = client_id.unwrap_or_default();
+    own_client(&state, &caller, &client_id).await?;
+    let response = db::run(&state.pool, move |conn| {
+        db::snapshot(conn, |conn| {
+            let now = db::now();
+            let last_op_id = db::sync::last_op_id(conn, &client_id)?.unwrap_or(0);
+            let viewer = Viewer::load(conn, caller)?;
+            let head = db::events::last_seq(conn)?;
+            let (after, reset) = match request.cursor.as_deref() {
+                None => (0, false),
+                Some(raw) => match decode_cursor(raw) {
+                    Some((seq, issued)) if seq <= head && issued >= now - CURSOR_RETENTION => (seq, false),
+                    _ => (0, true),
+                },
+            };
+            let sites = (!viewer.caller.is_admin()).then(|| viewer.sites.clone());
+            let mut changed = db::events::changed_tickets(conn, after, sites.as_deref(), limit + 1)?;
+            let has_more = changed.len() as i64 > limit;
+            changed.truncate(limit as usize);
+            let reached = if has_more { changed.last().and_then(|c| c.1).unwrap_or(after) } else { head };
+            let ids: Vec<String> = changed.into_iter().map(|c| c.0).collect();
+            let rows = db::tickets::find_many(conn, &ids)?;
+            let (seen, unseen): (Vec<_>, Vec<_>) = rows.into_iter().partition(|t| viewer.can_see(t));
+            let seen_ids: Vec<String> = seen.iter().map(|t| t.id.clone()).collect();
+            let mut events = db::events::for_tickets(conn, &seen_ids)?;
+            let mut tickets = Vec::new();
+            for view in viewer.views(conn, seen)? {
+                let (mine, rest): (Vec<_>, Vec<_>) = events.drain(..).partition(|e| e.ticket_id == view.id);
+                events = rest;
+                tickets.push(SyncTicket { ticket: view, events: mine.into_iter().map(TicketEvent::from).collect() });
+            }
+            // a first pull or a reset has nothing to remove: the phone holds nothing yet
+            let removed = if after == 0 { Vec::new() } else { unseen.into_iter().map(|t| t.id).collect() };
+            Ok(PullResponse { cursor: encode_cursor(reached, now), has_more, last_op_id, reset, tickets, removed })
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(response))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Rejection {
+    pub client_id: String,
+    pub op_id: i64,
+    pub user_id: String,
+    pub ticket_id: Option<String>,
+    pub name: String,
+    /// Everything the phone sent with it (a completion's result and signature included).
+    #[schema(value_type = Object)]
+    pub args: Value,
+    pub device_time: Option<DateTime<Utc>>,
+    pub received_at: DateTime<Utc>,
+    pub code: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RejectionList {
+    pub items: Vec<Rejection>,
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct RejectionQuery {
+    pub site_id: Option<String>,
+}
+
+/// Operations phones pushed that the server refused, newest first: work done offline that the
+/// desk must look at.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sync/rejections",
+    tag = "sync",
+    security(("bearer" = [])),
+    params(RejectionQuery),
+    responses((status = 200, body = RejectionList), (status = 403, body = crate::error::Problem))
+)]
+pub async fn rejections(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<RejectionQuery>,
+) -> ApiResult<HttpResponse> {
+    caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
+    let site = query.into_inner().site_id;
+    let rows = db::run(&state.pool, move |conn| {
+        let sites = if caller.is_admin() {
+            site.map(|s| vec![s])
+        } else {
+            let own = db::users::site_ids(conn, &caller.user_id)?;
+            Some(own.into_iter().filter(|s| site.as_ref().is_none_or(|f| f == s)).collect())
+        };
+        Ok(db::sync::rejections(conn, sites.as_deref(), 500)?)
+    })
+    .await?;
+    let items = rows
+        .into_iter()
+        .map(|r| Rejection {
+            client_id: r.client_id,
+            op_id: r.op_id,
+            user_id: r.user_id,
+            ticket_id: r.ticket_id,
+            name: r.name,
+            args: serde_json::from_str(&r.args).unwrap_or(Value::Null),
+            device_time: r.device_time.map(|t| t.and_utc()),
+            received_at: r.received_at.and_utc(),
+            code: r.code,
+            detail: r.detail,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(RejectionList { items }))
+}
+
+fn concerns(sub: &Subscriber, role: Role, c: &Change) -> bool {
+    let me = Some(sub.user_id.as_str());
+    match role {
+        Role::Admin => true,
+        Role::Dispatcher | Role::Supervisor => sub.sites.contains(&c.site_id),
+        Role::Technician => {
+            c.new_assignee() == me
+                || c.previous_assignee() == me
+                || (sub.sites.contains(&c.site_id) && sub.trades.contains(&c.category))
+        }
+    }
+}
+
+/// Server-sent `changed` events whenever something the caller can see changes: the phone pulls.
+/// Event ids are sequence numbers; `Last-Event-ID` replays what a reconnecting phone missed.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sync/stream",
+    tag = "sync",
+    security(("bearer" = [])),
+    responses((status = 200, description = "text/event-stream", content_type = "text/event-stream", body = String))
+)]
+pub async fn stream(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
+    let role = caller.role;
+    event_stream(state, caller, req, move |sub| Box::new(move |c| concerns(&sub, role, c).then_some("changed"))).await
+}

@@ -1,0 +1,360 @@
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+use crate::tickets::{desk_with, ticket_body, Desk};
+
+fn public_ticket(site: &str) -> Value {
+    // public-area tickets need no resident code, so offline arrivals can be replayed freely
+    let mut body = ticket_body(site);
+    body["area"] = json!("public");
+    body["location"] = json!("2栋电梯厅");
+    body
+}
+
+pub fn op(op_id: i64, name: &str, ticket_id: &str, args: Value) -> Value {
+    json!({ "op_id": op_id, "name": name, "ticket_id": ticket_id, "args": args,
+        "device_time": chrono::Utc::now().to_rfc3339() })
+}
+
+pub async fn push(app: &TestApp, token: &str, client: &str, ops: Vec<Value>) -> Value {
+    let res =
+        app.post("/api/v1/sync/push", token, &json!({ "client_id": client, "schema_version": 1, "ops": ops })).await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+pub async fn pull(app: &TestApp, token: &str, client: &str, cursor: Option<&str>) -> Value {
+    let res = app.post("/api/v1/sync/pull", token, &json!({ "client_id": client, "cursor": cursor })).await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+fn statuses(response: &Value) -> Vec<String> {
+    response["results"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap().to_owned()).collect()
+}
+
+fn new_client() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+async fn tid(d: &Desk, body: Value) -> String {
+    d.create(&body).await["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_days_offline_work_is_replayed_in_order_and_duplicates_are_answered_not_applied() {
+    let d = desk_with(&[]).await;
+    let (_, tech) = d.technician("tech1").await;
+    let t = tid(&d, public_ticket(&d.site)).await;
+    let client = new_client();
+    let line = uuid::Uuid::new_v4().to_string();
+    let ops = vec![
+        op(1, "claim", &t, json!({})),
+        op(2, "arrive", &t, json!({ "lat": 30.5, "lng": 114.3 })),
+        op(
+            3,
+            "add_material",
+            &t,
+            json!({ "id": line, "name": "电梯按钮", "quantity": "1", "unit": "个",
+            "unit_price_cents": 4500, "supplied_by": "company" }),
+        ),
+        op(4, "add_note", &t, json!({ "id": uuid::Uuid::new_v4(), "note": "按钮卡死，已更换" })),
+        op(5, "complete", &t, json!({ "result": "更换按钮" })),
+    ];
+    let first = push(&d.app, &tech, &client, ops.clone()).await;
+    assert_eq!(statuses(&first), ["applied"; 5]);
+    assert_eq!(first["last_op_id"], 5);
+
+    // the answer was lost: the phone sends the same batch again
+    let again = push(&d.app, &tech, &client, ops).await;
+    assert_eq!(again["results"], json!([]), "duplicates are not applied again");
+    assert_eq!(again["last_op_id"], 5);
+
+    let ticket: Value = d.app.get(&format!("/api/v1/tickets/{t}"), &d.desk).await.json().await.unwrap();
+    assert_eq!(ticket["status"], "awaiting_inspection");
+    assert_eq!(ticket["materials"].as_array().unwrap().len(), 1);
+    assert_eq!(ticket["notes"][0]["note"], "按钮卡死，已更换");
+
+    // an op after a gap is not applied; the answer says where the server stands
+    let gap = push(&d.app, &tech, &client, vec![op(7, "add_note", &t, json!({ "note": "x" }))]).await;
+    assert_eq!(gap["results"], json!([]));
+    assert_eq!(gap["last_op_id"], 5);
+}
+
+#[tokio::test]
+async fn a_poisoned_operation_is_rejected_with_the_ticket_and_does_not_block_the_queue() {
+    let d = desk_with(&[]).await;
+    let (_, tech) = d.technician("tech1").await;
+    let t = tid(&d, public_ticket(&d.site)).await;
+    let client = new_client();
+    let res = push(
+        &d.app,
+        &tech,
+        &client,
+        vec![
+            op(1, "complete", &t, json!({ "result": "too early" })),
+            op(2, "levitate", &t, json!({})),
+            op(3, "claim", &t, json!({})),
+            op(4, "add_material", &t, json!({ "quantity": "many", "supplied_by": "company" })),
+        ],
+    )
+    .await;
+    assert_eq!(statuses(&res), ["rejected", "rejected", "applied", "rejected"]);
+    assert_eq!(res["results"][0]["code"], "invalid_transition");
+    assert_eq!(res["results"][1]["code"], "unknown_operation");
+    assert_eq!(res["results"][3]["code"], "validation_failed");
+    assert_eq!(res["results"][3]["ticket"]["status"], "assigned", "a rejection carries the ticket as it stands");
+    assert_eq!(res["last_op_id"], 4);
+
+    let rejected: Value = d.app.get("/api/v1/sync/rejections", &d.desk).await.json().await.unwrap();
+    let names: Vec<&str> = rejected["items"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"add_material") && names.contains(&"levitate"), "{names:?}");
+}
+
+#[tokio::test]
+async fn two_technicians_claiming_offline_the_first_push_wins_and_the_other_learns_on_pull() {
+    let d = desk_with(&[]).await;
+    let (winner_id, winner) = d.technician("tech1").await;
+    let (_, loser) = d.technician("tech2").await;
+    let t = tid(&d, public_ticket(&d.site)).await;
+    let (c1, c2) = (new_client(), new_client());
+    let loser_view = pull(&d.app, &loser, &c2, None).await;
+    assert_eq!(loser_view["tickets"][0]["id"], t.as_str(), "the open ticket was in the loser's pool");
+
+    let won = push(&d.app, &winner, &c1, vec![op(1, "claim", &t, json!({}))]).await;
+    assert_eq!(statuses(&won), ["applied"]);
+    let lost = push(&d.app, &loser, &c2, vec![op(1, "claim", &t, json!({})), op(2, "arrive", &t, json!({}))]).await;
+    assert_eq!(statuses(&lost), ["rejected", "rejected"]);
+    assert_eq!(lost["results"][0]["code"], "already_claimed");
+    assert_eq!(lost["last_op_id"], 2);
+
+    let after = pull(&d.app, &loser, &c2, loser_view["cursor"].as_str()).await;
+    assert_eq!(after["removed"], json!([t]));
+    assert_eq!(after["last_op_id"], 2);
+    let winner_view = pull(&d.app, &winner, &c1, None).await;
+    assert_eq!(winner_view["tickets"][0]["assignee_id"], winner_id.as_str());
+}
+
+#[tokio::test]
+async fn an_offline_arrival_at_a_reassigned_ticket_is_recorded_for_the_desk() {
+    let d = desk_with(&[]).await;
+    let (_, tech1) = d.technician("tech1").await;
+    let (tech2_id, _) = d.technician("tech2").await;
+    let t = tid(&d, public_ticket(&d.site)).await;
+    let client = new_client();
+    push(&d.app, &tech1, &client, vec![op(1, "claim", &t, json!({}))]).await;
+    // meanwhile the desk gives it to someone else
+    d.app.post(&format!("/api/v1/tickets/{t}/assign"), &d.desk, &json!({ "technician_id": tech2_id })).await;
+    let res = push(&d.app, &tech1, &client, vec![op(2, "arrive", &t, json!({ "lat": 30.1, "lng": 114.2 }))]).await;
+    assert_eq!(res["results"][0]["code"], "not_your_ticket");
+    let events: Value = d.app.get(&format!("/api/v1/tickets/{t}/events"), &d.desk).await.json().await.unwrap();
+    let visit =
+        events["items"].as_array().unwrap().iter().find(|e| e["type"] == "arrival_unassigned").expect("recorded");
+    assert_eq!(visit["data"]["lat"], 30.1);
+    let rejected: Value = d.app.get("/api/v1/sync/rejections", &d.desk).await.json().await.unwrap();
+    assert_eq!(rejected["items"][0]["name"], "arrive");
+}
+
+#[tokio::test]
+async fn completing_a_ticket_cancelled_meanwhile_is_kept_for_the_desk_with_everything_attached() {
+    let d = desk_with(&[]).await;
+    let (_, tech) = d.technician("tech1").await;
+    let t = tid(&d, public_ticket(&d.site)).await;
+    let client = new_client();
+    push(&d.app, &tech, &client, vec![op(1, "claim", &t, json!({})), op(2, "arrive", &t, json!({}))]).await;
+    d.app.post(&format!("/api/v1/tickets/{t}/cancel"), &d.desk, &json!({ "reason": "重复报修" })).await;
+    let res =
+        push(&d.app, &tech, &client, vec![op(3, "complete", &t, json!({ "result": "已修好", "resident_rating": 4 }))])
+            .await;
+    assert_eq!(statuses(&res), ["rejected"]);
+    assert_eq!(res["results"][0]["code"], "invalid_transition");
+    let rejected: Value = d.app.get("/api/v1/sync/rejections", &d.desk).await.json().await.unwrap();
+    let kept = &rejected["items"][0];
+    assert_eq!(kept["name"], "complete");
+    assert_eq!(kept["args"]["result"], "已修好");
+    assert_eq!(kept["args"]["resident_rating"], 4);
+}
+
+#[tokio::test]
+async fn material_edits_win_by_commit_order_and_a_delete_wins_over_an_edit() {
+    let d = desk_with(&[]).await;
+    let (_, tech) = d.technician("tech1").await;
+    let t = tid(&d, public_ticket(&d.site)).await;
+    let (phone, desk_phone) = (new_client(), new_client());
+    let line = uuid::Uuid::new_v4().to_string();
+    push(
+        &d.app,
+        &tech,
+        &phone,
+        vec![
+            op(1, "claim", &t, json!({})),
+            op(2, "arrive", &t, json!({})),
+            op(
+                3,
+                "add_material",
+                &t,
+                json!({ "id": line, "name": "线缆", "quantity": "10", "unit": "米",
+                "unit_price_cents": 300, "supplied_by": "company" }),
+            ),
+        ],
+    )
+    .await;
+    // two edits made offline; the later commit wins, the earlier value stays in the history
+    push(&d.app, &tech, &phone, vec![op(4, "update_material", &t, json!({ "line_id": line, "quantity": "12" }))]).await;
+    let path = format!("/api/v1/tickets/{t}/materials/{line}");
+    assert_eq!(d.app.patch(&path, &d.desk, &json!({ "quantity": "15" })).await.status(), 200);
+    let ticket: Value = d.app.get(&format!("/api/v1/tickets/{t}"), &d.desk).await.json().await.unwrap();
+    assert_eq!(ticket["materials"][0]["quantity"], "15");
+    let events: Value = d.app.get(&format!("/api/v1/tickets/{t}/events"), &d.desk).await.json().await.unwrap();
+    let before: Vec<&Value> =
+        events["items"].as_array().unwrap().iter().filter(|e| e["type"] == "material_updated").collect();
+    assert_eq!(before[1]["data"]["before"]["quantity"], "12");
+
+    // a delete commits; an edit queued before it is refused, not resurrecting the line
+    push(&d.app, &tech, &phone, vec![op(5, "remove_material", &t, json!({ "line_id": line }))]).await;
+    let late =
+        push(&d.app, &tech, &phone, vec![op(6, "update_material", &t, json!({ "line_id": line, "quantity": "1" }))])
+            .await;
+    assert_eq!(statuses(&late), ["rejected"]);
+    let ticket: Value = d.app.get(&format!("/api/v1/tickets/{t}"), &d.desk).await.json().await.unwrap();
+    assert_eq!(ticket["materials"], json!([]));
+    let _ = desk_phone;
+}
+
+#[tokio::test]
+async fn pull_pages_in_commit_order_and_resets_a_cursor_it_cannot_honour() {
+    let d = desk_with(&[]).await;
+    let client = new_client();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(tid(&d, ticket_body(&d.site)).await);
+    }
+    // let the code SMS go out (a change of its own) so the cursor below is past them
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let res = d
+            .app
+            .post("/api/v1/sync/pull", &d.desk, &json!({ "client_id": client, "cursor": cursor, "limit": 2 }))
+            .await;
+        let page: Value = res.json().await.unwrap();
+        assert_eq!(page["reset"], false);
+        seen.extend(page["tickets"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_owned()));
+        cursor = page["cursor"].as_str().map(str::to_owned);
+        if page["has_more"] == false {
+            break;
+        }
+    }
+    // ordered by each ticket's latest change (an SMS delivery is a change too): each once
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(sorted, expected);
+    assert_eq!(seen.len(), ids.len(), "each ticket once");
+    let quiet = pull(&d.app, &d.desk, &client, cursor.as_deref()).await;
+    assert_eq!(quiet["tickets"], json!([]));
+
+    // a change brings the ticket back with its events
+    d.app.post(&format!("/api/v1/tickets/{}/cancel", ids[0]), &d.desk, &json!({ "reason": "x" })).await;
+    let changed = pull(&d.app, &d.desk, &client, cursor.as_deref()).await;
+    assert_eq!(changed["tickets"][0]["id"], ids[0].as_str());
+    assert_eq!(changed["tickets"][0]["status"], "cancelled");
+    assert!(changed["tickets"][0]["events"].as_array().unwrap().iter().any(|e| e["type"] == "cancelled"));
+
+    for bad in ["garbage", "djEuOTk5OTk5LjA"] {
+        let reset = pull(&d.app, &d.desk, &client, Some(bad)).await;
+        assert_eq!(reset["reset"], true);
+        assert_eq!(reset["tickets"].as_array().unwrap().len(), 5);
+    }
+}
+
+#[tokio::test]
+async fn the_protocol_refuses_what_it_cannot_take() {
+    let d = desk_with(&[]).await;
+    let (_, tech) = d.technician("tech1").await;
+    let (_, other) = d.technician("tech2").await;
+    let client = new_client();
+    let res =
+        d.app.post("/api/v1/sync/push", &tech, &json!({ "client_id": client, "schema_version": 99, "ops": [] })).await;
+    let problem = assert_problem(res, 426, "unsupported_schema_version").await;
+    assert_eq!(problem["supported"], json!([1]));
+    push(&d.app, &tech, &client, vec![]).await;
+    pull(&d.app, &tech, &client, None).await;
+    let res = d.app.post("/api/v1/sync/pull", &other, &json!({ "client_id": client })).await;
+    assert_problem(res, 403, "client_of_another_user").await;
+    let res = d
+        .app
+        .post(
+            "/api/v1/sync/push",
+            &other,
+            &json!({ "client_id": client, "schema_version": 1,
+        "ops": [op(1, "add_note", "x", json!({ "note": "n" }))] }),
+        )
+        .await;
+    assert_problem(res, 403, "client_of_another_user").await;
+    let res = d
+        .app
+        .post("/api/v1/sync/push", &tech, &json!({ "client_id": "phone-1", "schema_version": 1, "ops": [] }))
+        .await;
+    assert_problem(res, 422, "validation_failed").await;
+    let many: Vec<Value> = (1..=501).map(|i| op(i, "add_note", "x", json!({ "note": "n" }))).collect();
+    let res =
+        d.app.post("/api/v1/sync/push", &tech, &json!({ "client_id": client, "schema_version": 1, "ops": many })).await;
+    assert_problem(res, 413, "payload_too_large").await;
+    assert_problem(d.app.get("/api/v1/sync/rejections", &tech).await, 403, "forbidden").await;
+}
+
+#[tokio::test]
+async fn concurrent_writers_never_make_a_reader_skip_a_change() {
+    let d = desk_with(&[("REPAIRDESK_DB_POOL_SIZE", "12")]).await;
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(tid(&d, public_ticket(&d.site)).await);
+    }
+    let client = new_client();
+    let first = pull(&d.app, &d.desk, &client, None).await;
+    let mut versions: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    let mut cursor = first["cursor"].as_str().unwrap().to_owned();
+
+    let writers = (0..4).map(|w| {
+        let (app, desk, ids) = (&d.app, d.desk.clone(), ids.clone());
+        async move {
+            for i in 0..12 {
+                let t = &ids[(w * 5 + i) % ids.len()];
+                let res = app
+                    .post(&format!("/api/v1/tickets/{t}/notes"), &desk, &json!({ "note": format!("w{w} n{i}") }))
+                    .await;
+                assert_eq!(res.status(), 201);
+            }
+        }
+    });
+    let reader = async {
+        for _ in 0..30 {
+            let page = pull(&d.app, &d.desk, &client, Some(&cursor)).await;
+            for t in page["tickets"].as_array().unwrap() {
+                versions.insert(t["id"].as_str().unwrap().to_owned(), t["version"].as_i64().unwrap());
+            }
+            cursor = page["cursor"].as_str().unwrap().to_owned();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    futures_util::join!(futures_util::future::join_all(writers), reader);
+    loop {
+        let page = pull(&d.app, &d.desk, &client, Some(&cursor)).await;
+        for t in page["tickets"].as_array().unwrap() {
+            versions.insert(t["id"].as_str().unwrap().to_owned(), t["version"].as_i64().unwrap());
+        }
+        cursor = page["cursor"].as_str().unwrap().to_owned();
+        if page["has_more"] == false {
+            break;
+        }
+    }
+    for id in &ids {
+        let now: Value = d.app.get(&format!("/api/v1/tickets/{id}"), &d.desk).await.json().await.unwrap();
+        assert_eq!(versions.get(id).copied(), now["version"].as_i64(), "the reader holds the latest version of {id}");
+        assert_eq!(now["notes"].as_array().unwrap().len(), 8);
+    }
+}
