@@ -11,15 +11,10 @@ use crate::domain::ticket::{Clock, EscalationKind, Status, Urgency};
 use crate::error::ApiError;
 
 /// Scans every `every` on the blocking pool, so requests never wait for it.
-pub fn spawn(pool: Pool, clock: Clock, every: Duration, mut stopping: super::Stopping) {
+pub fn spawn(pool: Pool, clock: Clock, every: Duration, stopping: super::Stopping) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = super::stopped(&mut stopping) => return,
-            }
+        let mut ticker = super::Ticker::new(every, stopping);
+        while ticker.next().await {
             let pool = pool.clone();
             let result = tokio::task::spawn_blocking(move || -> Result<usize, ApiError> {
                 let mut conn = pool.get().map_err(ApiError::database_unavailable)?;

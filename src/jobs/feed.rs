@@ -93,13 +93,8 @@ impl Feed {
                     _ = super::stopped(&mut stopping) => return,
                 }
             };
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = super::stopped(&mut stopping) => return,
-                }
+            let mut ticker = super::Ticker::new(every, stopping);
+            while ticker.next().await {
                 let pool = pool.clone();
                 let read = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<FeedRow>> {
                     Ok(db::events::feed_since(&mut *pool.get()?, last, 1000)?)

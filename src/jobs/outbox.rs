@@ -36,15 +36,10 @@ impl Default for Delivery {
     }
 }
 
-pub fn spawn(pool: Pool, provider: Arc<dyn SmsProvider>, delivery: Delivery, mut stopping: super::Stopping) {
+pub fn spawn(pool: Pool, provider: Arc<dyn SmsProvider>, delivery: Delivery, stopping: super::Stopping) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(delivery.every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = super::stopped(&mut stopping) => return,
-            }
+        let mut ticker = super::Ticker::new(delivery.every, stopping);
+        while ticker.next().await {
             if let Err(e) = deliver_due(&pool, provider.as_ref(), &delivery).await {
                 tracing::warn!(error = %e, "SMS delivery round failed");
             }

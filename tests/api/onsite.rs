@@ -465,3 +465,47 @@ async fn two_instances_deliver_each_message_once() {
     assert_eq!(unique.len(), 8);
     drop(second);
 }
+
+#[tokio::test]
+async fn a_line_from_the_sites_catalogue_takes_its_defaults() {
+    let gw = gateway();
+    let d = desk_sending_to(&gw, &[]).await;
+    let item = d
+        .app
+        .post(
+            &format!("/api/v1/sites/{}/materials", d.site),
+            &d.desk,
+            &json!({ "name": "三角阀", "spec": "DN15", "model": "J-15", "unit": "个", "default_price_cents": 2500 }),
+        )
+        .await;
+    assert_eq!(item.status(), 201);
+    let item: Value = item.json().await.unwrap();
+    let listed: Value = d.app.get(&format!("/api/v1/sites/{}/materials", d.site), &d.desk).await.json().await.unwrap();
+    assert_eq!(listed["items"][0]["id"], item["id"]);
+    let bad = json!({ "name": "", "unit": "", "default_price_cents": -1 });
+    let res = d.app.post(&format!("/api/v1/sites/{}/materials", d.site), &d.desk, &bad).await;
+    assert_eq!(assert_problem(res, 422, "validation_failed").await["errors"].as_array().unwrap().len(), 3);
+
+    let (t, tech) = claimed(&d, ticket_body(&d.site), "tech1").await;
+    let (tid, number) = (t["id"].as_str().unwrap(), t["number"].as_str().unwrap());
+    let code = code_sent(&gw, number, "arrival_code", 0).await;
+    act(&d, &tech, tid, "arrive", json!({ "code": code })).await;
+    let line = act(&d, &tech, tid, "materials", json!({ "catalogue_item_id": item["id"], "quantity": "2", "supplied_by": "company" })).await;
+    assert_eq!(line.status(), 201);
+    let line: Value = line.json().await.unwrap();
+    assert_eq!((line["name"].as_str(), line["model"].as_str(), line["unit_price_cents"].as_i64()), (Some("三角阀"), Some("J-15"), Some(2500)));
+    assert_eq!(line["total_cents"], 5000);
+
+    // another site's catalogue is not this ticket's
+    let other = d.app.create_site(&d.admin, "HK").await;
+    let foreign: Value = d
+        .app
+        .post(&format!("/api/v1/sites/{other}/materials"), &d.admin, &json!({ "name": "x", "unit": "个", "default_price_cents": 1 }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let res = act(&d, &tech, tid, "materials", json!({ "catalogue_item_id": foreign["id"], "quantity": "1", "supplied_by": "company" })).await;
+    assert_eq!(assert_problem(res, 422, "validation_failed").await["errors"][0]["field"], "catalogue_item_id");
+    assert_problem(d.app.get(&format!("/api/v1/sites/{other}/materials"), &d.desk).await, 404, "not_found").await;
+}

@@ -358,3 +358,20 @@ async fn concurrent_writers_never_make_a_reader_skip_a_change() {
         assert_eq!(now["notes"].as_array().unwrap().len(), 8);
     }
 }
+
+#[tokio::test]
+async fn the_sync_stream_tells_a_phone_to_pull_when_its_tickets_change() {
+    use futures_util::StreamExt;
+    let d = desk_with(&[]).await;
+    let (_, tech) = d.technician("tech1").await;
+    let res = d.app.client.get(d.app.url("/api/v1/sync/stream")).bearer_auth(&tech).send().await.unwrap();
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let t = tid(&d, public_ticket(&d.site)).await;
+    let mut stream = res.bytes_stream();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    while !(text.contains("event: changed") && text.contains(&t)) {
+        let chunk = tokio::time::timeout_at(deadline, stream.next()).await.expect("a changed event within 3 s");
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
+    }
+}
