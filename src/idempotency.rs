@@ -14,8 +14,10 @@ use crate::error::{ApiError, ErrorCode};
 use crate::startup::AppState;
 
 pub const HEADER: &str = "idempotency-key";
-/// A first request older than this with no answer stored died with its process; a retry runs it.
-const ABANDONED_AFTER: chrono::Duration = chrono::Duration::seconds(60);
+/// A first request older than this with no answer stored died with its process; a retry runs it
+/// again (requests are bounded well below it by the 5 s database pool timeout). Ticket creation
+/// also keeps its key on the ticket, so running it again finds the ticket it made.
+const ABANDONED_AFTER: chrono::Duration = chrono::Duration::seconds(15);
 
 enum Decision {
     Run,

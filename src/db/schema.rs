@@ -126,6 +126,7 @@ diesel::table! {
         resident_rating -> Nullable<BigInt>,
         fee_collected_cents -> Nullable<BigInt>,
         signature_png -> Nullable<Binary>,
+        create_key -> Nullable<Text>,
     }
 }
 

@@ -101,8 +101,19 @@ pub fn next_number(conn: &mut DbConn, site_id: &str, day: &str) -> QueryResult<i
         .get_result(c))
 }
 
-pub fn insert(conn: &mut DbConn, row: &TicketRow) -> QueryResult<()> {
-    diesel::insert_into(tickets::table).values(row).execute(conn).map(|_| ())
+/// Inserts a ticket, remembering the key it was created with (if any).
+pub fn insert(conn: &mut DbConn, row: &TicketRow, create_key: Option<&str>) -> QueryResult<()> {
+    diesel::insert_into(tickets::table).values((row, tickets::create_key.eq(create_key))).execute(conn).map(|_| ())
+}
+
+/// The ticket `created_by` already created with `create_key`.
+pub fn find_created_with(conn: &mut DbConn, created_by: &str, create_key: &str) -> QueryResult<Option<TicketRow>> {
+    tickets::table
+        .filter(tickets::created_by.eq(created_by))
+        .filter(tickets::create_key.eq(create_key))
+        .select(TicketRow::as_select())
+        .first(conn)
+        .optional()
 }
 
 pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<TicketRow>> {

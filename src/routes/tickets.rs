@@ -1,4 +1,4 @@
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -509,14 +509,22 @@ fn transition(
 pub async fn create_ticket(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     body: JsonBody<TicketForm>,
 ) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
+    let create_key = req.headers().get(crate::idempotency::HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let now = db::now();
     let new = body.0.validate(now.and_utc()).map_err(ApiError::validation)?;
     let (code_key, policy) = (state.code_key.clone(), state.settings.sms_policy.clone());
     let view = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller)?;
+        if let Some(key) = &create_key {
+            // the same request again after a crash lost its stored answer: the ticket exists
+            if let Some(existing) = db::tickets::find_created_with(conn, &viewer.caller.user_id, key)? {
+                return viewer.view_one(conn, existing);
+            }
+        }
         let site = db::sites::find(conn, &new.site_id)?
             .filter(|s| viewer.is_site_desk(&s.id))
             .ok_or_else(|| ApiError::field("site_id", "is not a site of yours"))?;
@@ -573,7 +581,7 @@ pub async fn create_ticket(
             resident_rating: None,
             fee_collected_cents: None,
         };
-        db::tickets::insert(conn, &row)?;
+        db::tickets::insert(conn, &row, create_key.as_deref())?;
         let mut events = vec![NewEvent {
             ticket_id: row.id.clone(),
             site_id: row.site_id.clone(),

@@ -540,3 +540,35 @@ async fn late_arrivals_and_stalled_tickets_escalate_at_their_limits() {
     assert_eq!(scan_at(&d.app, 60).await, 0);
     assert_eq!(scan_at(&d.app, 181).await, 1, "late against the appointment, {}", id(&b));
 }
+
+#[tokio::test]
+async fn a_create_retried_after_a_crash_lost_its_answer_finds_the_same_ticket() {
+    let d = desk_with(&[]).await;
+    let body = ticket_body(&d.site);
+    let send = || {
+        d.app
+            .client
+            .post(d.app.url("/api/v1/tickets"))
+            .bearer_auth(&d.desk)
+            .header("idempotency-key", "crash-1")
+            .json(&body)
+            .send()
+    };
+    let first: Value = send().await.unwrap().json().await.unwrap();
+    // the process died after the ticket committed but before its answer was stored
+    let url = repairdesk::db::DatabaseUrl::parse(&d.app.db_url).unwrap();
+    tokio::task::spawn_blocking(move || {
+        use diesel::prelude::*;
+        let pool = repairdesk::db::connect(&url, 1).unwrap();
+        diesel::delete(repairdesk::db::schema::idempotency_keys::table).execute(&mut *pool.get().unwrap()).unwrap();
+    })
+    .await
+    .unwrap();
+    let again = send().await.unwrap();
+    assert_eq!(again.status(), 201);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(again["number"], first["number"]);
+    let list: Value = d.app.get("/api/v1/tickets", &d.desk).await.json().await.unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "registered once");
+}

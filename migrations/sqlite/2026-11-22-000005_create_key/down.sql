@@ -1,0 +1,2 @@
+DROP INDEX tickets_create_key;
+ALTER TABLE tickets DROP COLUMN create_key;
