@@ -5,9 +5,10 @@ duplicated.
 Usage: scripts/crash_restart.py [--engine sqlite|postgres] [--binary target/debug/repairdesk]
                                 [--writes 300] [--kills 3]
 
-A writer creates tickets, each with its own Idempotency-Key, as fast as the server answers.
-Every few seconds the server is killed with SIGKILL and started again. Requests that got no
-answer (or a 5xx) are retried with the same key until they get a 2xx. At the end:
+Four writers create tickets, each with its own Idempotency-Key, as fast as the server answers;
+meanwhile the server is killed with SIGKILL at random moments and started again. Requests that
+got no answer (or a 5xx, or 409 "still in progress") are retried with the same key until they
+get a 2xx. At the end:
   - every key that got a 2xx names a ticket that exists, with the same id as first answered;
   - the site holds exactly one ticket per key (nothing duplicated, nothing lost);
   - ticket numbers are consecutive with no gap or duplicate;
@@ -23,6 +24,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -98,33 +100,55 @@ def main():
         desk = login("crash.desk", "crash-desk-pass")
 
         answered = {}   # key -> ticket id of the first 2xx
-        pending = []    # keys sent without a 2xx yet
-        kill_at = sorted(random.sample(range(20, args.writes), args.kills))
-        sent = 0
-        while sent < args.writes or pending:
-            if kill_at and sent >= kill_at[0]:
-                kill_at.pop(0)
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                proc = start(args.binary, env)
-                desk = login("crash.desk", "crash-desk-pass")
-            if pending and (sent >= args.writes or random.random() < 0.3):
-                key = pending.pop(0)
-            else:
-                key = f"crash-{uuid.uuid4()}"
-                sent += 1
+        lock = threading.Lock()
+        token = {"desk": desk}
+        server = {"proc": proc}
+        failures = []
+        retried = []
+
+        def write(key):
             body = {"site_id": site["id"], "area": "public", "location": key, "category": "water",
                     "urgency": "normal", "description": "crash test", "reporter_name": "x", "channel": "phone"}
-            status, res = request("POST", "/api/v1/tickets", desk, body, {"Idempotency-Key": key})
-            if status in (200, 201):
-                if key in answered and answered[key] != res["id"]:
-                    raise SystemExit(f"FAIL: key {key} answered two tickets: {answered[key]} and {res['id']}")
-                answered[key] = res["id"]
-            elif status in (None, 409, 502, 503) or (status or 0) >= 500:
-                pending.append(key)  # no answer or in progress: try again later with the same key
+            attempts = 0
+            while True:  # the same key until a 2xx: the retry a phone or the desk would make
+                attempts += 1
+                status, res = request("POST", "/api/v1/tickets", token["desk"], body, {"Idempotency-Key": key})
+                if status in (200, 201):
+                    with lock:
+                        if key in answered and answered[key] != res["id"]:
+                            failures.append(f"key {key} answered two tickets")
+                        answered[key] = res["id"]
+                        if attempts > 1:
+                            retried.append(key)
+                    return
+                if status == 401:  # the restart happened between login and use: log in again
+                    time.sleep(0.2)
+                elif status not in (None, 409) and status < 500:
+                    failures.append(f"unexpected {status} {res}")
+                    return
                 time.sleep(0.05)
-            else:
-                raise SystemExit(f"FAIL: unexpected {status} {res}")
+
+        def writer(n):
+            for _ in range(n):
+                write(f"crash-{uuid.uuid4()}")
+
+        # writers keep requests in flight while the server is killed under them
+        threads = [threading.Thread(target=writer, args=(args.writes // 4,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for _ in range(args.kills):
+            time.sleep(random.uniform(0.5, 2.0))
+            server["proc"].send_signal(signal.SIGKILL)
+            server["proc"].wait()
+            server["proc"] = start(args.binary, env)
+            token["desk"] = login("crash.desk", "crash-desk-pass")
+        for t in threads:
+            t.join()
+        proc = server["proc"]
+        if failures:
+            raise SystemExit("FAIL: " + "; ".join(failures[:5]))
+        print(f"{len(answered)} keyed creates, {args.kills} SIGKILLs while they were in flight, "
+              f"{len(retried)} creates interrupted and retried with their key")
 
         tickets = []
         cursor = None
