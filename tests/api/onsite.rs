@@ -490,22 +490,43 @@ async fn a_line_from_the_sites_catalogue_takes_its_defaults() {
     let (tid, number) = (t["id"].as_str().unwrap(), t["number"].as_str().unwrap());
     let code = code_sent(&gw, number, "arrival_code", 0).await;
     act(&d, &tech, tid, "arrive", json!({ "code": code })).await;
-    let line = act(&d, &tech, tid, "materials", json!({ "catalogue_item_id": item["id"], "quantity": "2", "supplied_by": "company" })).await;
+    let line = act(
+        &d,
+        &tech,
+        tid,
+        "materials",
+        json!({ "catalogue_item_id": item["id"], "quantity": "2", "supplied_by": "company" }),
+    )
+    .await;
     assert_eq!(line.status(), 201);
     let line: Value = line.json().await.unwrap();
-    assert_eq!((line["name"].as_str(), line["model"].as_str(), line["unit_price_cents"].as_i64()), (Some("三角阀"), Some("J-15"), Some(2500)));
+    assert_eq!(
+        (line["name"].as_str(), line["model"].as_str(), line["unit_price_cents"].as_i64()),
+        (Some("三角阀"), Some("J-15"), Some(2500))
+    );
     assert_eq!(line["total_cents"], 5000);
 
     // another site's catalogue is not this ticket's
     let other = d.app.create_site(&d.admin, "HK").await;
     let foreign: Value = d
         .app
-        .post(&format!("/api/v1/sites/{other}/materials"), &d.admin, &json!({ "name": "x", "unit": "个", "default_price_cents": 1 }))
+        .post(
+            &format!("/api/v1/sites/{other}/materials"),
+            &d.admin,
+            &json!({ "name": "x", "unit": "个", "default_price_cents": 1 }),
+        )
         .await
         .json()
         .await
         .unwrap();
-    let res = act(&d, &tech, tid, "materials", json!({ "catalogue_item_id": foreign["id"], "quantity": "1", "supplied_by": "company" })).await;
+    let res = act(
+        &d,
+        &tech,
+        tid,
+        "materials",
+        json!({ "catalogue_item_id": foreign["id"], "quantity": "1", "supplied_by": "company" }),
+    )
+    .await;
     assert_eq!(assert_problem(res, 422, "validation_failed").await["errors"][0]["field"], "catalogue_item_id");
     assert_problem(d.app.get(&format!("/api/v1/sites/{other}/materials"), &d.desk).await, 404, "not_found").await;
 }
