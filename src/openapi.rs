@@ -1,7 +1,9 @@
 //! The OpenAPI document, generated from the handlers' annotations. `openapi/openapi.json` is this
 //! document committed; a test fails when the two differ.
 
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{Content, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes;
@@ -59,7 +61,7 @@ use crate::routes;
         routes::sync::stream,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &ProblemResponses)
 )]
 pub struct ApiDoc;
 
@@ -69,6 +71,81 @@ impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// Errors are `application/problem+json`, and some come from the extractors every handler shares
+/// rather than from the handler: this states both, so the annotations need not repeat them.
+struct ProblemResponses;
+
+const PROBLEM_JSON: &str = "application/problem+json";
+
+impl Modify for ProblemResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for operation in operations.into_iter().flatten() {
+                add_shared_errors(operation);
+                for response in operation.responses.responses.values_mut() {
+                    if let RefOr::T(response) = response {
+                        problem_content_type(response);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The errors of the extractors: `Caller` (401), `JsonBody` (400, 413, 415, 422), `web::Path`
+/// (404) and `web::Query` (422).
+fn add_shared_errors(operation: &mut Operation) {
+    let params = operation.parameters.as_deref().unwrap_or_default();
+    let in_path = params.iter().any(|p| matches!(p.parameter_in, ParameterIn::Path));
+    let in_query = params.iter().any(|p| matches!(p.parameter_in, ParameterIn::Query));
+    let mut shared: Vec<(&str, &str)> = Vec::new();
+    if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+        shared.push(("401", "`missing_token` or `invalid_token`"));
+    }
+    if operation.request_body.is_some() {
+        shared.push(("400", "`malformed_json`"));
+        shared.push(("413", "`payload_too_large`"));
+        shared.push(("415", "`unsupported_media_type`: the body must be JSON"));
+        shared.push(("422", "`validation_failed` naming each bad field"));
+    }
+    if in_path {
+        shared.push(("404", "`not_found`"));
+    }
+    if in_query {
+        shared.push(("422", "`validation_failed`: a bad query parameter"));
+    }
+    let responses = &mut operation.responses.responses;
+    for (status, description) in shared {
+        responses.entry(status.to_owned()).or_insert_with(|| {
+            let mut response = Response::new(description);
+            response.content.insert(PROBLEM_JSON.to_owned(), Content::new(Some(Ref::from_schema_name("Problem"))));
+            RefOr::T(response)
+        });
+    }
+}
+
+/// `body = Problem` is served as `application/problem+json`, not the `application/json` utoipa
+/// assumes.
+fn problem_content_type(response: &mut Response) {
+    let problem = RefOr::Ref(Ref::from_schema_name("Problem"));
+    let is_problem = |c: &Content| c.schema.as_ref().is_some_and(|s| *s == problem);
+    if response.content.get("application/json").is_some_and(is_problem) {
+        if let Some(content) = response.content.shift_remove("application/json") {
+            response.content.insert(PROBLEM_JSON.to_owned(), content);
+        }
     }
 }
 

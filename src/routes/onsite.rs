@@ -57,6 +57,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     request_body = ArriveBody,
     responses(
         (status = 200, body = TicketView),
+        (status = 403, description = "`forbidden`: technicians only", body = crate::error::Problem),
         (status = 409, description = "`invalid_transition`", body = crate::error::Problem),
         (status = 422, description = "`invalid_code` with `attempts_left`", body = crate::error::Problem),
         (status = 423, description = "`code_locked` after five wrong codes", body = crate::error::Problem),
@@ -96,7 +97,7 @@ pub struct PhoneVerification {
     security(("bearer" = [])),
     params(("id" = String, Path)),
     request_body = PhoneVerification,
-    responses((status = 200, body = TicketView), (status = 409, body = crate::error::Problem))
+    responses((status = 200, body = TicketView), (status = 403, description = "`forbidden`: the desk only", body = crate::error::Problem), (status = 409, body = crate::error::Problem))
 )]
 pub async fn verify_by_phone(
     state: web::Data<AppState>,
@@ -141,6 +142,7 @@ pub struct Resent {
     params(("id" = String, Path)),
     responses(
         (status = 202, body = Resent),
+        (status = 403, description = "`forbidden`: the desk only", body = crate::error::Problem),
         (status = 409, body = crate::error::Problem),
         (status = 429, description = "`sms_rate_limited`, with Retry-After", body = crate::error::Problem),
     )
@@ -374,6 +376,7 @@ pub struct AcceptQuoteBody {
     request_body = AcceptQuoteBody,
     responses(
         (status = 200, body = TicketView),
+        (status = 403, description = "`forbidden`: the desk only", body = crate::error::Problem),
         (status = 409, body = crate::error::Problem),
         (status = 422, description = "`invalid_code` with `attempts_left`", body = crate::error::Problem),
         (status = 423, description = "`code_locked`", body = crate::error::Problem),
@@ -572,6 +575,7 @@ pub async fn resume(state: web::Data<AppState>, caller: Caller, id: web::Path<St
     request_body = CompleteBody,
     responses(
         (status = 200, body = TicketView),
+        (status = 403, description = "`forbidden`: technicians only", body = crate::error::Problem),
         (status = 409, description = "`quote_required`, `invalid_transition`", body = crate::error::Problem),
         (status = 422, body = crate::error::Problem),
     )
@@ -606,7 +610,7 @@ pub struct InspectBody {
     security(("bearer" = [])),
     params(("id" = String, Path)),
     request_body = InspectBody,
-    responses((status = 200, body = TicketView), (status = 409, body = crate::error::Problem))
+    responses((status = 200, body = TicketView), (status = 403, description = "`forbidden`: the desk only", body = crate::error::Problem), (status = 409, body = crate::error::Problem))
 )]
 pub async fn inspect(
     state: web::Data<AppState>,
@@ -660,7 +664,7 @@ pub struct CallbackBody {
     security(("bearer" = [])),
     params(("id" = String, Path)),
     request_body = CallbackBody,
-    responses((status = 200, body = TicketView), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem))
+    responses((status = 200, body = TicketView), (status = 403, description = "`forbidden`: the desk only", body = crate::error::Problem), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem))
 )]
 pub async fn callback(
     state: web::Data<AppState>,

@@ -758,6 +758,7 @@ pub async fn ticket_events(
     params(("id" = String, Path)),
     responses(
         (status = 200, body = TicketView),
+        (status = 403, description = "`forbidden`: technicians only", body = crate::error::Problem),
         (status = 404, body = crate::error::Problem),
         (status = 409, description = "`already_claimed`, `not_claimable` or `too_many_active`", body = crate::error::Problem),
     )
