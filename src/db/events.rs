@@ -41,6 +41,13 @@ pub fn append(conn: &mut DbConn, events: Vec<NewEvent>) -> QueryResult<Vec<i64>>
     if events.is_empty() {
         return Ok(Vec::new());
     }
+    // One lock order for every writer: the tickets, then the counter. The event rows' foreign
+    // keys need a share lock on their tickets; taking it only after the counter deadlocked on
+    // PostgreSQL against a command that held its ticket and waited for the counter.
+    if let DbConn::Postgres(c) = conn {
+        let ids: Vec<&str> = events.iter().map(|e| e.ticket_id.as_str()).collect();
+        tickets::table.filter(tickets::id.eq_any(ids)).select(tickets::id).for_key_share().load::<String>(c)?;
+    }
     let n = events.len() as i64;
     diesel::update(change_counter::table.find("events"))
         .set(change_counter::value.eq(change_counter::value + n))

@@ -318,7 +318,7 @@ async fn a_paid_ticket_waits_for_its_quote() {
         .json()
         .await
         .unwrap();
-    assert_eq!(by_phone["quote"]["decided_via"], "phone");
+    assert_eq!(by_phone["quote"]["decided_via"], "phone", "{by_phone}");
 }
 
 #[tokio::test]
