@@ -39,7 +39,6 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Settings::from_env().map_err(anyhow::Error::msg)?;
     repairdesk::telemetry::init(settings.log_json);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => actix_web::rt::System::with_tokio_rt(|| {
             tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
@@ -49,11 +48,13 @@ fn main() -> anyhow::Result<()> {
             app.run_until_stopped().await?;
             Ok(())
         }),
-        Command::Migrate => runtime.block_on(async move {
-            startup::open_database(&settings).await?;
+        Command::Migrate => {
+            let mut conn = repairdesk::db::connect_once(&settings.database_url)?;
+            repairdesk::db::migrate_connection(&mut conn)?;
+            drop(conn);
             println!("migrations applied");
             Ok(())
-        }),
+        }
         Command::Admin { command: AdminCommand::Create { username, password_stdin } } => {
             anyhow::ensure!(password_stdin, "pass --password-stdin and the password on standard input");
             let mut password = String::new();
@@ -62,21 +63,17 @@ fn main() -> anyhow::Result<()> {
             repairdesk::auth::password::check_rules(&password).map_err(|m| anyhow::anyhow!("password {m}"))?;
             let username =
                 repairdesk::domain::user::Username::parse(&username).map_err(|m| anyhow::anyhow!("username {m}"))?;
-            runtime.block_on(async move {
-                let pool = startup::open_database(&settings).await?;
-                tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-                    let mut conn = pool.get()?;
-                    anyhow::ensure!(
-                        !repairdesk::db::users::username_taken(&mut conn, username.as_str())?,
-                        "username {} is taken",
-                        username.as_str()
-                    );
-                    startup::create_user(&mut conn, username.as_str(), &password, username.as_str(), "admin")
-                })
-                .await??;
-                println!("admin created");
-                Ok(())
-            })
+            let mut conn = repairdesk::db::connect_once(&settings.database_url)?;
+            repairdesk::db::migrate_connection(&mut conn)?;
+            anyhow::ensure!(
+                !repairdesk::db::users::username_taken(&mut conn, username.as_str())?,
+                "username {} is taken",
+                username.as_str()
+            );
+            startup::create_user(&mut conn, username.as_str(), &password, username.as_str(), "admin")?;
+            drop(conn);
+            println!("admin created");
+            Ok(())
         }
     }
 }

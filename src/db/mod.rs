@@ -141,8 +141,12 @@ pub fn connect(url: &DatabaseUrl, max_size: u32) -> anyhow::Result<Pool> {
 /// Applies pending migrations. On PostgreSQL an advisory lock keeps instances starting together
 /// from racing each other.
 pub fn migrate(pool: &Pool) -> anyhow::Result<()> {
-    let mut conn = pool.get()?;
-    let result = match &mut *conn {
+    migrate_connection(&mut *pool.get()?)
+}
+
+/// [`migrate`] on one connection.
+pub fn migrate_connection(conn: &mut DbConn) -> anyhow::Result<()> {
+    let result = match conn {
         DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
         DbConn::Postgres(c) => {
             c.batch_execute("SELECT pg_advisory_lock(7460201)")?;
@@ -152,6 +156,17 @@ pub fn migrate(pool: &Pool) -> anyhow::Result<()> {
         }
     };
     result.map_err(|e| anyhow::anyhow!("migration failed: {e}"))
+}
+
+/// One connection with no pool, for one-shot commands: a pool's background thread may still be
+/// opening a connection when the process exits, and libpq does not survive that.
+pub fn connect_once(url: &DatabaseUrl) -> anyhow::Result<DbConn> {
+    if let DatabaseUrl::Sqlite(path) = url {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
+    Ok(r2d2::ManageConnection::connect(&Manager { url: url.clone() })?)
 }
 
 /// Runs blocking database work on actix's blocking thread pool, never on the async workers.
