@@ -768,7 +768,25 @@ pub async fn claim_ticket(
     caller: Caller,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
+    caller.require(&[Role::Technician])?;
     let (ctx, id) = (state.commands(), id.into_inner());
+    // A ticket someone else already holds is refused from a plain read, so the losers of a race
+    // don't queue for the write lock behind the winner. Winning is still decided only by the
+    // conditional update inside the transaction below.
+    let (me, probe) = (caller.user_id.clone(), id.clone());
+    let taken = db::run(&state.pool, move |conn| {
+        // only within the caller's sites: elsewhere the answer stays "not found"
+        let sites = db::users::site_ids(conn, &me)?;
+        Ok(db::tickets::find(conn, &probe)?.filter(|t| {
+            sites.contains(&t.site_id)
+                && t.assignee_id.as_deref().is_some_and(|holder| holder != me)
+                && Status::parse(&t.status).is_some_and(|s| Status::ACTIVE.contains(&s))
+        }))
+    })
+    .await?;
+    if taken.is_some() {
+        return Err(ApiError::new(ErrorCode::AlreadyClaimed, "another technician claimed this ticket first"));
+    }
     let view = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller)?;
         let t = commands::claim(conn, &ctx, &viewer, &id, db::now())?;

@@ -284,6 +284,15 @@ async fn another_sites_ticket_is_not_found() {
     assert_eq!(assert_problem(create, 422, "validation_failed").await["errors"][0]["field"], "site_id");
     let list: Value = d.app.get("/api/v1/tickets", &other_desk).await.json().await.unwrap();
     assert_eq!(list["items"], json!([]));
+    // held by a technician of its own site, it is still "not found" from the other site
+    let (_, ours) = d.technician("tech.gy").await;
+    assert_eq!(d.app.post(&format!("/api/v1/tickets/{tid}/claim"), &ours, &json!({})).await.status(), 200);
+    assert_problem(
+        d.app.post(&format!("/api/v1/tickets/{tid}/claim"), &other_tech, &json!({})).await,
+        404,
+        "not_found",
+    )
+    .await;
 }
 
 #[tokio::test]
