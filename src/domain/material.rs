@@ -83,3 +83,21 @@ mod tests {
         assert_eq!(line_total_cents(1000, 0), 0);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// A quantity that parses is positive, and its normal text parses to the same amount.
+        #[test]
+        fn parsed_quantities_round_trip(raw in "[0-9.,+e -]{0,12}") {
+            if let Ok((text, milli)) = parse_quantity(&raw) {
+                prop_assert!(milli > 0);
+                prop_assert_eq!(parse_quantity(&text).unwrap(), (text.clone(), milli));
+            }
+        }
+    }
+}

@@ -64,3 +64,39 @@ mod tests {
         assert_eq!(mask_phone("+8613812345678"), "+86*******5678");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any mainland mobile, however it is written, normalises to +86 and its 11 digits, and the
+        /// normal form parses to itself.
+        #[test]
+        fn mainland_mobiles_normalise_whatever_the_punctuation(
+            second in 3u8..=9,
+            rest in proptest::collection::vec(0u8..=9, 9),
+            prefix in prop_oneof![Just(""), Just("+86"), Just("+86 ")],
+            separator in prop_oneof![Just(""), Just(" "), Just("-")],
+        ) {
+            let digits: String = std::iter::once(1).chain(std::iter::once(second)).chain(rest).map(|d| char::from(b'0' + d)).collect();
+            let written = format!("{prefix}{}{separator}{}{separator}{}", &digits[..3], &digits[3..7], &digits[7..]);
+            let normal = parse_phone(&written).unwrap();
+            prop_assert_eq!(&normal, &format!("+86{digits}"));
+            prop_assert_eq!(parse_phone(&normal).unwrap(), normal);
+        }
+
+        /// Whatever is typed, parsing never panics, and what it accepts is E.164.
+        #[test]
+        fn anything_accepted_is_e164(raw in "\\PC{0,24}") {
+            if let Ok(normal) = parse_phone(&raw) {
+                prop_assert!(normal.starts_with('+'));
+                prop_assert!((9..=16).contains(&normal.len()), "{}", normal);
+                prop_assert!(normal[1..].chars().all(|c| c.is_ascii_digit()));
+                prop_assert!(!normal[1..].starts_with('0'));
+            }
+        }
+    }
+}

@@ -553,3 +553,96 @@ pub async fn stream(state: web::Data<AppState>, caller: Caller, req: HttpRequest
     let role = caller.role;
     event_stream(state, caller, req, move |sub| Box::new(move |c| concerns(&sub, role, c).then_some("changed"))).await
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::error::ErrorCode;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            "\\PC{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("client_id".to_owned()),
+                        Just("schema_version".to_owned()),
+                        Just("ops".to_owned()),
+                        Just("op_id".to_owned()),
+                        Just("name".to_owned()),
+                        Just("ticket_id".to_owned()),
+                        Just("args".to_owned()),
+                        Just("device_time".to_owned()),
+                        "[a-z_]{1,8}",
+                    ],
+                    inner,
+                    0..6,
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Any bytes: the push decoder answers a value or a 400/422 problem, never panics.
+        #[test]
+        fn the_push_decoder_takes_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            if let Err(e) = parse_json::<PushRequest>(&bytes) {
+                prop_assert!(matches!(e.code, ErrorCode::MalformedJson | ErrorCode::ValidationFailed));
+            }
+        }
+
+        /// Any JSON shaped roughly like a push: decoded, or refused naming a field.
+        #[test]
+        fn the_push_decoder_names_the_field_it_refuses(value in json_value()) {
+            let bytes = serde_json::to_vec(&value).unwrap();
+            match parse_json::<PushRequest>(&bytes) {
+                Ok(push) => {
+                    // it decodes only when the required fields were there, with their types
+                    prop_assert_eq!(value["client_id"].as_str(), Some(push.client_id.as_str()));
+                    prop_assert_eq!(value["schema_version"].as_i64(), Some(push.schema_version));
+                    prop_assert_eq!(value["ops"].as_array().map(Vec::len), Some(push.ops.len()));
+                }
+                Err(e) => {
+                    prop_assert_eq!(e.code, ErrorCode::ValidationFailed);
+                    prop_assert!(!e.errors.is_empty());
+                }
+            }
+        }
+
+        /// Every operation's arguments decode or are refused as a problem, whatever the phone sent.
+        #[test]
+        fn operation_arguments_never_panic(args in json_value(), name in prop_oneof![
+            Just("release"), Just("arrive"), Just("add_material"), Just("update_material"),
+            Just("remove_material"), Just("add_note"), Just("hold"), Just("complete"),
+        ]) {
+            let op = PushOp { op_id: 1, name: name.to_owned(), ticket_id: "t".into(), args, device_time: None };
+            let decoded = match name {
+                "release" => args_of::<ReasonBody>(&op),
+                "arrive" => args_of::<ArriveBody>(&op),
+                "add_material" => args_of::<NewMaterial>(&op),
+                "update_material" => args_of::<MaterialPatch>(&op),
+                "remove_material" => args_of::<LineArgs>(&op),
+                "add_note" => args_of::<NoteBody>(&op),
+                "hold" => args_of::<HoldBody>(&op),
+                _ => args_of::<CompleteBody>(&op),
+            };
+            if let Err(e) = decoded {
+                prop_assert!(matches!(e.code, ErrorCode::MalformedJson | ErrorCode::ValidationFailed));
+            }
+        }
+    }
+
+    fn args_of<T: DeserializeOwned>(op: &PushOp) -> Result<(), ApiError> {
+        args::<T>(op).map(|_| ())
+    }
+}
