@@ -18,6 +18,8 @@ use repairdesk::auth::Caller;
 use repairdesk::commands::{self, ArriveBody, Ctx};
 use repairdesk::config::Settings;
 use repairdesk::db::{self, events::NewEvent, tickets::TicketRow, users::UserRow, DbConn, Pool};
+use repairdesk::domain::category::Category;
+use repairdesk::domain::ticket::{Area, Channel, NewTicket, Urgency};
 use repairdesk::domain::user::Role;
 use repairdesk::error::ApiError;
 use repairdesk::routes::tickets::Viewer;
@@ -444,50 +446,22 @@ fn bulk_tickets(pool: &Pool, site: &str, creator: &str, n: usize) -> anyhow::Res
 }
 
 fn open_ticket(site: &str, creator: &str, number: String, now: chrono::NaiveDateTime) -> TicketRow {
-    TicketRow {
-        id: db::new_id(),
+    let new = NewTicket {
         site_id: site.to_owned(),
-        number,
-        area: "public".into(),
+        area: Area::Public,
         location: "2栋电梯厅".into(),
-        category: TRADE.into(),
-        urgency: "normal".into(),
+        category: Category::parse(TRADE).expect("the bench trade is a category"),
+        urgency: Urgency::Normal,
         paid: false,
         description: "走廊水管漏水".into(),
         reporter_name: "王女士".into(),
         reporter_phone: None,
         appointment_at: None,
         resident_supplies_parts: false,
-        channel: "phone".into(),
+        channel: Channel::Phone,
         requested_technician_id: None,
-        status: "open".into(),
-        assignee_id: None,
-        created_by: creator.to_owned(),
-        created_at: now,
-        pooled_at: Some(now),
-        claimed_at: None,
-        arrived_at: None,
-        completed_at: None,
-        closed_at: None,
-        cancelled_at: None,
-        cancel_reason: None,
-        last_activity_at: now,
-        version: 1,
-        rework_of: None,
-        arrival_device_time: None,
-        arrival_on_time: None,
-        arrival_verified_via: None,
-        arrival_lat: None,
-        arrival_lng: None,
-        phone_verified_at: None,
-        phone_verified_by: None,
-        hold_reason: None,
-        hold_note: None,
-        resume_at: None,
-        result: None,
-        resident_rating: None,
-        fee_collected_cents: None,
-    }
+    };
+    TicketRow::from_intake(new, number, creator.to_owned(), now)
 }
 
 /// The statements `commands::claim` runs in its transaction, straight through the library: the

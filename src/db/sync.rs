@@ -63,10 +63,6 @@ pub fn record(conn: &mut DbConn, op: &OpRow) -> QueryResult<()> {
     diesel::insert_into(sync_ops::table).values(op).execute(conn).map(|_| ())
 }
 
-pub fn find_op(conn: &mut DbConn, client_id: &str, op_id: i64) -> QueryResult<Option<OpRow>> {
-    sync_ops::table.find((client_id, op_id)).select(OpRow::as_select()).first(conn).optional()
-}
-
 /// Rejected operations of `sites` (all when `None`), newest first.
 pub fn rejections(conn: &mut DbConn, sites: Option<&[String]>, limit: i64) -> QueryResult<Vec<OpRow>> {
     let mut query = sync_ops::table
@@ -79,14 +75,6 @@ pub fn rejections(conn: &mut DbConn, sites: Option<&[String]>, limit: i64) -> Qu
         query = query.filter(sync_ops::site_id.eq_any(sites.to_vec()));
     }
     query.load(conn)
-}
-
-pub fn ops_of_ticket(conn: &mut DbConn, ticket_id: &str) -> QueryResult<Vec<OpRow>> {
-    sync_ops::table
-        .filter(sync_ops::ticket_id.eq(ticket_id))
-        .order(sync_ops::received_at.asc())
-        .select(OpRow::as_select())
-        .load(conn)
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use super::schema::{ticket_counters, tickets, user_sites, user_trades, users};
 use super::DbConn;
-use crate::domain::ticket::Status;
+use crate::domain::ticket::{NewTicket, Status};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = tickets)]
@@ -52,6 +52,58 @@ pub struct TicketRow {
     pub result: Option<String>,
     pub resident_rating: Option<i64>,
     pub fee_collected_cents: Option<i64>,
+}
+
+impl TicketRow {
+    /// A ticket as intake registers it: in the pool, or assigned at once to the requested
+    /// technician; nothing of its later life happened yet.
+    pub fn from_intake(new: NewTicket, number: String, created_by: String, now: NaiveDateTime) -> Self {
+        let assigned = new.requested_technician_id.is_some();
+        Self {
+            id: super::new_id(),
+            site_id: new.site_id,
+            number,
+            area: new.area.as_str().to_owned(),
+            location: new.location,
+            category: new.category.as_str().to_owned(),
+            urgency: new.urgency.as_str().to_owned(),
+            paid: new.paid,
+            description: new.description,
+            reporter_name: new.reporter_name,
+            reporter_phone: new.reporter_phone,
+            appointment_at: new.appointment_at,
+            resident_supplies_parts: new.resident_supplies_parts,
+            channel: new.channel.as_str().to_owned(),
+            assignee_id: new.requested_technician_id.clone(),
+            requested_technician_id: new.requested_technician_id,
+            status: if assigned { Status::Assigned } else { Status::Open }.as_str().to_owned(),
+            created_by,
+            created_at: now,
+            pooled_at: (!assigned).then_some(now),
+            claimed_at: assigned.then_some(now),
+            arrived_at: None,
+            completed_at: None,
+            closed_at: None,
+            cancelled_at: None,
+            cancel_reason: None,
+            last_activity_at: now,
+            version: 1,
+            rework_of: None,
+            arrival_device_time: None,
+            arrival_on_time: None,
+            arrival_verified_via: None,
+            arrival_lat: None,
+            arrival_lng: None,
+            phone_verified_at: None,
+            phone_verified_by: None,
+            hold_reason: None,
+            hold_note: None,
+            resume_at: None,
+            result: None,
+            resident_rating: None,
+            fee_collected_cents: None,
+        }
+    }
 }
 
 /// The columns a state change may set; `None` leaves a column alone.

@@ -536,51 +536,8 @@ pub async fn create_ticket(
         let tz = parse_timezone(&site.timezone).map_err(ApiError::internal)?;
         let day = local_day(now, tz);
         let n = db::tickets::next_number(conn, &site.id, &day)?;
-        let assigned = new.requested_technician_id.is_some();
-        let row = TicketRow {
-            id: db::new_id(),
-            site_id: site.id.clone(),
-            number: ticket_number(&site.code, &day, n),
-            area: new.area.as_str().to_owned(),
-            location: new.location,
-            category: new.category.as_str().to_owned(),
-            urgency: new.urgency.as_str().to_owned(),
-            paid: new.paid,
-            description: new.description,
-            reporter_name: new.reporter_name,
-            reporter_phone: new.reporter_phone,
-            appointment_at: new.appointment_at,
-            resident_supplies_parts: new.resident_supplies_parts,
-            channel: new.channel.as_str().to_owned(),
-            requested_technician_id: new.requested_technician_id.clone(),
-            status: if assigned { Status::Assigned } else { Status::Open }.as_str().to_owned(),
-            assignee_id: new.requested_technician_id.clone(),
-            created_by: viewer.caller.user_id.clone(),
-            created_at: now,
-            pooled_at: (!assigned).then_some(now),
-            claimed_at: assigned.then_some(now),
-            arrived_at: None,
-            completed_at: None,
-            closed_at: None,
-            cancelled_at: None,
-            cancel_reason: None,
-            last_activity_at: now,
-            version: 1,
-            rework_of: None,
-            arrival_device_time: None,
-            arrival_on_time: None,
-            arrival_verified_via: None,
-            arrival_lat: None,
-            arrival_lng: None,
-            phone_verified_at: None,
-            phone_verified_by: None,
-            hold_reason: None,
-            hold_note: None,
-            resume_at: None,
-            result: None,
-            resident_rating: None,
-            fee_collected_cents: None,
-        };
+        let number = ticket_number(&site.code, &day, n);
+        let row = TicketRow::from_intake(new, number, viewer.caller.user_id.clone(), now);
         db::tickets::insert(conn, &row, create_key.as_deref())?;
         let mut events = vec![NewEvent {
             ticket_id: row.id.clone(),
