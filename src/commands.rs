@@ -288,12 +288,13 @@ pub fn claim(
             format!("you hold {cap} active tickets; finish or release one first"),
         ));
     }
-    if !db::tickets::claim(conn, id, &me, now)? {
+    let Some(claimed) = db::tickets::claim(conn, id, &me, now)? else {
         let current = db::tickets::find(conn, id)?.ok_or_else(|| ApiError::not_found("ticket"))?;
         return Err(claim_refusal(&current));
-    }
+    };
     db::escalations::resolve_for_ticket(conn, id, now)?;
-    db::events::append(
+    // the claim's update holds the ticket's row
+    db::events::append_for_locked(
         conn,
         vec![db::events::NewEvent {
             ticket_id: t.id.clone(),
@@ -306,7 +307,7 @@ pub fn claim(
             data: json!({ "technician_id": me }),
         }],
     )?;
-    db::tickets::find(conn, id)?.ok_or_else(|| ApiError::not_found("ticket"))
+    Ok(claimed)
 }
 
 /// Put an assigned ticket back into the pool: the technician holding it, or the desk.
@@ -396,20 +397,9 @@ pub fn add_material(
     m: NewMaterial,
     now: NaiveDateTime,
 ) -> Result<LineRow, ApiError> {
-    let mut checks = Checks::default();
-    let line_id = checks.take("id", client_id(m.id.as_deref()).map_err(|e| e.detail));
-    let quantity = checks.take("quantity", parse_quantity(&m.quantity));
-    let supplied_by = checks
-        .take("supplied_by", SuppliedBy::parse(&m.supplied_by).ok_or_else(|| "must be company or resident".to_owned()));
-    if let Some(price) = m.unit_price_cents {
-        check_price(&mut checks, price);
-    }
-    checks.finish()?;
-    let (Some(line_id), Some((quantity, quantity_milli)), Some(supplied_by)) = (line_id, quantity, supplied_by) else {
-        unreachable!("checked above")
-    };
+    let checked = check_material(&m)?;
     let t = actable(conn, viewer, id)?;
-    if let Some(existing) = db::materials::find_line(conn, &line_id)? {
+    if let Some(existing) = db::materials::find_line(conn, &checked.id)? {
         // the same add sent again (a retry, a replayed offline queue): answer what stands
         if existing.ticket_id != t.id {
             return Err(ApiError::field("id", "belongs to another ticket's line"));
@@ -426,35 +416,73 @@ pub fn add_material(
         ),
         None => None,
     };
-    let name =
-        text("name", m.name.as_deref().or(item.as_ref().map(|i| i.name.as_str())), 100, true)?.unwrap_or_default();
-    let unit =
-        text("unit", m.unit.as_deref().or(item.as_ref().map(|i| i.unit.as_str())), 20, true)?.unwrap_or_default();
+    let line = material_line(checked, &m, item.as_ref(), &t.id, &viewer.caller.user_id, now)?;
+    db::materials::insert_line(conn, &line)?;
+    apply(conn, &t, &viewer.caller.user_id, "material_added", None, TicketChanges::default(), added(&line), now)?;
+    Ok(line)
+}
+
+/// The parts of a new material line checked before anything is read.
+struct CheckedMaterial {
+    id: String,
+    quantity: String,
+    quantity_milli: i64,
+    supplied_by: SuppliedBy,
+}
+
+fn check_material(m: &NewMaterial) -> Result<CheckedMaterial, ApiError> {
+    let mut checks = Checks::default();
+    let line_id = checks.take("id", client_id(m.id.as_deref()).map_err(|e| e.detail));
+    let quantity = checks.take("quantity", parse_quantity(&m.quantity));
+    let supplied_by = checks
+        .take("supplied_by", SuppliedBy::parse(&m.supplied_by).ok_or_else(|| "must be company or resident".to_owned()));
+    if let Some(price) = m.unit_price_cents {
+        check_price(&mut checks, price);
+    }
+    checks.finish()?;
+    let (Some(id), Some((quantity, quantity_milli)), Some(supplied_by)) = (line_id, quantity, supplied_by) else {
+        unreachable!("checked above")
+    };
+    Ok(CheckedMaterial { id, quantity, quantity_milli, supplied_by })
+}
+
+/// The line to write: the body's fields, or the catalogue item's where the body has none.
+fn material_line(
+    checked: CheckedMaterial,
+    m: &NewMaterial,
+    item: Option<&db::materials::CatalogueItem>,
+    ticket_id: &str,
+    author: &str,
+    now: NaiveDateTime,
+) -> Result<LineRow, ApiError> {
+    let name = text("name", m.name.as_deref().or(item.map(|i| i.name.as_str())), 100, true)?.unwrap_or_default();
+    let unit = text("unit", m.unit.as_deref().or(item.map(|i| i.unit.as_str())), 20, true)?.unwrap_or_default();
     let unit_price_cents = m
         .unit_price_cents
-        .or(item.as_ref().map(|i| i.default_price_cents))
+        .or(item.map(|i| i.default_price_cents))
         .ok_or_else(|| ApiError::field("unit_price_cents", "is required"))?;
-    let line = LineRow {
-        id: line_id,
-        ticket_id: t.id.clone(),
-        catalogue_item_id: item.as_ref().map(|i| i.id.clone()),
+    Ok(LineRow {
+        id: checked.id,
+        ticket_id: ticket_id.to_owned(),
+        catalogue_item_id: item.map(|i| i.id.clone()),
         name,
-        spec: text("spec", m.spec.as_deref(), 100, false)?.or(item.as_ref().and_then(|i| i.spec.clone())),
-        model: text("model", m.model.as_deref(), 100, false)?.or(item.as_ref().and_then(|i| i.model.clone())),
-        quantity,
-        quantity_milli,
+        spec: text("spec", m.spec.as_deref(), 100, false)?.or(item.and_then(|i| i.spec.clone())),
+        model: text("model", m.model.as_deref(), 100, false)?.or(item.and_then(|i| i.model.clone())),
+        quantity: checked.quantity,
+        quantity_milli: checked.quantity_milli,
         unit,
         unit_price_cents,
-        supplied_by: supplied_by.as_str().to_owned(),
-        created_by: viewer.caller.user_id.clone(),
+        supplied_by: checked.supplied_by.as_str().to_owned(),
+        created_by: author.to_owned(),
         created_at: now,
         updated_at: now,
         deleted_at: None,
-    };
-    db::materials::insert_line(conn, &line)?;
-    let data = json!({ "line": line_view(line.clone()) });
-    apply(conn, &t, &viewer.caller.user_id, "material_added", None, TicketChanges::default(), data, now)?;
-    Ok(line)
+    })
+}
+
+/// The `material_added` event's data.
+fn added(line: &LineRow) -> Value {
+    json!({ "line": line_view(line.clone()) })
 }
 
 /// Change a material line; the last edit to commit wins and the overwritten values stay in the
@@ -545,27 +573,131 @@ pub fn add_note(
     device_time: Option<NaiveDateTime>,
     now: NaiveDateTime,
 ) -> Result<NoteRow, ApiError> {
-    let note_id = client_id(body.id.as_deref())?;
-    let text = text("note", Some(&body.note), 2000, true)?.unwrap_or_default();
+    let note = note_row(body, id, &viewer.caller.user_id, device_time, now)?;
     let t = actable(conn, viewer, id)?;
-    if let Some(existing) = db::sync::find_note(conn, &note_id)? {
+    if let Some(existing) = db::sync::find_note(conn, &note.id)? {
         if existing.ticket_id != t.id {
             return Err(ApiError::field("id", "belongs to another ticket's note"));
         }
         return Ok(existing);
     }
-    let note = NoteRow {
-        id: note_id,
-        ticket_id: t.id.clone(),
-        author_id: viewer.caller.user_id.clone(),
-        body: text,
+    db::sync::insert_note(conn, &note)?;
+    apply(conn, &t, &viewer.caller.user_id, "note_added", None, TicketChanges::default(), noted(&note), now)?;
+    Ok(note)
+}
+
+fn note_row(
+    body: NoteBody,
+    ticket_id: &str,
+    author: &str,
+    device_time: Option<NaiveDateTime>,
+    now: NaiveDateTime,
+) -> Result<NoteRow, ApiError> {
+    Ok(NoteRow {
+        id: client_id(body.id.as_deref())?,
+        ticket_id: ticket_id.to_owned(),
+        author_id: author.to_owned(),
+        body: text("note", Some(&body.note), 2000, true)?.unwrap_or_default(),
         created_at: now,
         device_time,
-    };
-    db::sync::insert_note(conn, &note)?;
-    let data = json!({ "note_id": note.id, "note": note.body });
-    apply(conn, &t, &viewer.caller.user_id, "note_added", None, TicketChanges::default(), data, now)?;
-    Ok(note)
+    })
+}
+
+/// The `note_added` event's data.
+fn noted(note: &NoteRow) -> Value {
+    json!({ "note_id": note.id, "note": note.body })
+}
+
+/// One add of a run given to [`add_many`].
+pub enum Add {
+    Material(NewMaterial),
+    Note(NoteBody, Option<NaiveDateTime>),
+}
+
+/// The moment of the `i`-th add of a run starting at `now`: a microsecond apart, so the run keeps
+/// its order wherever lines, notes and events are listed by time.
+pub fn nth_moment(now: NaiveDateTime, i: usize) -> NaiveDateTime {
+    now + Duration::microseconds(i as i64)
+}
+
+/// A run of adds to one ticket (a day's material lines and notes, replayed from a phone's queue),
+/// written together: the same rows, ticket version and events as [`add_material`] and
+/// [`add_note`] one by one, in a few statements; the `i`-th add happens at [`nth_moment`]. `None`, having written nothing, when the run
+/// can't take that way: a body fails its checks, names a catalogue item or a version, reuses an
+/// id, or the ticket refuses the adds. Apply them one by one then: that answers each as usual.
+pub fn add_many(
+    conn: &mut DbConn,
+    viewer: &Viewer,
+    id: &str,
+    adds: Vec<Add>,
+    now: NaiveDateTime,
+) -> Result<Option<TicketRow>, ApiError> {
+    let me = viewer.caller.user_id.as_str();
+    let (mut lines, mut notes) = (Vec::new(), Vec::new());
+    let mut order = Vec::with_capacity(adds.len()); // true: the next line, false: the next note
+    for (i, add) in adds.into_iter().enumerate() {
+        let at = nth_moment(now, i);
+        match add {
+            Add::Material(m) if m.catalogue_item_id.is_none() && m.version.is_none() => {
+                let Ok(line) = check_material(&m).and_then(|c| material_line(c, &m, None, id, me, at)) else {
+                    return Ok(None);
+                };
+                lines.push(line);
+                order.push(true);
+            }
+            Add::Note(body, device_time) => {
+                let Ok(note) = note_row(body, id, me, device_time, at) else { return Ok(None) };
+                notes.push(note);
+                order.push(false);
+            }
+            Add::Material(_) => return Ok(None),
+        }
+    }
+    let line_ids: Vec<String> = lines.iter().map(|l| l.id.clone()).collect();
+    let note_ids: Vec<String> = notes.iter().map(|n| n.id.clone()).collect();
+    let distinct = |ids: &[String]| ids.iter().collect::<std::collections::HashSet<_>>().len() == ids.len();
+    if !distinct(&line_ids) || !distinct(&note_ids) {
+        return Ok(None);
+    }
+    let Ok(t) = actable(conn, viewer, id) else { return Ok(None) };
+    if !lines.is_empty() && materials_allowed(conn, &t).is_err() {
+        return Ok(None);
+    }
+    if db::materials::any_line(conn, &line_ids)? || db::sync::any_note(conn, &note_ids)? {
+        return Ok(None);
+    }
+    db::materials::insert_lines(conn, &lines)?;
+    db::sync::insert_notes(conn, &notes)?;
+    let status = Status::parse(&t.status).map(Status::as_str);
+    let (mut lines, mut notes) = (lines.iter(), notes.iter());
+    let events = order
+        .into_iter()
+        .filter_map(|is_line| {
+            let (event_type, data, at) = if is_line {
+                let line = lines.next()?;
+                ("material_added", added(line), line.created_at)
+            } else {
+                let note = notes.next()?;
+                ("note_added", noted(note), note.created_at)
+            };
+            Some(db::events::NewEvent {
+                ticket_id: t.id.clone(),
+                site_id: t.site_id.clone(),
+                event_type,
+                actor_id: Some(me.to_owned()),
+                at,
+                from_status: status,
+                to_status: status,
+                data,
+            })
+        })
+        .collect::<Vec<_>>();
+    // one version per add, as one by one
+    let last = events.last().map_or(now, |e| e.at);
+    let changed = db::tickets::touch(conn, &t.id, t.version, events.len() as i64, last)?
+        .ok_or_else(|| ApiError::new(ErrorCode::TicketChanged, "the ticket changed meanwhile"))?;
+    db::events::append_for_locked(conn, events)?;
+    Ok(Some(changed))
 }
 
 /// Work can't go on now (parts missing, longer job): the ticket stays open, on hold.

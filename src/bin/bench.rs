@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use clap::Parser;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use futures_util::future::BoxFuture;
@@ -22,7 +24,7 @@ use repairdesk::domain::category::Category;
 use repairdesk::domain::ticket::{Area, Channel, NewTicket, Urgency};
 use repairdesk::domain::user::Role;
 use repairdesk::error::ApiError;
-use repairdesk::routes::tickets::Viewer;
+use repairdesk::routes::tickets::{claim_and_view, Viewer};
 use repairdesk::startup::Application;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -464,55 +466,40 @@ fn open_ticket(site: &str, creator: &str, number: String, now: chrono::NaiveDate
     TicketRow::from_intake(new, number, creator.to_owned(), now)
 }
 
-/// The statements `commands::claim` runs in its transaction, straight through the library: the
-/// ticket read, the technician lock, the active count, the conditional update, the escalation
-/// resolve, the event append, and the final read of the ticket. Returns whether it claimed.
-fn raw_claim(conn: &mut DbConn, ticket: &str, tech: &str, cap: i64) -> Result<bool, ApiError> {
-    db::write_transaction(conn, |conn| {
-        let now = db::now();
-        let Some(t) = db::tickets::find(conn, ticket)? else { return Ok(false) };
-        if t.status != "open" {
-            return Ok(false);
-        }
-        db::tickets::lock_technician(conn, tech)?;
-        if db::tickets::active_count(conn, tech)? >= cap {
-            return Ok(false);
-        }
-        if !db::tickets::claim(conn, ticket, tech, now)? {
-            return Ok(false);
-        }
-        db::escalations::resolve_for_ticket(conn, ticket, now)?;
-        db::events::append(
-            conn,
-            vec![NewEvent {
-                ticket_id: t.id.clone(),
-                site_id: t.site_id.clone(),
-                event_type: "claimed",
-                actor_id: Some(tech.to_owned()),
-                at: now,
-                from_status: Some("open"),
-                to_status: Some("assigned"),
-                data: json!({ "technician_id": tech }),
-            }],
-        )?;
-        db::tickets::find(conn, ticket)?;
-        Ok(true)
-    })
+/// One claim as `POST /tickets/{id}/claim` makes it, minus HTTP: the session check of the
+/// `Caller` extractor, then [`claim_and_view`] (the caller's sites and trades, the refusal from a
+/// read, the claim's transaction, the ticket's view), on one connection from the pool.
+fn raw_claim(conn: &mut DbConn, ctx: &Ctx, caller: &Caller, ticket: &str) -> Result<(), ApiError> {
+    db::tokens::live_session_role(conn, &caller.session_id, &caller.user_id)?
+        .ok_or_else(|| ApiError::internal("the bench's session ended"))?;
+    claim_and_view(conn, ctx, caller.clone(), ticket).map(|_| ())
+}
+
+/// The user and session a logged-in technician's access token names (its payload, unverified:
+/// the bench made it).
+fn caller_of(token: &str) -> anyhow::Result<Caller> {
+    let payload = token.split('.').nth(1).context("not a JWT")?;
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload)?)?;
+    let field = |k: &str| claims[k].as_str().map(str::to_owned).with_context(|| format!("no {k} in the token"));
+    Ok(Caller { user_id: field("sub")?, session_id: field("sid")?, role: Role::Technician })
+}
+
+fn bench_ctx() -> anyhow::Result<Ctx> {
+    let clock = Settings::from_lookup(|_| None).map_err(anyhow::Error::msg)?.clock;
+    Ok(Ctx { code_key: Vec::new(), clock, max_active_tickets: 1_000_000 })
 }
 
 /// Claims `tickets[i]` for `techs[i % techs.len()]` (setup of the flow and push passes), and
 /// checks in at the door when `arrive`.
 fn hand_out(pool: &Pool, site: &str, tickets: &[String], techs: &[String], arrive: bool) -> anyhow::Result<()> {
     let mut conn = pool.get()?;
-    let clock = Settings::from_lookup(|_| None).map_err(anyhow::Error::msg)?.clock;
-    let ctx = Ctx { code_key: Vec::new(), clock, max_active_tickets: 1_000_000 };
+    let ctx = bench_ctx()?;
     for (i, t) in tickets.iter().enumerate() {
         let tech = &techs[i % techs.len()];
-        if !raw_claim(&mut conn, t, tech, 1_000_000).map_err(|e| anyhow::anyhow!("{e}"))? {
-            bail!("setup claim of {t} failed");
-        }
+        let viewer = technician_viewer(tech, site);
+        db::write_transaction(&mut conn, |conn| commands::claim(conn, &ctx, &viewer, t, db::now()))
+            .map_err(|e| anyhow::anyhow!("setup claim of {t}: {e}"))?;
         if arrive {
-            let viewer = technician_viewer(tech, site);
             db::write_transaction(&mut conn, |conn| {
                 let body = ArriveBody { code: None, lat: Some(30.5), lng: Some(114.3), device_time: None };
                 commands::arrive(conn, &ctx, &viewer, t, body, db::now())?
@@ -527,16 +514,25 @@ fn hand_out(pool: &Pool, site: &str, tickets: &[String], techs: &[String], arriv
 fn raw_pass(
     pool: &Pool,
     tickets: Arc<Vec<String>>,
-    techs: Arc<Vec<String>>,
+    techs: Arc<Vec<Caller>>,
     threads: usize,
     duration: Duration,
 ) -> Summary {
+    let ctx = match bench_ctx() {
+        Ok(ctx) => Arc::new(ctx),
+        Err(e) => {
+            let mut rec = Recorder::default();
+            rec.add(Duration::ZERO, Err(e.to_string()));
+            return summarise("raw_db_claim", "max (closed loop, no HTTP)", None, rec, Duration::ZERO);
+        }
+    };
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let deadline = start + duration;
     let handles: Vec<_> = (0..threads)
         .map(|_| {
-            let (pool, tickets, techs, next) = (pool.clone(), tickets.clone(), techs.clone(), next.clone());
+            let (pool, tickets, techs, next, ctx) =
+                (pool.clone(), tickets.clone(), techs.clone(), next.clone(), ctx.clone());
             std::thread::spawn(move || {
                 let mut rec = Recorder::default();
                 while Instant::now() < deadline {
@@ -547,11 +543,9 @@ fn raw_pass(
                     let t0 = Instant::now();
                     // a connection per claim, as a request takes one from the pool
                     let r = match pool.get() {
-                        Ok(mut conn) => match raw_claim(&mut conn, &tickets[i], &techs[i % techs.len()], 1_000_000) {
-                            Ok(true) => Ok(()),
-                            Ok(false) => Err("not claimed".to_owned()),
-                            Err(e) => Err(e.to_string()),
-                        },
+                        Ok(mut conn) => {
+                            raw_claim(&mut conn, &ctx, &techs[i % techs.len()], &tickets[i]).map_err(|e| e.to_string())
+                        }
                         Err(e) => Err(e.to_string()),
                     };
                     rec.add(t0.elapsed(), r);
@@ -1120,7 +1114,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // the database's ceiling: the claim's statements without HTTP, same pool size and concurrency
     if wants("raw") {
         let tickets = Arc::new(fx.take(4000 * args.duration as usize).await?);
-        let techs: Arc<Vec<String>> = Arc::new(fx.techs.iter().map(|t| t.0.clone()).collect());
+        let techs: Arc<Vec<Caller>> = Arc::new(fx.techs.iter().map(|t| caller_of(&t.1)).collect::<Result<_, _>>()?);
         let (pool, threads) = (fx.pool.clone(), args.concurrency);
         let s = tokio::task::spawn_blocking(move || raw_pass(&pool, tickets, techs, threads, d)).await?;
         report_line(&s);

@@ -38,26 +38,34 @@ pub struct NewEvent {
 /// Appends `events` with consecutive sequence numbers. Call it last in the writing transaction:
 /// the counter row stays locked until commit, so numbers are handed out in commit order.
 pub fn append(conn: &mut DbConn, events: Vec<NewEvent>) -> QueryResult<Vec<i64>> {
-    if events.is_empty() {
-        return Ok(Vec::new());
-    }
     // One lock order for every writer: the tickets, then the counter. The event rows' foreign
     // keys need a share lock on their tickets; taking it only after the counter deadlocked on
     // PostgreSQL against a command that held its ticket and waited for the counter.
     if let DbConn::Postgres(c) = conn {
         let ids: Vec<&str> = events.iter().map(|e| e.ticket_id.as_str()).collect();
-        tickets::table.filter(tickets::id.eq_any(ids)).select(tickets::id).for_key_share().load::<String>(c)?;
+        if !ids.is_empty() {
+            tickets::table.filter(tickets::id.eq_any(ids)).select(tickets::id).for_key_share().load::<String>(c)?;
+        }
+    }
+    append_for_locked(conn, events)
+}
+
+/// [`append`] for a caller that has already updated or locked (`FOR UPDATE`) every ticket of
+/// `events` in this transaction, so the lock order holds without asking again.
+pub fn append_for_locked(conn: &mut DbConn, events: Vec<NewEvent>) -> QueryResult<Vec<i64>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
     }
     let n = events.len() as i64;
-    diesel::update(change_counter::table.find("events"))
+    let last: i64 = on_engine!(conn, |c| diesel::update(change_counter::table.find("events"))
         .set(change_counter::value.eq(change_counter::value + n))
-        .execute(conn)?;
-    let last: i64 = change_counter::table.find("events").select(change_counter::value).first(conn)?;
-    let mut seqs = Vec::with_capacity(events.len());
-    for (i, e) in events.into_iter().enumerate() {
-        let seq = last - n + 1 + i as i64;
-        let row = EventRow {
-            seq,
+        .returning(change_counter::value)
+        .get_result(c))?;
+    let rows: Vec<EventRow> = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| EventRow {
+            seq: last - n + 1 + i as i64,
             id: new_id(),
             ticket_id: e.ticket_id,
             site_id: e.site_id,
@@ -67,11 +75,12 @@ pub fn append(conn: &mut DbConn, events: Vec<NewEvent>) -> QueryResult<Vec<i64>>
             from_status: e.from_status.map(str::to_owned),
             to_status: e.to_status.map(str::to_owned),
             data: e.data.to_string(),
-        };
-        diesel::insert_into(ticket_events::table).values(&row).execute(conn)?;
-        seqs.push(seq);
+        })
+        .collect();
+    for chunk in rows.chunks(200) {
+        on_engine!(&mut *conn, |c| diesel::insert_into(ticket_events::table).values(chunk).execute(c))?;
     }
-    Ok(seqs)
+    Ok(rows.iter().map(|r| r.seq).collect())
 }
 
 pub fn for_ticket(conn: &mut DbConn, ticket_id: &str) -> QueryResult<Vec<EventRow>> {

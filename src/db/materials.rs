@@ -72,6 +72,27 @@ pub fn insert_line(conn: &mut DbConn, line: &LineRow) -> QueryResult<()> {
     diesel::insert_into(material_lines::table).values(line).execute(conn).map(|_| ())
 }
 
+/// Writes lines at once (one statement on PostgreSQL).
+pub fn insert_lines(conn: &mut DbConn, lines: &[LineRow]) -> QueryResult<()> {
+    for chunk in lines.chunks(200) {
+        on_engine!(&mut *conn, |c| diesel::insert_into(material_lines::table).values(chunk).execute(c))?;
+    }
+    Ok(())
+}
+
+/// Whether any of `ids` names a line already.
+pub fn any_line(conn: &mut DbConn, ids: &[String]) -> QueryResult<bool> {
+    if ids.is_empty() {
+        return Ok(false);
+    }
+    let found: Option<String> = material_lines::table
+        .filter(material_lines::id.eq_any(ids))
+        .select(material_lines::id)
+        .first(conn)
+        .optional()?;
+    Ok(found.is_some())
+}
+
 pub fn find_line(conn: &mut DbConn, id: &str) -> QueryResult<Option<LineRow>> {
     material_lines::table.find(id).select(LineRow::as_select()).first(conn).optional()
 }

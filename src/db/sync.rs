@@ -34,12 +34,21 @@ pub fn last_op_id(conn: &mut DbConn, client_id: &str) -> QueryResult<Option<i64>
     sync_clients::table.find(client_id).select(sync_clients::last_op_id).first(conn).optional()
 }
 
-/// Moves the client from `op_id - 1` to `op_id`; false if another push got there first.
-pub fn advance(conn: &mut DbConn, client_id: &str, op_id: i64, now: NaiveDateTime) -> QueryResult<bool> {
-    let changed = diesel::update(sync_clients::table.find(client_id).filter(sync_clients::last_op_id.eq(op_id - 1)))
+/// [`last_op_id`], with the client's row locked until the transaction ends, so two pushes of one
+/// client apply one after the other (on SQLite the write transaction is exclusive already).
+pub fn lock_last_op_id(conn: &mut DbConn, client_id: &str) -> QueryResult<Option<i64>> {
+    let query = sync_clients::table.find(client_id).select(sync_clients::last_op_id);
+    match conn {
+        DbConn::Postgres(c) => query.for_update().first(c).optional(),
+        DbConn::Sqlite(c) => query.first(c).optional(),
+    }
+}
+
+pub fn set_last_op_id(conn: &mut DbConn, client_id: &str, op_id: i64, now: NaiveDateTime) -> QueryResult<()> {
+    diesel::update(sync_clients::table.find(client_id))
         .set((sync_clients::last_op_id.eq(op_id), sync_clients::updated_at.eq(now)))
-        .execute(conn)?;
-    Ok(changed == 1)
+        .execute(conn)
+        .map(|_| ())
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -59,8 +68,12 @@ pub struct OpRow {
     pub detail: Option<String>,
 }
 
-pub fn record(conn: &mut DbConn, op: &OpRow) -> QueryResult<()> {
-    diesel::insert_into(sync_ops::table).values(op).execute(conn).map(|_| ())
+pub fn record(conn: &mut DbConn, ops: &[OpRow]) -> QueryResult<()> {
+    // a few hundred rows of 12 columns at a time stay far below either engine's bind limit
+    for chunk in ops.chunks(200) {
+        on_engine!(&mut *conn, |c| diesel::insert_into(sync_ops::table).values(chunk).execute(c))?;
+    }
+    Ok(())
 }
 
 /// Rejected operations of `sites` (all when `None`), newest first.
@@ -90,6 +103,24 @@ pub struct NoteRow {
 
 pub fn insert_note(conn: &mut DbConn, note: &NoteRow) -> QueryResult<()> {
     diesel::insert_into(ticket_notes::table).values(note).execute(conn).map(|_| ())
+}
+
+/// Writes notes at once (one statement on PostgreSQL).
+pub fn insert_notes(conn: &mut DbConn, notes: &[NoteRow]) -> QueryResult<()> {
+    for chunk in notes.chunks(200) {
+        on_engine!(&mut *conn, |c| diesel::insert_into(ticket_notes::table).values(chunk).execute(c))?;
+    }
+    Ok(())
+}
+
+/// Whether any of `ids` names a note already.
+pub fn any_note(conn: &mut DbConn, ids: &[String]) -> QueryResult<bool> {
+    if ids.is_empty() {
+        return Ok(false);
+    }
+    let found: Option<String> =
+        ticket_notes::table.filter(ticket_notes::id.eq_any(ids)).select(ticket_notes::id).first(conn).optional()?;
+    Ok(found.is_some())
 }
 
 pub fn find_note(conn: &mut DbConn, id: &str) -> QueryResult<Option<NoteRow>> {

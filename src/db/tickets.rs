@@ -173,16 +173,42 @@ pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<TicketRow>> {
 }
 
 /// Applies `changes` if the ticket is still at `version`; bumps the version. Returns rows changed.
-pub fn update_at_version(conn: &mut DbConn, id: &str, version: i64, changes: &TicketChanges) -> QueryResult<usize> {
-    diesel::update(tickets::table.filter(tickets::id.eq(id)).filter(tickets::version.eq(version)))
+/// Applies `changes` if the ticket is still at `version`: the ticket as changed, or `None` when
+/// someone changed it first.
+pub fn update_at_version(
+    conn: &mut DbConn,
+    id: &str,
+    version: i64,
+    changes: &TicketChanges,
+) -> QueryResult<Option<TicketRow>> {
+    on_engine!(conn, |c| diesel::update(tickets::table.filter(tickets::id.eq(id)).filter(tickets::version.eq(version)))
         .set((changes, tickets::version.eq(version + 1)))
-        .execute(conn)
+        .returning(TicketRow::as_returning())
+        .get_result(c)
+        .optional())
 }
 
-/// The race of the grab pool: only an `open` ticket can be claimed, so of any number of
-/// concurrent claims exactly one updates a row.
-pub fn claim(conn: &mut DbConn, id: &str, technician_id: &str, at: NaiveDateTime) -> QueryResult<bool> {
-    let changed = diesel::update(tickets::table.filter(tickets::id.eq(id)).filter(tickets::status.eq("open")))
+/// `changes` more changes that touch nothing but the ticket's activity (added lines and notes),
+/// if the ticket is still at `version`.
+pub fn touch(
+    conn: &mut DbConn,
+    id: &str,
+    version: i64,
+    changes: i64,
+    now: NaiveDateTime,
+) -> QueryResult<Option<TicketRow>> {
+    on_engine!(conn, |c| diesel::update(tickets::table.filter(tickets::id.eq(id)).filter(tickets::version.eq(version)))
+        .set((tickets::last_activity_at.eq(now), tickets::version.eq(version + changes)))
+        .returning(TicketRow::as_returning())
+        .get_result(c)
+        .optional())
+}
+
+/// The conditional update that decides a claim, the race of the grab pool: only an `open` ticket
+/// can be claimed, so of any number of concurrent claims exactly one updates a row. The ticket as
+/// claimed, or `None` when it was no longer open.
+pub fn claim(conn: &mut DbConn, id: &str, technician_id: &str, at: NaiveDateTime) -> QueryResult<Option<TicketRow>> {
+    on_engine!(conn, |c| diesel::update(tickets::table.filter(tickets::id.eq(id)).filter(tickets::status.eq("open")))
         .set((
             tickets::status.eq(Status::Assigned.as_str()),
             tickets::assignee_id.eq(technician_id),
@@ -191,8 +217,9 @@ pub fn claim(conn: &mut DbConn, id: &str, technician_id: &str, at: NaiveDateTime
             tickets::last_activity_at.eq(at),
             tickets::version.eq(tickets::version + 1),
         ))
-        .execute(conn)?;
-    Ok(changed == 1)
+        .returning(TicketRow::as_returning())
+        .get_result(c)
+        .optional())
 }
 
 /// Serialises one technician's claims on PostgreSQL so the active-ticket cap can't be overrun by

@@ -3,6 +3,8 @@
 //! routes) and keeps every one with its result. A pull returns what changed since a cursor that
 //! follows commit order, so no change is ever skipped. See docs/sync.md.
 
+use std::collections::HashMap;
+
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -16,7 +18,9 @@ use super::pool::{event_stream, Subscriber};
 use super::tickets::{TicketEvent, TicketView, Viewer};
 use super::{parse_json, Checks};
 use crate::auth::Caller;
-use crate::commands::{self, ArriveBody, CompleteBody, HoldBody, MaterialPatch, NewMaterial, NoteBody, ReasonBody};
+use crate::commands::{
+    self, Add, ArriveBody, CompleteBody, HoldBody, MaterialPatch, NewMaterial, NoteBody, ReasonBody,
+};
 use crate::db::{self, sync::OpRow, DbConn};
 use crate::domain::ticket::Status;
 use crate::domain::user::Role;
@@ -26,6 +30,9 @@ use crate::startup::AppState;
 
 pub const SCHEMA_VERSIONS: [i64; 1] = [1];
 pub const MAX_OPS: usize = 500;
+/// Operations applied per transaction: one commit (one `fsync`) for many operations, while the
+/// write lock is held for a bounded time.
+pub const OPS_PER_TRANSACTION: usize = 100;
 pub const MAX_PUSH_BYTES: usize = 1024 * 1024;
 /// A cursor older than this answers `reset: true` with the whole current view.
 pub const CURSOR_RETENTION: Duration = Duration::days(30);
@@ -78,13 +85,6 @@ pub struct PushResponse {
     /// The last operation the server has of this client: resume pushing after it.
     pub last_op_id: i64,
     pub results: Vec<OpResult>,
-}
-
-enum Step {
-    Done(Box<OpResult>),
-    Duplicate,
-    /// The op skipped numbers: nothing from here on is applied.
-    Gap,
 }
 
 fn args<T: DeserializeOwned>(op: &PushOp) -> Result<T, ApiError> {
@@ -206,8 +206,9 @@ async fn own_client(state: &AppState, caller: &Caller, client_id: &str) -> Resul
     .await
 }
 
-/// Push queued operations. Each is applied in its own transaction together with the client's
-/// `last_op_id`; a rejected one still advances it, so a bad operation never blocks the queue.
+/// Push queued operations. They are applied in order, up to 100 to a transaction, and each
+/// commits together with the client's `last_op_id`; a rejected one still advances it, so a bad
+/// operation never blocks the queue.
 #[utoipa::path(
     post,
     path = "/api/v1/sync/push",
@@ -256,14 +257,20 @@ pub async fn push(
     own_client(&state, &caller, &client_id).await?;
     let ctx = state.commands();
     let mut results = Vec::new();
-    for op in request.ops {
+    let mut ops = request.ops.into_iter().peekable();
+    while ops.peek().is_some() {
+        let batch: Vec<PushOp> = ops.by_ref().take(OPS_PER_TRANSACTION).collect();
         let (client_id, caller, ctx) = (client_id.clone(), caller.clone(), ctx.clone());
-        let step = db::transaction(&state.pool, move |conn| push_one(conn, &ctx, caller, &client_id, op)).await;
-        match step {
-            Ok(Step::Done(result)) => results.push(*result),
-            Ok(Step::Duplicate) => {}
-            Ok(Step::Gap) => break,
-            // transient (the database went away): stop here; the phone pushes the rest again
+        let outcome = db::transaction(&state.pool, move |conn| push_batch(conn, &ctx, caller, &client_id, batch)).await;
+        match outcome {
+            Ok((applied, gap)) => {
+                results.extend(applied);
+                if gap {
+                    break;
+                }
+            }
+            // transient (the database went away): the batch was rolled back as a whole; stop
+            // here, and the phone pushes the rest again
             Err(e) if results.is_empty() => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, "push stopped early");
@@ -275,28 +282,150 @@ pub async fn push(
     Ok(HttpResponse::Ok().json(PushResponse { last_op_id, results }))
 }
 
-fn push_one(
+/// Applies up to [`OPS_PER_TRANSACTION`] operations in one transaction, holding the client's row
+/// so that no other push of it interleaves, and keeps each with its result. The results say what
+/// happened to each; `true` means a gap stopped the batch.
+fn push_batch(
     conn: &mut DbConn,
     ctx: &commands::Ctx,
     caller: Caller,
     client_id: &str,
-    op: PushOp,
-) -> Result<Step, ApiError> {
-    let now = db::now();
-    let client = db::sync::client(conn, client_id, &caller.user_id, now)?;
-    if client.user_id != caller.user_id {
-        return Err(ApiError::new(ErrorCode::ClientOfAnotherUser, "this client_id is another user's app install"));
-    }
-    if op.op_id <= client.last_op_id {
-        return Ok(Step::Duplicate);
-    }
-    // numbering is the phone's promise of order: a gap means something is missing
-    if op.op_id != client.last_op_id + 1 || !db::sync::advance(conn, client_id, op.op_id, now)? {
-        return Ok(if op.op_id > client.last_op_id + 1 { Step::Gap } else { Step::Duplicate });
-    }
+    ops: Vec<PushOp>,
+) -> Result<(Vec<OpResult>, bool), ApiError> {
     let viewer = Viewer::load(conn, caller)?;
+    let first = db::sync::lock_last_op_id(conn, client_id)?.unwrap_or(0);
+    let mut last_op_id = first;
+    let (mut results, mut records) = (Vec::with_capacity(ops.len()), Vec::with_capacity(ops.len()));
+    let mut places = HashMap::new();
+    let mut gap = false;
+    let mut now = db::now();
+    let mut ops = ops.into_iter().peekable();
+    while let Some(op) = ops.next() {
+        if op.op_id <= last_op_id {
+            continue; // a duplicate: already received, not applied again
+        }
+        // numbering is the phone's promise of order: a gap means something is missing
+        if op.op_id != last_op_id + 1 {
+            gap = true;
+            break;
+        }
+        now = db::now();
+        // consecutive adds to one ticket are written together when they can be
+        let mut run = vec![op];
+        while is_add(&run[0])
+            && ops.peek().is_some_and(|next| {
+                is_add(next) && next.ticket_id == run[0].ticket_id && next.op_id == last_op_id + 1 + run.len() as i64
+            })
+        {
+            run.extend(ops.next());
+        }
+        if run.len() > 1 {
+            if let Some(done) = push_adds(conn, &viewer, &mut places, client_id, &run, now)? {
+                last_op_id += run.len() as i64;
+                for (result, record) in done {
+                    results.push(result);
+                    records.push(record);
+                }
+                continue;
+            }
+        }
+        for op in run {
+            now = db::now();
+            last_op_id = op.op_id;
+            let (result, record) = push_one(conn, ctx, &viewer, &mut places, client_id, op, now)?;
+            results.push(result);
+            records.push(record);
+        }
+    }
+    if last_op_id != first {
+        db::sync::record(conn, &records)?;
+        db::sync::set_last_op_id(conn, client_id, last_op_id, now)?;
+    }
+    Ok((results, gap))
+}
+
+fn is_add(op: &PushOp) -> bool {
+    matches!(op.name.as_str(), "add_material" | "add_note")
+}
+
+/// A run of adds to one ticket through [`commands::add_many`]: `None`, with nothing written, when
+/// they must go one by one.
+fn push_adds(
+    conn: &mut DbConn,
+    viewer: &Viewer,
+    places: &mut HashMap<String, String>,
+    client_id: &str,
+    run: &[PushOp],
+    now: NaiveDateTime,
+) -> Result<Option<Vec<(OpResult, OpRow)>>, ApiError> {
+    let mut adds = Vec::with_capacity(run.len());
+    for op in run {
+        let add = match op.name.as_str() {
+            "add_material" => args::<NewMaterial>(op).map(Add::Material),
+            _ => args::<NoteBody>(op).map(|body| Add::Note(body, op.device_time.map(|d| d.naive_utc()))),
+        };
+        let Ok(add) = add else { return Ok(None) };
+        adds.push(add);
+    }
+    let t = match db::savepoint(conn, |c| commands::add_many(c, viewer, &run[0].ticket_id, adds, now)) {
+        Ok(Some(t)) => t,
+        Ok(None) => return Ok(None),
+        Err(e) if e.code == ErrorCode::DatabaseUnavailable => return Err(e),
+        // anything else (an id added meanwhile by another request): one by one, which explains it
+        Err(_) => return Ok(None),
+    };
+    places.insert(t.id.clone(), t.site_id.clone());
+    let done = run
+        .iter()
+        .enumerate()
+        .map(|(i, op)| {
+            let result = OpResult { op_id: op.op_id, status: "applied", code: None, detail: None, ticket: None };
+            let place = Some((t.id.clone(), t.site_id.clone()));
+            (result, op_record(client_id, viewer, op, place, commands::nth_moment(now, i), None))
+        })
+        .collect();
+    Ok(Some(done))
+}
+
+/// What is kept of an operation: where it applied (ticket and site) and its result.
+fn op_record(
+    client_id: &str,
+    viewer: &Viewer,
+    op: &PushOp,
+    place: Option<(String, String)>,
+    now: NaiveDateTime,
+    refusal: Option<&ApiError>,
+) -> OpRow {
+    let (ticket_id, site_id) = place.unzip();
+    OpRow {
+        client_id: client_id.to_owned(),
+        op_id: op.op_id,
+        user_id: viewer.caller.user_id.clone(),
+        ticket_id,
+        site_id,
+        name: op.name.clone(),
+        args: op.args.to_string(),
+        device_time: op.device_time.map(|d| d.naive_utc()),
+        received_at: now,
+        status: if refusal.is_some() { "rejected" } else { "applied" }.to_owned(),
+        code: refusal.map(|e| e.code.as_str().to_owned()),
+        detail: refusal.map(|e| e.detail.clone()),
+    }
+}
+
+/// Applies one operation in order, and says what to keep of it. `places` remembers each ticket's
+/// site within a batch (neither ever changes).
+fn push_one(
+    conn: &mut DbConn,
+    ctx: &commands::Ctx,
+    viewer: &Viewer,
+    places: &mut HashMap<String, String>,
+    client_id: &str,
+    op: PushOp,
+    now: NaiveDateTime,
+) -> Result<(OpResult, OpRow), ApiError> {
     // a savepoint: a refusal undoes the operation's own writes, never the record of it
-    let outcome = db::savepoint(conn, |c| apply_op(c, ctx, &viewer, &op, now));
+    let outcome = db::savepoint(conn, |c| apply_op(c, ctx, viewer, &op, now));
     let refusal = match outcome {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e),
@@ -304,47 +433,37 @@ fn push_one(
         Err(e) => Some(e),
     };
     let refusal = match refusal {
-        Some(e) => Some(explain(conn, &viewer, &op.ticket_id, e)?),
+        Some(e) => Some(explain(conn, viewer, &op.ticket_id, e)?),
         None => None,
     };
-    let ticket = db::tickets::find(conn, &op.ticket_id)?;
-    db::sync::record(
-        conn,
-        &OpRow {
-            client_id: client_id.to_owned(),
-            op_id: op.op_id,
-            user_id: viewer.caller.user_id.clone(),
-            ticket_id: ticket.as_ref().map(|t| t.id.clone()),
-            site_id: ticket.as_ref().map(|t| t.site_id.clone()),
-            name: op.name.clone(),
-            args: op.args.to_string(),
-            device_time: op.device_time.map(|d| d.naive_utc()),
-            received_at: now,
-            status: if refusal.is_some() { "rejected" } else { "applied" }.to_owned(),
-            code: refusal.as_ref().map(|e| e.code.as_str().to_owned()),
-            detail: refusal.as_ref().map(|e| e.detail.clone()),
-        },
-    )?;
+    // a refusal answers with the ticket as it stands; an applied op needs only where it is
+    let (ticket, place) = match places.get(&op.ticket_id) {
+        Some(site) if refusal.is_none() => (None, Some((op.ticket_id.clone(), site.clone()))),
+        _ => {
+            let ticket = db::tickets::find(conn, &op.ticket_id)?;
+            let place = ticket.as_ref().map(|t| (t.id.clone(), t.site_id.clone()));
+            if let Some((id, site)) = &place {
+                places.insert(id.clone(), site.clone());
+            }
+            (ticket, place)
+        }
+    };
+    let record = op_record(client_id, viewer, &op, place, now, refusal.as_ref());
     let Some(refusal) = refusal else {
-        return Ok(Step::Done(Box::new(OpResult {
-            op_id: op.op_id,
-            status: "applied",
-            code: None,
-            detail: None,
-            ticket: None,
-        })));
+        return Ok((OpResult { op_id: op.op_id, status: "applied", code: None, detail: None, ticket: None }, record));
     };
     let ticket = match ticket.filter(|t| viewer.can_see(t)) {
         Some(t) => Some(viewer.view_one(conn, t)?),
         None => None,
     };
-    Ok(Step::Done(Box::new(OpResult {
+    let result = OpResult {
         op_id: op.op_id,
         status: "rejected",
         code: Some(refusal.code.as_str().to_owned()),
         detail: Some(refusal.detail),
         ticket,
-    })))
+    };
+    Ok((result, record))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

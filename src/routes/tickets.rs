@@ -455,13 +455,14 @@ pub fn apply(
     let from = Status::parse(&t.status);
     changes.status = to.map(|s| s.as_str().to_owned());
     changes.last_activity_at = Some(now);
-    if db::tickets::update_at_version(conn, &t.id, t.version, &changes)? != 1 {
+    let Some(changed) = db::tickets::update_at_version(conn, &t.id, t.version, &changes)? else {
         return Err(ApiError::new(ErrorCode::TicketChanged, "the ticket changed meanwhile; reload it and try again"));
-    }
+    };
     if to.is_some() && to != from {
         db::escalations::resolve_for_ticket(conn, &t.id, now)?;
     }
-    db::events::append(
+    // the update above holds the ticket's row
+    db::events::append_for_locked(
         conn,
         vec![NewEvent {
             ticket_id: t.id.clone(),
@@ -474,7 +475,7 @@ pub fn apply(
             data,
         }],
     )?;
-    db::tickets::find(conn, &t.id)?.ok_or_else(|| ApiError::not_found("ticket"))
+    Ok(changed)
 }
 
 /// [`apply`] with a change of status.
@@ -727,30 +728,36 @@ pub async fn claim_ticket(
 ) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Technician])?;
     let (ctx, id) = (state.commands(), id.into_inner());
+    let view = db::run(&state.pool, move |conn| claim_and_view(conn, &ctx, caller, &id)).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// A claim as the route makes it, on one connection: the caller's sites and trades, the refusal
+/// from a read, the claim's transaction, and the ticket as the answer shows it.
+pub fn claim_and_view(
+    conn: &mut DbConn,
+    ctx: &commands::Ctx,
+    caller: Caller,
+    id: &str,
+) -> Result<TicketView, ApiError> {
+    let viewer = Viewer::load(conn, caller)?;
     // A ticket someone else already holds is refused from a plain read, so the losers of a race
-    // don't queue for the write lock behind the winner. Winning is still decided only by the
-    // conditional update inside the transaction below.
-    let (me, probe) = (caller.user_id.clone(), id.clone());
-    let taken = db::run(&state.pool, move |conn| {
-        // only within the caller's sites: elsewhere the answer stays "not found"
-        let sites = db::users::site_ids(conn, &me)?;
-        Ok(db::tickets::find(conn, &probe)?.filter(|t| {
-            sites.contains(&t.site_id)
-                && t.assignee_id.as_deref().is_some_and(|holder| holder != me)
-                && Status::parse(&t.status).is_some_and(|s| Status::ACTIVE.contains(&s))
-        }))
-    })
-    .await?;
-    if taken.is_some() {
+    // don't queue for the write lock behind the winner; only within the caller's sites (elsewhere
+    // the answer stays "not found"). Winning is still decided only by the conditional update
+    // inside the transaction.
+    let me = viewer.caller.user_id.as_str();
+    let taken = db::tickets::find(conn, id)?.is_some_and(|t| {
+        viewer.sites.contains(&t.site_id)
+            && t.assignee_id.as_deref().is_some_and(|holder| holder != me)
+            && Status::parse(&t.status).is_some_and(|s| Status::ACTIVE.contains(&s))
+    });
+    if taken {
         return Err(ApiError::new(ErrorCode::AlreadyClaimed, "another technician claimed this ticket first"));
     }
-    let view = db::transaction(&state.pool, move |conn| {
-        let viewer = Viewer::load(conn, caller)?;
-        let t = commands::claim(conn, &ctx, &viewer, &id, db::now())?;
+    db::write_transaction(conn, |conn| {
+        let t = commands::claim(conn, ctx, &viewer, id, db::now())?;
         viewer.view_one(conn, t)
     })
-    .await?;
-    Ok(HttpResponse::Ok().json(view))
 }
 
 pub fn claim_refusal(t: &TicketRow) -> ApiError {

@@ -81,6 +81,158 @@ async fn a_days_offline_work_is_replayed_in_order_and_duplicates_are_answered_no
     assert_eq!(gap["last_op_id"], 5);
 }
 
+/// A day's queue: `n` operations from `first`, alternating material lines and notes.
+fn days_work(ticket: &str, first: i64, n: i64) -> Vec<Value> {
+    (first..first + n)
+        .map(|i| match i % 2 {
+            0 => op(i, "add_note", ticket, json!({ "id": uuid::Uuid::new_v4(), "note": format!("note {i}") })),
+            _ => op(
+                i,
+                "add_material",
+                ticket,
+                json!({ "id": uuid::Uuid::new_v4(), "name": format!("part {i}"), "quantity": "1", "unit": "个",
+                    "unit_price_cents": 100, "supplied_by": "company" }),
+            ),
+        })
+        .collect()
+}
+
+async fn lines_and_notes(d: &Desk, t: &str) -> (usize, usize) {
+    let ticket: Value = d.app.get(&format!("/api/v1/tickets/{t}"), &d.desk).await.json().await.unwrap();
+    (ticket["materials"].as_array().unwrap().len(), ticket["notes"].as_array().unwrap().len())
+}
+
+#[tokio::test]
+async fn a_full_queue_spans_several_transactions_without_losing_or_doubling_an_operation() {
+    let d = desk_with(&[]).await;
+    let (_, tech) = d.technician("tech1").await;
+    let t = tid(&d, public_ticket(&d.site)).await;
+    let client = new_client();
+    let mut ops = vec![op(1, "claim", &t, json!({})), op(2, "arrive", &t, json!({}))];
+    ops.extend(days_work(&t, 3, 498));
+    ops[149] = op(150, "resume", &t, json!({})); // refused in the second transaction
+    let first = push(&d.app, &tech, &client, ops).await;
+    assert_eq!(first["last_op_id"], 500);
+    let results = first["results"].as_array().unwrap();
+    let ids: Vec<i64> = results.iter().map(|r| r["op_id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, (1..=500).collect::<Vec<_>>(), "one result per operation, in order");
+    assert_eq!(results[149]["status"], "rejected");
+    assert_eq!(results.iter().filter(|r| r["status"] == "applied").count(), 499);
+    assert_eq!(lines_and_notes(&d, &t).await, (249, 248));
+
+    // the answer was lost after the first 400 landed: the phone resends from 401 with more work;
+    // the duplicates straddle a transaction boundary and a gap stops the batch in its second
+    let mut resend = days_work(&t, 401, 120);
+    resend.push(op(522, "add_note", &t, json!({ "id": uuid::Uuid::new_v4(), "note": "after a gap" })));
+    let mut with_old = days_work(&t, 301, 100); // already applied (fresh line ids, never used)
+    with_old.extend(resend);
+    let second = push(&d.app, &tech, &client, with_old).await;
+    let ids: Vec<i64> = second["results"].as_array().unwrap().iter().map(|r| r["op_id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, (501..=520).collect::<Vec<_>>(), "only the new operations are applied");
+    assert_eq!(second["last_op_id"], 520);
+    assert_eq!(lines_and_notes(&d, &t).await, (259, 258));
+}
+
+/// What a run of adds leaves on a ticket, without the ids and times that differ between tickets.
+async fn what_adds_leave(d: &Desk, t: &str) -> Value {
+    let ticket: Value = d.app.get(&format!("/api/v1/tickets/{t}"), &d.desk).await.json().await.unwrap();
+    let events: Value = d.app.get(&format!("/api/v1/tickets/{t}/events"), &d.desk).await.json().await.unwrap();
+    let pick = |items: &Value, keys: &[&str]| -> Vec<Value> {
+        items.as_array().unwrap().iter().map(|i| keys.iter().map(|k| i[*k].clone()).collect()).collect()
+    };
+    let kept: Vec<Value> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            json!([e["type"], e["from_status"], e["to_status"], e["data"]["note"], e["data"]["line"]["total_cents"]])
+        })
+        .collect();
+    json!({
+        "version": ticket["version"],
+        "status": ticket["status"],
+        "materials": pick(&ticket["materials"], &["name", "spec", "quantity", "unit", "unit_price_cents", "supplied_by", "total_cents", "billable"]),
+        "notes": pick(&ticket["notes"], &["note"]),
+        "events": kept,
+    })
+}
+
+#[tokio::test]
+async fn a_run_of_adds_pushed_together_leaves_what_the_routes_leave_one_by_one() {
+    let d = desk_with(&[]).await;
+    let (_, tech) = d.technician("tech1").await;
+    let (pushed, by_hand) = (tid(&d, public_ticket(&d.site)).await, tid(&d, public_ticket(&d.site)).await);
+    let adds = |i: usize| -> (&'static str, Value) {
+        match i % 3 {
+            1 => ("add_note", json!({ "id": uuid::Uuid::new_v4(), "note": format!("第{i}条") })),
+            _ => (
+                "add_material",
+                json!({ "id": uuid::Uuid::new_v4(), "name": format!("part {i}"), "spec": "DN15", "quantity": "1.5",
+                    "unit": "个", "unit_price_cents": 1000 + i, "supplied_by": if i % 2 == 0 { "company" } else { "resident" } }),
+            ),
+        }
+    };
+    let client = new_client();
+    let mut ops = vec![op(1, "claim", &pushed, json!({})), op(2, "arrive", &pushed, json!({}))];
+    for i in 0..9 {
+        let (name, args) = adds(i);
+        ops.push(op(3 + i as i64, name, &pushed, args));
+    }
+    let res = push(&d.app, &tech, &client, ops).await;
+    assert_eq!(statuses(&res), ["applied"; 11]);
+
+    for step in ["claim", "arrive"] {
+        assert_eq!(d.app.post(&format!("/api/v1/tickets/{by_hand}/{step}"), &tech, &json!({})).await.status(), 200);
+    }
+    for i in 0..9 {
+        let (name, args) = adds(i);
+        let path = if name == "add_note" { "notes" } else { "materials" };
+        let res = d.app.post(&format!("/api/v1/tickets/{by_hand}/{path}"), &tech, &args).await;
+        assert!(res.status().is_success(), "{name}: {}", res.status());
+    }
+    let (a, b) = (what_adds_leave(&d, &pushed).await, what_adds_leave(&d, &by_hand).await);
+    assert_eq!(a, b);
+    assert_eq!(a["notes"].as_array().unwrap().len(), 3, "{a}");
+
+    // a run holding a retried note and a bad line goes one by one: each answered as alone
+    let note_again = json!({ "id": uuid::Uuid::new_v4(), "note": "again" });
+    push(&d.app, &tech, &client, vec![op(12, "add_note", &pushed, note_again.clone())]).await;
+    let res = push(
+        &d.app,
+        &tech,
+        &client,
+        vec![
+            op(13, "add_note", &pushed, json!({ "id": uuid::Uuid::new_v4(), "note": "new" })),
+            op(14, "add_note", &pushed, note_again),
+            op(15, "add_material", &pushed, json!({ "name": "x", "quantity": "-1", "unit": "个", "unit_price_cents": 1, "supplied_by": "company" })),
+            op(16, "add_material", &pushed, json!({ "id": uuid::Uuid::new_v4(), "name": "y", "quantity": "1", "unit": "个", "unit_price_cents": 1, "supplied_by": "company" })),
+        ],
+    )
+    .await;
+    assert_eq!(statuses(&res), ["applied", "applied", "rejected", "applied"]);
+    assert_eq!(res["results"][2]["code"], "validation_failed");
+    assert_eq!(lines_and_notes(&d, &pushed).await, (7, 5));
+}
+
+#[tokio::test]
+async fn the_same_queue_pushed_twice_at_once_is_applied_once() {
+    let d = desk_with(&[]).await;
+    let (_, tech) = d.technician("tech1").await;
+    let t = tid(&d, public_ticket(&d.site)).await;
+    let client = new_client();
+    push(&d.app, &tech, &client, vec![op(1, "claim", &t, json!({})), op(2, "arrive", &t, json!({}))]).await;
+    let ops = days_work(&t, 3, 300);
+    let (a, b) = tokio::join!(push(&d.app, &tech, &client, ops.clone()), push(&d.app, &tech, &client, ops));
+    let mut ids: Vec<i64> = [&a, &b]
+        .iter()
+        .flat_map(|r| r["results"].as_array().unwrap().iter().map(|r| r["op_id"].as_i64().unwrap()))
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (3..=302).collect::<Vec<_>>(), "each operation answered applied by exactly one push");
+    assert_eq!((a["last_op_id"].as_i64(), b["last_op_id"].as_i64()), (Some(302), Some(302)));
+    assert_eq!(lines_and_notes(&d, &t).await, (150, 150));
+}
+
 #[tokio::test]
 async fn a_poisoned_operation_is_rejected_with_the_ticket_and_does_not_block_the_queue() {
     let d = desk_with(&[]).await;
