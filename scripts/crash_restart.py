@@ -16,57 +16,21 @@ get a 2xx. At the end:
 Exits 0 when all hold. Uses only the standard library, plus psql for PostgreSQL.
 """
 import argparse
-import json
 import os
 import random
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Database, Server, create_site, create_user  # noqa: E402
 
 ADMIN_PASSWORD = "crash-admin-pass"
 PORT = 18190
-
-
-def request(method, path, token=None, body=None, headers=None, timeout=5):
-    req = urllib.request.Request(f"http://127.0.0.1:{PORT}{path}", method=method)
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    for k, v in (headers or {}).items():
-        req.add_header(k, v)
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, data=data, timeout=timeout) as res:
-            return res.status, json.loads(res.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-        return None, None
-
-
-def start(binary, env):
-    log = open(os.path.join(env["CRASH_DIR"], "server.log"), "ab")
-    proc = subprocess.Popen([binary], env=env, stdout=log, stderr=log)
-    for _ in range(100):
-        if request("GET", "/healthz")[0] == 200:
-            return proc
-        time.sleep(0.1)
-    raise SystemExit("server did not start; see server.log")
-
-
-def login(username, password):
-    status, body = request("POST", "/api/v1/auth/login", body={"username": username, "password": password})
-    assert status == 200, (status, body)
-    return body["access_token"]
 
 
 def main():
@@ -79,30 +43,19 @@ def main():
     args = ap.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="rd-crash-")
-    pg_db = None
-    if args.engine == "sqlite":
-        db_path = os.path.join(workdir, "rd.db")
-        url = f"sqlite://{db_path}"
-    else:
-        pg_db = f"rd_crash_{uuid.uuid4().hex[:12]}"
-        subprocess.run(["psql", f"{args.pg}/postgres", "-qc", f"CREATE DATABASE {pg_db}"], check=True)
-        url = f"{args.pg}/{pg_db}"
-    env = dict(os.environ, DATABASE_URL=url, REPAIRDESK_ADDR=f"127.0.0.1:{PORT}",
-               REPAIRDESK_ADMIN_PASSWORD=ADMIN_PASSWORD, RUST_LOG="warn", CRASH_DIR=workdir)
-    proc = start(args.binary, env)
+    db = Database(args.engine, workdir, args.pg, prefix="rd_crash")
+    server = Server(args.binary, PORT, {"DATABASE_URL": db.url, "REPAIRDESK_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                                        "RUST_LOG": "warn"}, workdir)
     try:
-        admin = login("admin", ADMIN_PASSWORD)
-        status, site = request("POST", "/api/v1/sites", admin, {"code": "CR", "name": "crash", "timezone": "Asia/Shanghai"})
-        assert status == 201, site
-        status, _ = request("POST", "/api/v1/users", admin, {"username": "crash.desk", "password": "crash-desk-pass",
-                            "display_name": "desk", "role": "dispatcher", "site_ids": [site["id"]]})
-        assert status == 201
-        desk = login("crash.desk", "crash-desk-pass")
+        server.start()
+        admin = server.login("admin", ADMIN_PASSWORD)
+        site = create_site(server, admin, "CR", "crash")
+        create_user(server, admin, "crash.desk", "crash-desk-pass", "dispatcher", [site["id"]])
+        desk = server.login("crash.desk", "crash-desk-pass")
 
         answered = {}   # key -> ticket id of the first 2xx
         lock = threading.Lock()
         token = {"desk": desk}
-        server = {"proc": proc}
         failures = []
         retried = []
 
@@ -112,7 +65,8 @@ def main():
             attempts = 0
             while True:  # the same key until a 2xx: the retry a phone or the desk would make
                 attempts += 1
-                status, res = request("POST", "/api/v1/tickets", token["desk"], body, {"Idempotency-Key": key})
+                status, _, res, _ = server.request("POST", "/api/v1/tickets", token["desk"], body,
+                                                   {"Idempotency-Key": key})
                 if status in (200, 201):
                     with lock:
                         if key in answered and answered[key] != res["id"]:
@@ -138,13 +92,12 @@ def main():
             t.start()
         for _ in range(args.kills):
             time.sleep(random.uniform(0.5, 2.0))
-            server["proc"].send_signal(signal.SIGKILL)
-            server["proc"].wait()
-            server["proc"] = start(args.binary, env)
-            token["desk"] = login("crash.desk", "crash-desk-pass")
+            server.proc.send_signal(signal.SIGKILL)
+            server.proc.wait()
+            server.start()
+            token["desk"] = server.login("crash.desk", "crash-desk-pass")
         for t in threads:
             t.join()
-        proc = server["proc"]
         if failures:
             raise SystemExit("FAIL: " + "; ".join(failures[:5]))
         print(f"{len(answered)} keyed creates, {args.kills} SIGKILLs while they were in flight, "
@@ -154,7 +107,7 @@ def main():
         cursor = None
         while True:
             path = "/api/v1/tickets?limit=200" + (f"&cursor={cursor}" if cursor else "")
-            status, page = request("GET", path, desk)
+            status, _, page, _ = server.request("GET", path, desk)
             assert status == 200, page
             tickets += page["items"]
             cursor = page.get("next_cursor")
@@ -173,19 +126,15 @@ def main():
               f"numbers consecutive: {not gaps}")
         ok = not dupes and not missing and not wrong and not gaps and len(tickets) == len(answered)
         if args.engine == "sqlite":
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            check = sqlite3.connect(db_path).execute("PRAGMA integrity_check").fetchone()[0]
+            server.kill()
+            check = sqlite3.connect(db.path).execute("PRAGMA integrity_check").fetchone()[0]
             print(f"sqlite integrity_check: {check}")
             ok = ok and check == "ok"
         print("PASS" if ok else "FAIL")
         return 0 if ok else 1
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-        if pg_db:
-            subprocess.run(["psql", f"{args.pg}/postgres", "-qc", f"DROP DATABASE IF EXISTS {pg_db} WITH (FORCE)"])
+        server.kill()
+        db.drop()
 
 
 if __name__ == "__main__":

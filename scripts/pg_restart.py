@@ -13,37 +13,18 @@ one (`pg_createcluster 15 faults --port 5433`, trust auth): `--pg postgres://pos
 --cluster faults`.
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
-import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Database, Server, create_site  # noqa: E402
 
 PORT = 18191
 POOL_TIMEOUT = 5.0  # the server's r2d2 connection timeout
-
-
-def request(method, path, token=None, body=None, timeout=15):
-    req = urllib.request.Request(f"http://127.0.0.1:{PORT}{path}", method=method)
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        req.add_header("Content-Type", "application/json")
-    started = time.monotonic()
-    try:
-        with urllib.request.urlopen(req, data=data, timeout=timeout) as res:
-            return res.status, res.headers.get("content-type"), json.loads(res.read() or b"null"), time.monotonic() - started
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers.get("content-type"), json.loads(e.read() or b"null"), time.monotonic() - started
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as e:
-        return None, None, str(e), time.monotonic() - started
 
 
 def main():
@@ -55,24 +36,15 @@ def main():
     ap.add_argument("--down", type=float, default=4.0)
     args = ap.parse_args()
 
-    db = f"rd_pgrestart_{uuid.uuid4().hex[:10]}"
-    subprocess.run(["psql", f"{args.pg}/postgres", "-qc", f"CREATE DATABASE {db}"], check=True)
     workdir = tempfile.mkdtemp(prefix="rd-pgrestart-")
-    env = dict(os.environ, DATABASE_URL=f"{args.pg}/{db}", REPAIRDESK_ADDR=f"127.0.0.1:{PORT}",
-               REPAIRDESK_ADMIN_PASSWORD="pg-restart-admin", RUST_LOG="warn")
-    log = open(os.path.join(workdir, "server.log"), "wb")
-    proc = subprocess.Popen([args.binary], env=env, stdout=log, stderr=log)
+    db = Database("postgres", workdir, args.pg, prefix="rd_pgrestart")
+    server = Server(args.binary, PORT, {"DATABASE_URL": db.url, "REPAIRDESK_ADMIN_PASSWORD": "pg-restart-admin",
+                                        "RUST_LOG": "warn"}, workdir)
     ctl = ["pg_ctlcluster", "--skip-systemctl-redirect", args.version, args.cluster]
     try:
-        for _ in range(100):
-            if request("GET", "/healthz")[0] == 200:
-                break
-            time.sleep(0.1)
-        status, _, body, _ = request("POST", "/api/v1/auth/login", body={"username": "admin", "password": "pg-restart-admin"})
-        assert status == 200, body
-        token = body["access_token"]
-        status, _, site, _ = request("POST", "/api/v1/sites", token, {"code": "PG", "name": "pg", "timezone": "Asia/Shanghai"})
-        assert status == 201, site
+        server.start()
+        token = server.login("admin", "pg-restart-admin")
+        site = create_site(server, token, "PG", "pg")
 
         seen = []  # (when, kind, status, content type, body, seconds)
         stop = threading.Event()
@@ -82,13 +54,13 @@ def main():
             while not stop.is_set():
                 body = {"site_id": site["id"], "area": "public", "location": "泵房", "category": "water",
                         "urgency": "normal", "description": "restart test", "reporter_name": "x", "channel": "phone"}
-                r = request("POST", "/api/v1/tickets", token, body)
+                r = server.request("POST", "/api/v1/tickets", token, body, timeout=15)
                 seen.append((time.monotonic() - t0, "create") + r)
                 time.sleep(0.05)
 
         def reader():
             while not stop.is_set():
-                r = request("GET", "/readyz")
+                r = server.request("GET", "/readyz", timeout=15)
                 seen.append((time.monotonic() - t0, "readyz") + r)
                 time.sleep(0.2)
 
@@ -111,7 +83,8 @@ def main():
         for when, kind, status, ctype, body, secs in failed:
             if status is None:
                 problems.append(f"{kind} at {when:.1f}s got no answer: {body}")
-            elif status != 503 or not (ctype or "").startswith("application/problem+json") or body.get("code") != "database_unavailable":
+            elif (status != 503 or not (ctype or "").startswith("application/problem+json")
+                  or not isinstance(body, dict) or body.get("code") != "database_unavailable"):
                 problems.append(f"{kind} at {when:.1f}s answered {status} {body}")
         slowest = max((s[5] for s in seen), default=0)
         if slowest > POOL_TIMEOUT + 2:
@@ -120,7 +93,7 @@ def main():
         recovery = (recovered[0] - up_at) if recovered else None
         if recovery is None or recovery > 5:
             problems.append(f"no successful create within 5 s of the database's return (first after {recovery})")
-        if proc.poll() is not None:
+        if not server.alive():
             problems.append("the server exited")
         print(f"database down {down_at:.1f}s..{up_at:.1f}s; {len(seen)} requests, {len(failed)} answered 503 "
               f"database_unavailable, slowest {slowest:.2f}s, first create after the return: "
@@ -130,10 +103,9 @@ def main():
         print("PASS" if not problems else "FAIL")
         return 0 if not problems else 1
     finally:
-        proc.kill()
-        proc.wait()
+        server.kill()
         subprocess.run(ctl + ["start"], stderr=subprocess.DEVNULL)
-        subprocess.run(["psql", f"{args.pg}/postgres", "-qc", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"])
+        db.drop()
 
 
 if __name__ == "__main__":

@@ -164,7 +164,13 @@ async fn ensure_admin(pool: &Pool, settings: &Settings) -> anyhow::Result<()> {
             None => (generate_secret()[..20].to_owned(), true),
         };
         password::check_rules(&password).map_err(|m| anyhow::anyhow!("REPAIRDESK_ADMIN_PASSWORD {m}"))?;
-        create_user(&mut conn, "admin", &password, "Administrator", "admin")?;
+        if let Err(e) = create_user(&mut conn, "admin", &password, "Administrator", "admin") {
+            // instances starting together on a new database all saw no admin; one created it
+            if db::users::admin_exists(&mut conn)? {
+                return Ok(());
+            }
+            return Err(e);
+        }
         if generated {
             println!("Created user 'admin' with password: {password}\nIt is shown only this once.");
         } else {
