@@ -85,12 +85,10 @@ pub fn any_line(conn: &mut DbConn, ids: &[String]) -> QueryResult<bool> {
     if ids.is_empty() {
         return Ok(false);
     }
-    let found: Option<String> = material_lines::table
-        .filter(material_lines::id.eq_any(ids))
-        .select(material_lines::id)
-        .first(conn)
-        .optional()?;
-    Ok(found.is_some())
+    // no LIMIT: with one, PostgreSQL expects an early match and may scan the whole table for none
+    let found: Vec<String> =
+        material_lines::table.filter(material_lines::id.eq_any(ids)).select(material_lines::id).load(conn)?;
+    Ok(!found.is_empty())
 }
 
 pub fn find_line(conn: &mut DbConn, id: &str) -> QueryResult<Option<LineRow>> {

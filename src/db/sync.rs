@@ -118,9 +118,10 @@ pub fn any_note(conn: &mut DbConn, ids: &[String]) -> QueryResult<bool> {
     if ids.is_empty() {
         return Ok(false);
     }
-    let found: Option<String> =
-        ticket_notes::table.filter(ticket_notes::id.eq_any(ids)).select(ticket_notes::id).first(conn).optional()?;
-    Ok(found.is_some())
+    // no LIMIT: with one, PostgreSQL expects an early match and may scan the whole table for none
+    let found: Vec<String> =
+        ticket_notes::table.filter(ticket_notes::id.eq_any(ids)).select(ticket_notes::id).load(conn)?;
+    Ok(!found.is_empty())
 }
 
 pub fn find_note(conn: &mut DbConn, id: &str) -> QueryResult<Option<NoteRow>> {
