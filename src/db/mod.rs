@@ -138,24 +138,26 @@ pub fn connect(url: &DatabaseUrl, max_size: u32) -> anyhow::Result<Pool> {
     Ok(pool)
 }
 
-/// Applies pending migrations. On PostgreSQL an advisory lock keeps instances starting together
-/// from racing each other.
+/// Applies pending migrations. Instances starting together don't race each other: on PostgreSQL
+/// an advisory lock, on SQLite one write transaction around them all.
 pub fn migrate(pool: &Pool) -> anyhow::Result<()> {
     migrate_connection(&mut *pool.get()?)
 }
 
 /// [`migrate`] on one connection.
 pub fn migrate_connection(conn: &mut DbConn) -> anyhow::Result<()> {
-    let result = match conn {
-        DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
+    let failed = |e| anyhow::anyhow!("migration failed: {e}");
+    match conn {
+        DbConn::Sqlite(c) => {
+            c.immediate_transaction(|c| c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()).map_err(failed))
+        }
         DbConn::Postgres(c) => {
             c.batch_execute("SELECT pg_advisory_lock(7460201)")?;
-            let result = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ());
+            let result = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()).map_err(failed);
             c.batch_execute("SELECT pg_advisory_unlock(7460201)")?;
             result
         }
-    };
-    result.map_err(|e| anyhow::anyhow!("migration failed: {e}"))
+    }
 }
 
 /// One connection with no pool, for one-shot commands: a pool's background thread may still be

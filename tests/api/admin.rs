@@ -181,3 +181,16 @@ async fn the_cli_migrates_and_creates_an_admin() {
     let tokens = app.login("ops.admin", "ops-password-1").await;
     assert_eq!(tokens["user"]["role"], "admin");
 }
+
+#[tokio::test]
+async fn instances_starting_together_on_a_new_database_share_one_admin() {
+    // both see no admin and hash its password at the same time; one insert wins
+    let db = std::sync::Arc::new(TestDb::new());
+    let (a, b) = tokio::join!(spawn_on(db.clone(), &[]), spawn_on(db.clone(), &[]));
+    for app in [&a, &b] {
+        let token = app.admin_token().await;
+        let users: serde_json::Value = app.get("/api/v1/users", &token).await.json().await.unwrap();
+        let admins = users["items"].as_array().unwrap().iter().filter(|u| u["username"] == "admin").count();
+        assert_eq!(admins, 1);
+    }
+}
