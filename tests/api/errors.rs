@@ -23,6 +23,14 @@ async fn malformed_input_gets_problem_json() {
     )
     .await;
     assert_eq!(wrong_type["errors"][0]["field"], "username");
+    // the fields in order as an array are not a body (serde alone would take them)
+    let array = assert_problem(
+        post_raw(" [\"admin\", \"admin-password-1\"]", "application/json").await.unwrap(),
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(array["errors"][0]["field"], "body");
 
     let huge = format!("{{\"username\":\"{}\",\"password\":\"x\"}}", "a".repeat(3 * 1024 * 1024));
     let res = app
