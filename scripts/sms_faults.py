@@ -18,13 +18,14 @@ server gave up on is never counted as accepted), 429, 500. In each, a desk creat
 (each queues the resident's door-code SMS) and resends the code of earlier ones (one more SMS
 each), three technicians read the pool and claim tickets, and a reader lists tickets and
 escalations. Every request's latency is recorded. At the end of a bad phase the outbox must
-hold every message of the phase undelivered (none marked sent while the gateway refused); then
-the gateway is switched to ok and every message must be accepted within 60 s.
+hold every message of the phase undelivered (none marked sent while the gateway refused), or
+superseded (a resent code replaces the one still waiting, which is then never sent); then the
+gateway is switched to ok and every message not superseded must be accepted within 60 s.
 
 Checks: in every phase no 5xx, no unanswered request, p99 of all requests under --p99-ms (500 ms,
 generous for a debug build: the requests never wait on the gateway, whose attempts take up to
-the 1 s timeout); every outbox row is sent and was accepted by the stub exactly once, and the
-stub accepted nothing else; outbox rows = SMS-causing requests answered 2xx; no bad signature; no
+the 1 s timeout); every outbox row is sent and was accepted by the stub exactly once, or is
+superseded and was never accepted, and the stub accepted nothing else; outbox rows = SMS-causing requests answered 2xx; no bad signature; no
 sms_failed escalation. Exits 0 when all hold; the last line is PASS or FAIL.
 """
 import argparse
@@ -165,20 +166,24 @@ def main():
             attempts_in_mode = outbox_attempts() - attempts_before
             received_in_mode = sum(gateway.snapshot()[0].values()) - received_before
             waiting = after.get("pending", 0) + after.get("sending", 0)
+            # a resent code replaces the one still waiting: that one is superseded, never sent
+            superseded = after.get("superseded", 0) - before.get("superseded", 0)
             if mode != "ok":
                 # the gateway took nothing: nothing new may be marked sent, all of the phase waits
                 if after.get("sent", 0) != before.get("sent", 0):
                     problems.append(f"{mode}: {after.get('sent', 0) - before.get('sent', 0)} messages marked sent "
                                     "while the gateway accepted none")
-                if waiting != queued[0]:
-                    problems.append(f"{mode}: {waiting} messages waiting in the outbox, {queued[0]} queued in the phase")
+                if waiting + superseded != queued[0]:
+                    problems.append(f"{mode}: {waiting} messages waiting in the outbox and {superseded} superseded, "
+                                    f"{queued[0]} queued in the phase")
             # back to ok: everything queued so far must be accepted
             gateway.set_mode("ok")
             switched = time.monotonic()
             while True:
                 counts = outbox_counts()
                 accepted = gateway.snapshot()[1]
-                if counts.get("sent", 0) == sum(counts.values()) and len(accepted) >= sum(counts.values()):
+                done = counts.get("sent", 0) + counts.get("superseded", 0)
+                if done == sum(counts.values()) and len(accepted) >= counts.get("sent", 0):
                     break
                 if time.monotonic() - switched > RECOVERY_LIMIT_SECS:
                     problems.append(f"{mode}: not all delivered {RECOVERY_LIMIT_SECS}s after the gateway returned: {counts}")
@@ -195,6 +200,7 @@ def main():
                 problems.append(f"{mode}: p99 {every['p99']:.0f} ms over {args.p99_ms:.0f} ms")
             return {"mode": mode, "all": every, "sms": sms, "errors": errors, "over": over_timeout,
                     "queued": queued[0], "attempts": attempts_in_mode, "received": received_in_mode, "waiting": waiting if mode != "ok" else 0,
+                    "superseded": superseded,
                     "recovered": recovered}
 
         results = [run_phase(mode) for mode in PHASES]
@@ -203,16 +209,20 @@ def main():
         rows = db.query("SELECT id, status, attempts FROM sms_outbox")
         received, accepted, _ = gateway.snapshot()
         ids = {r[0] for r in rows}
-        not_sent = [r for r in rows if r[1] != "sent"]
+        not_sent = [r for r in rows if r[1] not in ("sent", "superseded")]
+        superseded = {r[0] for r in rows if r[1] == "superseded"}
         twice = {i: n for i, n in accepted.items() if n > 1}
-        missing = [i for i in ids if accepted[i] == 0]
+        missing = [i for i in ids - superseded if accepted[i] == 0]
+        replaced_sent = [i for i in superseded if accepted[i] > 0]
         unknown = [i for i in accepted if i not in ids]
         retried = sum(1 for i in ids if received[i] > 1)
         attempts = sum(int(r[2]) for r in rows)
         if len(rows) != sms_requests[0]:
             problems.append(f"{len(rows)} outbox rows for {sms_requests[0]} SMS-causing requests answered 2xx")
         if not_sent:
-            problems.append(f"{len(not_sent)} outbox rows not sent: {not_sent[:3]}")
+            problems.append(f"{len(not_sent)} outbox rows neither sent nor superseded: {not_sent[:3]}")
+        if replaced_sent:
+            problems.append(f"{len(replaced_sent)} superseded messages were accepted: {replaced_sent[:3]}")
         if twice:
             problems.append(f"{len(twice)} messages accepted more than once: {list(twice.items())[:3]}")
         if missing:
@@ -239,7 +249,8 @@ def main():
                   f"{x['waiting']:>7} {x['recovered']:>11.1f}s")
         print(f"outbox: {len(rows)} messages, {attempts} attempts recorded; stub: {sum(received.values())} requests "
               f"received ({retried} ids more than once), {sum(accepted.values())} accepted, "
-              f"{len(twice)} accepted twice, {len(missing)} never accepted, {gateway.bad_signatures} bad signatures")
+              f"{len(twice)} accepted twice, {len(missing)} never accepted, {len(superseded)} superseded "
+              f"({len(replaced_sent)} of them accepted), {gateway.bad_signatures} bad signatures")
         for p in problems[:10]:
             print("problem:", p)
         print("PASS" if not problems else "FAIL")

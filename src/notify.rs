@@ -89,6 +89,8 @@ pub fn issue_code(
     for (k, v) in sms.extra {
         params.insert((*k).to_owned(), v.clone());
     }
+    // an earlier code still waiting in the outbox no longer works: it must not arrive after this one
+    db::outbox::supersede(conn, &ticket.id, sms.template, now)?;
     enqueue(conn, policy, ticket, sms.template, params, now)
 }
 

@@ -11,6 +11,8 @@ pub const PENDING: &str = "pending";
 pub const SENDING: &str = "sending";
 pub const SENT: &str = "sent";
 pub const FAILED: &str = "failed";
+/// Not sent: a newer message of the same ticket and template replaced it (a new code).
+pub const SUPERSEDED: &str = "superseded";
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = sms_outbox)]
@@ -70,6 +72,36 @@ pub fn for_ticket(conn: &mut DbConn, ticket_id: &str) -> QueryResult<Vec<OutboxR
         .order(sms_outbox::created_at.asc())
         .select(OutboxRow::as_select())
         .load(conn)
+}
+
+/// Marks the undelivered messages of a ticket's `template` that no worker is sending now as
+/// superseded, their copies scrubbed: the code they carry was replaced, so they are never sent.
+pub fn supersede(conn: &mut DbConn, ticket_id: &str, template: &str, now: NaiveDateTime) -> QueryResult<usize> {
+    diesel::update(
+        sms_outbox::table.filter(sms_outbox::ticket_id.eq(ticket_id)).filter(sms_outbox::template.eq(template)).filter(
+            sms_outbox::status.eq(PENDING).or(sms_outbox::status.eq(SENDING).and(sms_outbox::lease_until.lt(now))),
+        ),
+    )
+    .set((
+        sms_outbox::status.eq(SUPERSEDED),
+        sms_outbox::lease_token.eq(None::<String>),
+        sms_outbox::lease_until.eq(None::<NaiveDateTime>),
+        sms_outbox::params.eq("{}"),
+        sms_outbox::body.eq(format!("[{template} superseded]")),
+    ))
+    .execute(conn)
+}
+
+/// Whether a message of the same ticket and template was queued after `row`, replacing its code.
+pub fn has_newer(conn: &mut DbConn, row: &OutboxRow) -> QueryResult<bool> {
+    let Some(ticket_id) = row.ticket_id.as_deref() else { return Ok(false) };
+    let newer: i64 = sms_outbox::table
+        .filter(sms_outbox::ticket_id.eq(ticket_id))
+        .filter(sms_outbox::template.eq(&row.template))
+        .filter(sms_outbox::created_at.gt(row.created_at))
+        .count()
+        .get_result(conn)?;
+    Ok(newer > 0)
 }
 
 /// Ids of messages due now: pending and due, or sending with a lease that ran out (its worker died).

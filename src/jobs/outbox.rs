@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
+use futures_util::StreamExt;
 use serde_json::json;
 
 use crate::db::{self, outbox::Outcome, Pool};
@@ -55,37 +56,75 @@ fn backoff(delivery: &Delivery, attempts: i64) -> chrono::Duration {
     chrono::Duration::from_std(wait + jitter).unwrap_or(chrono::Duration::seconds(60))
 }
 
-/// One round: every due message this instance can lease is sent once. Returns how many were tried.
+/// Messages one instance sends at once: a slow gateway holds each for up to the timeout.
+const IN_FLIGHT: usize = 8;
+
+/// One round: every due message this instance can lease is sent once, up to [`IN_FLIGHT`] at a
+/// time. Returns how many were tried.
 pub async fn deliver_due(pool: &Pool, provider: &dyn SmsProvider, delivery: &Delivery) -> Result<usize, ApiError> {
     let ids = db::run(pool, |conn| Ok(db::outbox::due(conn, db::now(), 50)?)).await?;
+    let outcomes: Vec<Result<bool, ApiError>> = futures_util::stream::iter(ids)
+        .map(|id| deliver_one(pool, provider, delivery, id))
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
     let mut tried = 0;
-    for id in ids {
-        let token = db::new_id();
-        let lease = delivery.lease;
-        let leased = db::run(pool, {
-            let token = token.clone();
-            move |conn| {
-                let now = db::now();
-                Ok(db::outbox::lease(conn, &id, &token, now, now + lease)?)
-            }
-        })
-        .await?;
-        let Some(row) = leased else { continue };
-        tried += 1;
-        let message = OutgoingSms {
-            id: row.id.clone(),
-            to: row.to_phone.clone(),
-            text: row.body.clone(),
-            template: row.template.clone(),
-            params: serde_json::from_str(&row.params).unwrap_or_default(),
-        };
-        let result = provider.send(&message).await;
-        let now = db::now();
-        let provider_name = provider.name().to_owned();
-        let delivery = *delivery;
-        db::transaction(pool, move |conn| settle(conn, row, &token, &provider_name, result, &delivery, now)).await?;
+    for outcome in outcomes {
+        tried += usize::from(outcome?);
     }
     Ok(tried)
+}
+
+/// Leases one message and sends it, unless another worker has it or a newer code replaced it.
+/// Whether it was tried.
+async fn deliver_one(
+    pool: &Pool,
+    provider: &dyn SmsProvider,
+    delivery: &Delivery,
+    id: String,
+) -> Result<bool, ApiError> {
+    let token = db::new_id();
+    let lease = delivery.lease;
+    let leased = db::run(pool, {
+        let token = token.clone();
+        move |conn| {
+            let now = db::now();
+            let Some(row) = db::outbox::lease(conn, &id, &token, now, now + lease)? else { return Ok(None) };
+            if db::outbox::has_newer(conn, &row)? {
+                // a retry or a lost lease of a code that was replaced meanwhile
+                db::outbox::settle(conn, &row.id, &token, &superseded(&row.template))?;
+                return Ok(None);
+            }
+            Ok(Some(row))
+        }
+    })
+    .await?;
+    let Some(row) = leased else { return Ok(false) };
+    let message = OutgoingSms {
+        id: row.id.clone(),
+        to: row.to_phone.clone(),
+        text: row.body.clone(),
+        template: row.template.clone(),
+        params: serde_json::from_str(&row.params).unwrap_or_default(),
+    };
+    let result = provider.send(&message).await;
+    let now = db::now();
+    let provider_name = provider.name().to_owned();
+    let delivery = *delivery;
+    db::transaction(pool, move |conn| settle(conn, row, &token, &provider_name, result, &delivery, now)).await?;
+    Ok(true)
+}
+
+/// The outcome of a leased message that is not sent because a newer code replaced it.
+fn superseded(template: &str) -> Outcome {
+    Outcome {
+        status: Some(db::outbox::SUPERSEDED.into()),
+        lease_token: Some(None),
+        lease_until: Some(None),
+        params: Some("{}".to_owned()),
+        body: Some(format!("[{template} superseded]")),
+        ..Default::default()
+    }
 }
 
 fn settle(

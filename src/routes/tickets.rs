@@ -161,7 +161,7 @@ pub struct Totals {
 pub struct SmsView {
     pub id: String,
     pub template: String,
-    /// `pending | sending | sent | failed`
+    /// `pending | sending | sent | failed | superseded` (a newer code replaced it before it went)
     pub status: String,
     pub attempts: i64,
     pub provider: Option<String>,

@@ -398,6 +398,55 @@ async fn sms_are_retried_after_gateway_failures_and_delivered_once() {
 }
 
 #[tokio::test]
+async fn a_code_replaced_while_the_gateway_is_down_is_never_sent() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    // the gateway fails until it is up again; then it takes messages and we note which
+    let (up, accepted) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::<String>::new())));
+    let (flag, log) = (up.clone(), accepted.clone());
+    let accept = webhook_receiver(WEBHOOK_SECRET, json!({ "id": "hook-1" }));
+    let gw = stub(move |r| {
+        if !flag.load(Ordering::SeqCst) {
+            return answer(500, json!({ "error": "down" }));
+        }
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        log.lock().unwrap().push(body["id"].as_str().unwrap().to_owned());
+        accept(r)
+    });
+    let d = desk_sending_to(&gw, &[]).await;
+    let (t, tech) = claimed(&d, ticket_body(&d.site), "tech1").await;
+    let tid = t["id"].as_str().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while gw.received().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the first code was never tried");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // the resident never got it: the desk sends a new code, which replaces the first
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(act(&d, &d.desk, tid, "resend-code", json!({})).await.status(), 202);
+    // at once if it was waiting; if an attempt was in flight (it fails), when it is next due
+    while ticket(&d, &d.desk, tid).await["sms"][0]["status"] != "superseded" {
+        assert!(tokio::time::Instant::now() < deadline, "the first code is still going out");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    up.store(true, Ordering::SeqCst);
+
+    let sms = loop {
+        let now = ticket(&d, &d.desk, tid).await;
+        if now["sms"].as_array().unwrap().iter().any(|m| m["status"] == "sent") {
+            break now["sms"].clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not delivered: {}", now["sms"]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!((sms[0]["status"].as_str(), sms[1]["status"].as_str()), (Some("superseded"), Some("sent")));
+    tokio::time::sleep(Duration::from_millis(600)).await; // more delivery rounds: the first stays unsent
+    assert_eq!(*accepted.lock().unwrap(), [sms[1]["id"].as_str().unwrap()]);
+    let code = code_sent(&gw, t["number"].as_str().unwrap(), "arrival_code", 1).await;
+    assert_eq!(act(&d, &tech, tid, "arrive", json!({ "code": code })).await.status(), 200);
+}
+
+#[tokio::test]
 async fn a_number_past_its_daily_cap_gets_no_more_sms_and_the_desk_is_told() {
     let gw = gateway();
     let d = desk_sending_to(&gw, &[("REPAIRDESK_SMS_DAILY_PER_PHONE", "1")]).await;
