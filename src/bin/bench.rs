@@ -938,6 +938,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await?;
     }
 
+    // the database's ceiling: the claim's statements without HTTP, same pool size and concurrency,
+    // right after the HTTP claims, on the database as they left it
+    if wants("raw") {
+        let tickets = Arc::new(fx.take(4000 * args.duration as usize).await?);
+        let techs: Arc<Vec<Caller>> = Arc::new(fx.techs.iter().map(|t| caller_of(&t.1)).collect::<Result<_, _>>()?);
+        let (pool, threads) = (fx.pool.clone(), args.concurrency);
+        let s = tokio::task::spawn_blocking(move || raw_pass(&pool, tickets, techs, threads, d)).await?;
+        report_line(&s);
+        let http_max = rows.iter().find(|r| r.scenario == "claim" && r.mode.starts_with("max")).map(|r| r.rps);
+        if let Some(http) = http_max {
+            extra.insert("claim_http_over_raw".into(), json!(http / s.rps));
+        }
+        extra.insert("raw_db_claim_rps".into(), json!(s.rps));
+        rows.push(s);
+    }
+
     // (b) a hot ticket raced by 64 technicians, round after round
     if wants("hot") {
         let rounds_cap = 400;
@@ -1034,7 +1050,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         two_passes(
             &args,
             "push(50 ops)",
-            60 * args.duration as usize,
+            150 * args.duration as usize,
             |n| {
                 let f = f.clone();
                 async move {
@@ -1109,21 +1125,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
             &mut rows,
         )
         .await?;
-    }
-
-    // the database's ceiling: the claim's statements without HTTP, same pool size and concurrency
-    if wants("raw") {
-        let tickets = Arc::new(fx.take(4000 * args.duration as usize).await?);
-        let techs: Arc<Vec<Caller>> = Arc::new(fx.techs.iter().map(|t| caller_of(&t.1)).collect::<Result<_, _>>()?);
-        let (pool, threads) = (fx.pool.clone(), args.concurrency);
-        let s = tokio::task::spawn_blocking(move || raw_pass(&pool, tickets, techs, threads, d)).await?;
-        report_line(&s);
-        let http_max = rows.iter().find(|r| r.scenario == "claim" && r.mode.starts_with("max")).map(|r| r.rps);
-        if let Some(http) = http_max {
-            extra.insert("claim_http_over_raw".into(), json!(http / s.rps));
-        }
-        extra.insert("raw_db_claim_rps".into(), json!(s.rps));
-        rows.push(s);
     }
 
     // one push of 500 operations (a day's offline queue), timed, five times
