@@ -386,6 +386,23 @@ pub fn signature(conn: &mut DbConn, id: &str) -> QueryResult<Option<Vec<u8>>> {
         .map(Option::flatten)
 }
 
+/// Tickets of `sites` (all when `None`) in id order, after `after_id`: a page of the whole view.
+pub fn page(
+    conn: &mut DbConn,
+    sites: Option<&[String]>,
+    after_id: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<TicketRow>> {
+    let mut query = tickets::table.order(tickets::id.asc()).limit(limit).select(TicketRow::as_select()).into_boxed();
+    if let Some(sites) = sites {
+        query = query.filter(tickets::site_id.eq_any(sites.to_vec()));
+    }
+    if let Some(after_id) = after_id {
+        query = query.filter(tickets::id.gt(after_id.to_owned()));
+    }
+    query.load(conn)
+}
+
 pub fn find_many(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<TicketRow>> {
     tickets::table.filter(tickets::id.eq_any(ids.to_vec())).select(TicketRow::as_select()).load(conn)
 }

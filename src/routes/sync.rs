@@ -498,16 +498,38 @@ pub struct PullResponse {
     pub removed: Vec<String>,
 }
 
-fn encode_cursor(seq: i64, issued: NaiveDateTime) -> String {
-    URL_SAFE_NO_PAD.encode(format!("v1.{seq}.{}", issued.and_utc().timestamp()))
+/// Where a pull stands.
+#[derive(Debug, Clone, PartialEq)]
+enum Cursor {
+    /// Every change up to this sequence number is with the phone.
+    Changes(i64),
+    /// Paging through the whole view as it stood at change `head`, in ticket id order, after
+    /// `after_id`; when the pages end, changes after `head` follow.
+    View { head: i64, after_id: Option<String> },
 }
 
-fn decode_cursor(raw: &str) -> Option<(i64, NaiveDateTime)> {
+fn encode_cursor(cursor: &Cursor, issued: NaiveDateTime) -> String {
+    let issued = issued.and_utc().timestamp();
+    URL_SAFE_NO_PAD.encode(match cursor {
+        Cursor::Changes(seq) => format!("v1.{seq}.{issued}"),
+        Cursor::View { head, after_id } => format!("v2.{head}.{issued}.{}", after_id.as_deref().unwrap_or("")),
+    })
+}
+
+fn decode_cursor(raw: &str) -> Option<(Cursor, NaiveDateTime)> {
     let text = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
-    let mut parts = text.strip_prefix("v1.")?.split('.');
+    let (version, rest) = text.split_once('.')?;
+    let mut parts = rest.splitn(3, '.');
     let seq = parts.next()?.parse().ok()?;
     let issued = DateTime::from_timestamp(parts.next()?.parse().ok()?, 0)?.naive_utc();
-    Some((seq, issued))
+    let cursor = match (version, parts.next()) {
+        ("v1", None) => Cursor::Changes(seq),
+        ("v2", Some(after_id)) => {
+            Cursor::View { head: seq, after_id: Some(after_id).filter(|id| !id.is_empty()).map(str::to_owned) }
+        }
+        _ => return None,
+    };
+    Some((cursor, issued))
 }
 
 /// What changed since the cursor, in commit order, as full ticket snapshots.
@@ -543,20 +565,46 @@ pub async fn pull(
             let last_op_id = db::sync::last_op_id(conn, &client_id)?.unwrap_or(0);
             let viewer = Viewer::load(conn, caller)?;
             let head = db::events::last_seq(conn)?;
-            let (after, reset) = match request.cursor.as_deref() {
-                None => (0, false),
+            // the first pull, or one after a reset, pages through the view as it stands now
+            let start = Cursor::View { head, after_id: None };
+            let (cursor, reset) = match request.cursor.as_deref() {
+                None => (start, false),
                 Some(raw) => match decode_cursor(raw) {
-                    Some((seq, issued)) if seq <= head && issued >= now - CURSOR_RETENTION => (seq, false),
-                    _ => (0, true),
+                    Some((Cursor::Changes(seq), issued)) if seq <= head && issued >= now - CURSOR_RETENTION => {
+                        (Cursor::Changes(seq), false)
+                    }
+                    Some((Cursor::View { head: at, after_id }, issued))
+                        if at <= head && issued >= now - CURSOR_RETENTION =>
+                    {
+                        (Cursor::View { head: at, after_id }, false)
+                    }
+                    _ => (start, true),
                 },
             };
             let sites = (!viewer.caller.is_admin()).then(|| viewer.sites.clone());
-            let mut changed = db::events::changed_tickets(conn, after, sites.as_deref(), limit + 1)?;
-            let has_more = changed.len() as i64 > limit;
-            changed.truncate(limit as usize);
-            let reached = if has_more { changed.last().and_then(|c| c.1).unwrap_or(after) } else { head };
-            let ids: Vec<String> = changed.into_iter().map(|c| c.0).collect();
-            let rows = db::tickets::find_many(conn, &ids)?;
+            let (rows, has_more, next, removable) = match cursor {
+                Cursor::Changes(after) => {
+                    let mut changed = db::events::changed_tickets(conn, after, sites.as_deref(), limit + 1)?;
+                    let has_more = changed.len() as i64 > limit;
+                    changed.truncate(limit as usize);
+                    let reached = if has_more { changed.last().and_then(|c| c.1).unwrap_or(after) } else { head };
+                    let ids: Vec<String> = changed.into_iter().map(|c| c.0).collect();
+                    // a first pull at an empty history (0) has nothing to remove either
+                    (db::tickets::find_many(conn, &ids)?, has_more, Cursor::Changes(reached), after > 0)
+                }
+                Cursor::View { head: at, after_id } => {
+                    let mut rows = db::tickets::page(conn, sites.as_deref(), after_id.as_deref(), limit + 1)?;
+                    let has_more = rows.len() as i64 > limit;
+                    rows.truncate(limit as usize);
+                    // past the last page, the changes since the view was first read follow
+                    let next = match rows.last() {
+                        Some(last) if has_more => Cursor::View { head: at, after_id: Some(last.id.clone()) },
+                        _ => Cursor::Changes(at),
+                    };
+                    // the phone holds nothing from before this view: nothing to remove
+                    (rows, has_more, next, false)
+                }
+            };
             let (seen, unseen): (Vec<_>, Vec<_>) = rows.into_iter().partition(|t| viewer.can_see(t));
             let seen_ids: Vec<String> = seen.iter().map(|t| t.id.clone()).collect();
             let mut events = db::events::for_tickets(conn, &seen_ids)?;
@@ -566,9 +614,8 @@ pub async fn pull(
                 events = rest;
                 tickets.push(SyncTicket { ticket: view, events: mine.into_iter().map(TicketEvent::from).collect() });
             }
-            // a first pull or a reset has nothing to remove: the phone holds nothing yet
-            let removed = if after == 0 { Vec::new() } else { unseen.into_iter().map(|t| t.id).collect() };
-            Ok(PullResponse { cursor: encode_cursor(reached, now), has_more, last_op_id, reset, tickets, removed })
+            let removed = if removable { unseen.into_iter().map(|t| t.id).collect() } else { Vec::new() };
+            Ok(PullResponse { cursor: encode_cursor(&next, now), has_more, last_op_id, reset, tickets, removed })
         })
     })
     .await?;
@@ -712,6 +759,21 @@ mod properties {
     }
 
     proptest! {
+        /// A cursor reads back as written, and any string is read without a panic.
+        #[test]
+        fn cursors_read_back_as_written(
+            seq in 0i64..i64::MAX,
+            secs in 0i64..4_000_000_000,
+            after in proptest::option::of("[0-9a-f-]{36}"),
+            view in any::<bool>(),
+            junk in "\\PC{0,40}",
+        ) {
+            let issued = DateTime::from_timestamp(secs, 0).unwrap().naive_utc();
+            let cursor = if view { Cursor::View { head: seq, after_id: after } } else { Cursor::Changes(seq) };
+            prop_assert_eq!(decode_cursor(&encode_cursor(&cursor, issued)), Some((cursor, issued)));
+            decode_cursor(&junk); // anything else: read without a panic
+        }
+
         /// Any bytes: the push decoder answers a value or a 400/422 problem, never panics.
         #[test]
         fn the_push_decoder_takes_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
