@@ -260,6 +260,17 @@ async fn open_loop(name: &str, rate: f64, concurrency: usize, duration: Duration
 // ---------------------------------------------------------------------------------------------
 // the HTTP side
 
+/// An error with its causes: reqwest's own message leaves out what went wrong underneath.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
 #[derive(Clone)]
 struct Http {
     client: reqwest::Client,
@@ -272,9 +283,9 @@ impl Http {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        let res = req.send().await.map_err(|e| format!("{path}: {e}"))?;
+        let res = req.send().await.map_err(|e| format!("{path}: {}", chain(&e)))?;
         let status = res.status().as_u16();
-        let bytes = res.bytes().await.map_err(|e| format!("{path}: {e}"))?;
+        let bytes = res.bytes().await.map_err(|e| format!("{path}: {}", chain(&e)))?;
         let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Ok((status, value))
     }
@@ -801,6 +812,9 @@ async fn setup(
     });
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency.max(HOT_RACERS) * 2)
+        // below the server's keep-alive (5 s): a connection idle through a pass's setup is not
+        // reused just as the server closes it (that fails the request before it is sent)
+        .pool_idle_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(60))
         .build()?;

@@ -66,9 +66,9 @@ pub fn ticket_sends_since(
         .load(conn)
 }
 
-pub fn for_ticket(conn: &mut DbConn, ticket_id: &str) -> QueryResult<Vec<OutboxRow>> {
+pub fn for_tickets(conn: &mut DbConn, ticket_ids: &[String]) -> QueryResult<Vec<OutboxRow>> {
     sms_outbox::table
-        .filter(sms_outbox::ticket_id.eq(ticket_id))
+        .filter(sms_outbox::ticket_id.eq_any(ticket_ids.to_vec()))
         .order(sms_outbox::created_at.asc())
         .select(OutboxRow::as_select())
         .load(conn)

@@ -387,20 +387,33 @@ pub fn signature(conn: &mut DbConn, id: &str) -> QueryResult<Option<Vec<u8>>> {
 }
 
 /// Tickets of `sites` (all when `None`) in id order, after `after_id`: a page of the whole view.
+/// Each site is read apart, in the order of its `(site_id, id)` index, so a page reads about
+/// `limit` rows a site however many tickets there are.
 pub fn page(
     conn: &mut DbConn,
     sites: Option<&[String]>,
     after_id: Option<&str>,
     limit: i64,
 ) -> QueryResult<Vec<TicketRow>> {
-    let mut query = tickets::table.order(tickets::id.asc()).limit(limit).select(TicketRow::as_select()).into_boxed();
-    if let Some(sites) = sites {
-        query = query.filter(tickets::site_id.eq_any(sites.to_vec()));
+    let query = |site: Option<&str>| {
+        let mut query =
+            tickets::table.order(tickets::id.asc()).limit(limit).select(TicketRow::as_select()).into_boxed();
+        if let Some(site) = site {
+            query = query.filter(tickets::site_id.eq(site.to_owned()));
+        }
+        if let Some(after_id) = after_id {
+            query = query.filter(tickets::id.gt(after_id.to_owned()));
+        }
+        query
+    };
+    let Some(sites) = sites else { return query(None).load(conn) };
+    let mut rows = Vec::new();
+    for site in sites {
+        rows.extend(query(Some(site)).load(conn)?);
     }
-    if let Some(after_id) = after_id {
-        query = query.filter(tickets::id.gt(after_id.to_owned()));
-    }
-    query.load(conn)
+    rows.sort_by(|a, b| a.id.cmp(&b.id));
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    Ok(rows)
 }
 
 pub fn find_many(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<TicketRow>> {

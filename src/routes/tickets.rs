@@ -200,7 +200,7 @@ impl Extras {
             escalations: db::escalations::for_tickets(conn, ids)?,
             lines: db::materials::lines_of(conn, ids)?,
             quotes: db::quotes::of(conn, ids)?,
-            sms: ids.iter().map(|id| db::outbox::for_ticket(conn, id)).collect::<Result<Vec<_>, _>>()?.concat(),
+            sms: db::outbox::for_tickets(conn, ids)?,
             callbacks: db::quotes::callbacks_of(conn, ids)?,
             notes: db::sync::notes_of(conn, ids)?,
         })
