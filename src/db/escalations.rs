@@ -51,7 +51,7 @@ pub fn for_ticket(conn: &mut DbConn, ticket_id: &str) -> QueryResult<Vec<Escalat
 pub fn for_tickets(conn: &mut DbConn, ticket_ids: &[String]) -> QueryResult<Vec<EscalationRow>> {
     escalations::table
         .filter(escalations::ticket_id.eq_any(ticket_ids.to_vec()))
-        .order(escalations::created_at.asc())
+        .order((escalations::ticket_id.asc(), escalations::created_at.asc()))
         .select(EscalationRow::as_select())
         .load(conn)
 }

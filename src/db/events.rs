@@ -154,10 +154,11 @@ pub fn changed_tickets(
     query.load(conn)
 }
 
+/// The events of `ids`, ticket by ticket, each ticket's in order.
 pub fn for_tickets(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<EventRow>> {
     ticket_events::table
         .filter(ticket_events::ticket_id.eq_any(ids.to_vec()))
-        .order(ticket_events::seq.asc())
+        .order((ticket_events::ticket_id.asc(), ticket_events::seq.asc()))
         .select(EventRow::as_select())
         .load(conn)
 }

@@ -113,7 +113,7 @@ pub fn lines_of(conn: &mut DbConn, ticket_ids: &[String]) -> QueryResult<Vec<Lin
     material_lines::table
         .filter(material_lines::ticket_id.eq_any(ticket_ids.to_vec()))
         .filter(material_lines::deleted_at.is_null())
-        .order((material_lines::created_at.asc(), material_lines::id.asc()))
+        .order((material_lines::ticket_id.asc(), material_lines::created_at.asc(), material_lines::id.asc()))
         .select(LineRow::as_select())
         .load(conn)
 }

@@ -69,7 +69,7 @@ pub fn ticket_sends_since(
 pub fn for_tickets(conn: &mut DbConn, ticket_ids: &[String]) -> QueryResult<Vec<OutboxRow>> {
     sms_outbox::table
         .filter(sms_outbox::ticket_id.eq_any(ticket_ids.to_vec()))
-        .order(sms_outbox::created_at.asc())
+        .order((sms_outbox::ticket_id.asc(), sms_outbox::created_at.asc()))
         .select(OutboxRow::as_select())
         .load(conn)
 }

@@ -73,7 +73,7 @@ pub fn insert_callback(conn: &mut DbConn, row: &CallbackRow) -> QueryResult<()> 
 pub fn callbacks_of(conn: &mut DbConn, ticket_ids: &[String]) -> QueryResult<Vec<CallbackRow>> {
     callbacks::table
         .filter(callbacks::ticket_id.eq_any(ticket_ids.to_vec()))
-        .order(callbacks::made_at.asc())
+        .order((callbacks::ticket_id.asc(), callbacks::made_at.asc()))
         .select(CallbackRow::as_select())
         .load(conn)
 }

@@ -131,7 +131,7 @@ pub fn find_note(conn: &mut DbConn, id: &str) -> QueryResult<Option<NoteRow>> {
 pub fn notes_of(conn: &mut DbConn, ticket_ids: &[String]) -> QueryResult<Vec<NoteRow>> {
     ticket_notes::table
         .filter(ticket_notes::ticket_id.eq_any(ticket_ids.to_vec()))
-        .order((ticket_notes::created_at.asc(), ticket_notes::id.asc()))
+        .order((ticket_notes::ticket_id.asc(), ticket_notes::created_at.asc(), ticket_notes::id.asc()))
         .select(NoteRow::as_select())
         .load(conn)
 }
