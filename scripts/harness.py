@@ -147,6 +147,14 @@ def create_user(server, admin_token, username, password, role, site_ids, trades=
     return r.body
 
 
+def verdict(problems):
+    """Prints the first problems and PASS or FAIL last; the exit status to return."""
+    for p in problems[:10]:
+        print("problem:", p)
+    print("PASS" if not problems else "FAIL")
+    return 0 if not problems else 1
+
+
 def percentiles(seconds):
     """p50, p95, p99 and max of `seconds`, in milliseconds (nearest rank)."""
     if not seconds:

@@ -21,7 +21,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Database, Server, create_site  # noqa: E402
+from harness import Database, Server, create_site, verdict  # noqa: E402
 
 PORT = 18191
 POOL_TIMEOUT = 5.0  # the server's r2d2 connection timeout
@@ -98,10 +98,7 @@ def main():
         print(f"database down {down_at:.1f}s..{up_at:.1f}s; {len(seen)} requests, {len(failed)} answered 503 "
               f"database_unavailable, slowest {slowest:.2f}s, first create after the return: "
               f"{recovery if recovery is None else round(recovery, 2)}s")
-        for p in problems[:10]:
-            print("problem:", p)
-        print("PASS" if not problems else "FAIL")
-        return 0 if not problems else 1
+        return verdict(problems)
     finally:
         server.kill()
         subprocess.run(ctl + ["start"], stderr=subprocess.DEVNULL)

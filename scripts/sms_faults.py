@@ -37,7 +37,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Database, Server, SmsGateway, create_site, create_user, percentiles  # noqa: E402
+from harness import Database, Server, SmsGateway, create_site, create_user, percentiles, verdict  # noqa: E402
 
 PORT = 18300
 GATEWAY_PORT = 18301
@@ -251,10 +251,7 @@ def main():
               f"received ({retried} ids more than once), {sum(accepted.values())} accepted, "
               f"{len(twice)} accepted twice, {len(missing)} never accepted, {len(superseded)} superseded "
               f"({len(replaced_sent)} of them accepted), {gateway.bad_signatures} bad signatures")
-        for p in problems[:10]:
-            print("problem:", p)
-        print("PASS" if not problems else "FAIL")
-        return 0 if not problems else 1
+        return verdict(problems)
     finally:
         server.kill()
         gateway.close()

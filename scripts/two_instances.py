@@ -40,7 +40,7 @@ from collections import Counter, defaultdict
 from datetime import datetime, timezone
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Database, Server, SmsGateway, create_site, create_user, percentiles  # noqa: E402
+from harness import Database, Server, SmsGateway, create_site, create_user, percentiles, verdict  # noqa: E402
 
 PORTS = (18310, 18311)
 GATEWAY_PORT = 18312
@@ -357,10 +357,7 @@ def main():
               f"{len(listed[0]) if isinstance(listed[0], list) else listed[0]}")
         print(f"sms: {len(outbox)} messages for {created} tickets, stub received {sum(received.values())}, accepted "
               f"{sum(accepted.values())} ({len(twice)} twice, {len(missing)} missing, {len(unknown)} unknown)")
-        for p in problems[:10]:
-            print("problem:", p)
-        print("PASS" if not problems else "FAIL")
-        return 0 if not problems else 1
+        return verdict(problems)
     finally:
         for s in servers:
             s.kill()

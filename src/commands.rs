@@ -694,7 +694,8 @@ pub fn add_many(
         .collect::<Vec<_>>();
     // one version per add, as one by one
     let last = events.last().map_or(now, |e| e.at);
-    let changed = db::tickets::touch(conn, &t.id, t.version, events.len() as i64, last)?
+    let changes = TicketChanges { last_activity_at: Some(last), ..Default::default() };
+    let changed = db::tickets::update_at_version(conn, &t.id, t.version, &changes, events.len() as i64)?
         .ok_or_else(|| ApiError::new(ErrorCode::TicketChanged, "the ticket changed meanwhile"))?;
     db::events::append_for_locked(conn, events)?;
     Ok(Some(changed))

@@ -82,14 +82,21 @@ pub fn supersede(conn: &mut DbConn, ticket_id: &str, template: &str, now: NaiveD
             sms_outbox::status.eq(PENDING).or(sms_outbox::status.eq(SENDING).and(sms_outbox::lease_until.lt(now))),
         ),
     )
-    .set((
-        sms_outbox::status.eq(SUPERSEDED),
-        sms_outbox::lease_token.eq(None::<String>),
-        sms_outbox::lease_until.eq(None::<NaiveDateTime>),
-        sms_outbox::params.eq("{}"),
-        sms_outbox::body.eq(format!("[{template} superseded]")),
-    ))
+    .set(&superseded(template))
     .execute(conn)
+}
+
+/// What a message of `template` becomes when a newer code replaced it: not sent, lease released,
+/// copy scrubbed.
+pub fn superseded(template: &str) -> Outcome {
+    Outcome {
+        status: Some(SUPERSEDED.into()),
+        lease_token: Some(None),
+        lease_until: Some(None),
+        params: Some("{}".to_owned()),
+        body: Some(format!("[{template} superseded]")),
+        ..Default::default()
+    }
 }
 
 /// Whether a message of the same ticket and template was queued after `row`, replacing its code.

@@ -173,32 +173,17 @@ pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<TicketRow>> {
 }
 
 /// Applies `changes` if the ticket is still at `version`; bumps the version. Returns rows changed.
-/// Applies `changes` if the ticket is still at `version`: the ticket as changed, or `None` when
-/// someone changed it first.
+/// Applies `changes` if the ticket is still at `version`, counting them as `steps` changes (one
+/// per event they come with): the ticket as changed, or `None` when someone changed it first.
 pub fn update_at_version(
     conn: &mut DbConn,
     id: &str,
     version: i64,
     changes: &TicketChanges,
+    steps: i64,
 ) -> QueryResult<Option<TicketRow>> {
     on_engine!(conn, |c| diesel::update(tickets::table.filter(tickets::id.eq(id)).filter(tickets::version.eq(version)))
-        .set((changes, tickets::version.eq(version + 1)))
-        .returning(TicketRow::as_returning())
-        .get_result(c)
-        .optional())
-}
-
-/// `changes` more changes that touch nothing but the ticket's activity (added lines and notes),
-/// if the ticket is still at `version`.
-pub fn touch(
-    conn: &mut DbConn,
-    id: &str,
-    version: i64,
-    changes: i64,
-    now: NaiveDateTime,
-) -> QueryResult<Option<TicketRow>> {
-    on_engine!(conn, |c| diesel::update(tickets::table.filter(tickets::id.eq(id)).filter(tickets::version.eq(version)))
-        .set((tickets::last_activity_at.eq(now), tickets::version.eq(version + changes)))
+        .set((changes, tickets::version.eq(version + steps)))
         .returning(TicketRow::as_returning())
         .get_result(c)
         .optional())

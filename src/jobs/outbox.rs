@@ -92,7 +92,7 @@ async fn deliver_one(
             let Some(row) = db::outbox::lease(conn, &id, &token, now, now + lease)? else { return Ok(None) };
             if db::outbox::has_newer(conn, &row)? {
                 // a retry or a lost lease of a code that was replaced meanwhile
-                db::outbox::settle(conn, &row.id, &token, &superseded(&row.template))?;
+                db::outbox::settle(conn, &row.id, &token, &db::outbox::superseded(&row.template))?;
                 return Ok(None);
             }
             Ok(Some(row))
@@ -113,18 +113,6 @@ async fn deliver_one(
     let delivery = *delivery;
     db::transaction(pool, move |conn| settle(conn, row, &token, &provider_name, result, &delivery, now)).await?;
     Ok(true)
-}
-
-/// The outcome of a leased message that is not sent because a newer code replaced it.
-fn superseded(template: &str) -> Outcome {
-    Outcome {
-        status: Some(db::outbox::SUPERSEDED.into()),
-        lease_token: Some(None),
-        lease_until: Some(None),
-        params: Some("{}".to_owned()),
-        body: Some(format!("[{template} superseded]")),
-        ..Default::default()
-    }
 }
 
 fn settle(

@@ -455,7 +455,7 @@ pub fn apply(
     let from = Status::parse(&t.status);
     changes.status = to.map(|s| s.as_str().to_owned());
     changes.last_activity_at = Some(now);
-    let Some(changed) = db::tickets::update_at_version(conn, &t.id, t.version, &changes)? else {
+    let Some(changed) = db::tickets::update_at_version(conn, &t.id, t.version, &changes, 1)? else {
         return Err(ApiError::new(ErrorCode::TicketChanged, "the ticket changed meanwhile; reload it and try again"));
     };
     if to.is_some() && to != from {
@@ -746,13 +746,11 @@ pub fn claim_and_view(
     // the answer stays "not found"). Winning is still decided only by the conditional update
     // inside the transaction.
     let me = viewer.caller.user_id.as_str();
-    let taken = db::tickets::find(conn, id)?.is_some_and(|t| {
-        viewer.sites.contains(&t.site_id)
-            && t.assignee_id.as_deref().is_some_and(|holder| holder != me)
-            && Status::parse(&t.status).is_some_and(|s| Status::ACTIVE.contains(&s))
-    });
-    if taken {
-        return Err(ApiError::new(ErrorCode::AlreadyClaimed, "another technician claimed this ticket first"));
+    if let Some(t) = db::tickets::find(conn, id)?.filter(|t| viewer.sites.contains(&t.site_id)) {
+        let refusal = claim_refusal(&t);
+        if refusal.code == ErrorCode::AlreadyClaimed && t.assignee_id.as_deref() != Some(me) {
+            return Err(refusal);
+        }
     }
     db::write_transaction(conn, |conn| {
         let t = commands::claim(conn, ctx, &viewer, id, db::now())?;

@@ -193,6 +193,17 @@ async fn a_run_of_adds_pushed_together_leaves_what_the_routes_leave_one_by_one()
     let (a, b) = (what_adds_leave(&d, &pushed).await, what_adds_leave(&d, &by_hand).await);
     assert_eq!(a, b);
     assert_eq!(a["notes"].as_array().unwrap().len(), 3, "{a}");
+    // and the pushed run was written together: its adds are a microsecond apart, in order
+    let events: Value = d.app.get(&format!("/api/v1/tickets/{pushed}/events"), &d.desk).await.json().await.unwrap();
+    let times: Vec<chrono::DateTime<chrono::Utc>> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "material_added" || e["type"] == "note_added")
+        .map(|e| e["at"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(times.len(), 9);
+    assert!(times.windows(2).all(|w| w[1] - w[0] == chrono::Duration::microseconds(1)), "{times:?}");
 
     // a run holding a retried note and a bad line goes one by one: each answered as alone
     let note_again = json!({ "id": uuid::Uuid::new_v4(), "note": "again" });
