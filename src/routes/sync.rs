@@ -30,8 +30,8 @@ use crate::startup::AppState;
 
 pub const SCHEMA_VERSIONS: [i64; 1] = [1];
 pub const MAX_OPS: usize = 500;
-/// Operations applied per transaction: one commit (one `fsync`) for many operations, while the
-/// write lock is held for a bounded time.
+/// Operations of one ticket applied per transaction: one commit (one `fsync`) for many
+/// operations, while the write lock is held for a bounded time.
 pub const OPS_PER_TRANSACTION: usize = 100;
 pub const MAX_PUSH_BYTES: usize = 1024 * 1024;
 /// A cursor older than this answers `reset: true` with the whole current view.
@@ -206,8 +206,8 @@ async fn own_client(state: &AppState, caller: &Caller, client_id: &str) -> Resul
     .await
 }
 
-/// Push queued operations. They are applied in order, up to 100 to a transaction, and each
-/// commits together with the client's `last_op_id`; a rejected one still advances it, so a bad
+/// Push queued operations. They are applied in order, up to 100 of one ticket to a transaction,
+/// and each commits together with the client's `last_op_id`; a rejected one still advances it, so a bad
 /// operation never blocks the queue.
 #[utoipa::path(
     post,
@@ -258,8 +258,11 @@ pub async fn push(
     let ctx = state.commands();
     let mut results = Vec::new();
     let mut ops = request.ops.into_iter().peekable();
-    while ops.peek().is_some() {
-        let batch: Vec<PushOp> = ops.by_ref().take(OPS_PER_TRANSACTION).collect();
+    while let Some(first) = ops.next() {
+        let mut batch = vec![first];
+        while batch.len() < OPS_PER_TRANSACTION && ops.peek().is_some_and(|next| same_transaction(&batch[0], next)) {
+            batch.extend(ops.next());
+        }
         let (client_id, caller, ctx) = (client_id.clone(), caller.clone(), ctx.clone());
         let outcome = db::transaction(&state.pool, move |conn| push_batch(conn, &ctx, caller, &client_id, batch)).await;
         match outcome {
@@ -282,6 +285,13 @@ pub async fn push(
     Ok(HttpResponse::Ok().json(PushResponse { last_op_id, results }))
 }
 
+/// Whether `next` joins the transaction that `first` opened. A transaction holds one ticket's
+/// operations, a claim only at its start: its locks then come in the order every writer takes
+/// them (the technician, the ticket, the event counter), so two transactions never deadlock.
+fn same_transaction(first: &PushOp, next: &PushOp) -> bool {
+    next.ticket_id == first.ticket_id && next.name != "claim"
+}
+
 /// Applies up to [`OPS_PER_TRANSACTION`] operations in one transaction, holding the client's row
 /// so that no other push of it interleaves, and keeps each with its result. The results say what
 /// happened to each; `true` means a gap stopped the batch.
@@ -295,10 +305,9 @@ fn push_batch(
     let viewer = Viewer::load(conn, caller)?;
     let first = db::sync::lock_last_op_id(conn, client_id)?.unwrap_or(0);
     let mut last_op_id = first;
-    let (mut results, mut records) = (Vec::with_capacity(ops.len()), Vec::with_capacity(ops.len()));
+    let mut done: Vec<(OpResult, OpRow)> = Vec::with_capacity(ops.len());
     let mut places = HashMap::new();
     let mut gap = false;
-    let mut now = db::now();
     let mut ops = ops.into_iter().peekable();
     while let Some(op) = ops.next() {
         if op.op_id <= last_op_id {
@@ -309,7 +318,6 @@ fn push_batch(
             gap = true;
             break;
         }
-        now = db::now();
         // consecutive adds to one ticket are written together when they can be
         let mut run = vec![op];
         while is_add(&run[0])
@@ -320,26 +328,21 @@ fn push_batch(
             run.extend(ops.next());
         }
         if run.len() > 1 {
-            if let Some(done) = push_adds(conn, &viewer, &mut places, client_id, &run, now)? {
+            if let Some(together) = push_adds(conn, &viewer, &mut places, client_id, &run, db::now())? {
                 last_op_id += run.len() as i64;
-                for (result, record) in done {
-                    results.push(result);
-                    records.push(record);
-                }
+                done.extend(together);
                 continue;
             }
         }
         for op in run {
-            now = db::now();
             last_op_id = op.op_id;
-            let (result, record) = push_one(conn, ctx, &viewer, &mut places, client_id, op, now)?;
-            results.push(result);
-            records.push(record);
+            done.push(push_one(conn, ctx, &viewer, &mut places, client_id, op, db::now())?);
         }
     }
+    let (results, records): (Vec<OpResult>, Vec<OpRow>) = done.into_iter().unzip();
     if last_op_id != first {
         db::sync::record(conn, &records)?;
-        db::sync::set_last_op_id(conn, client_id, last_op_id, now)?;
+        db::sync::set_last_op_id(conn, client_id, last_op_id, db::now())?;
     }
     Ok((results, gap))
 }
