@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::pool::{event_stream, Subscriber};
-use super::tickets::{TicketEvent, TicketView, Viewer};
+use super::tickets::{ByTicket, TicketEvent, TicketView, Viewer};
 use super::{parse_json, Checks};
 use crate::auth::Caller;
 use crate::commands::{
@@ -610,11 +610,10 @@ pub async fn pull(
             };
             let (seen, unseen): (Vec<_>, Vec<_>) = rows.into_iter().partition(|t| viewer.can_see(t));
             let seen_ids: Vec<String> = seen.iter().map(|t| t.id.clone()).collect();
-            let mut events = db::events::for_tickets(conn, &seen_ids)?;
+            let mut events = ByTicket::new(db::events::for_tickets(conn, &seen_ids)?, |e| Some(&e.ticket_id));
             let mut tickets = Vec::new();
             for view in viewer.views(conn, seen)? {
-                let (mine, rest): (Vec<_>, Vec<_>) = events.drain(..).partition(|e| e.ticket_id == view.id);
-                events = rest;
+                let mine = events.take(&view.id);
                 tickets.push(SyncTicket { ticket: view, events: mine.into_iter().map(TicketEvent::from).collect() });
             }
             let removed = if removable { unseen.into_iter().map(|t| t.id).collect() } else { Vec::new() };

@@ -1,8 +1,11 @@
+use std::collections::HashMap;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
@@ -183,33 +186,52 @@ pub struct CallbackView {
     pub comment: Option<String>,
 }
 
+/// Rows read for many tickets at once, grouped by ticket in one pass, each ticket's in the order
+/// read. Taking one ticket's rows costs the same however many tickets were read.
+pub struct ByTicket<T>(HashMap<String, Vec<T>>);
+
+impl<T> ByTicket<T> {
+    pub fn new(rows: Vec<T>, ticket_of: impl Fn(&T) -> Option<&str>) -> Self {
+        let mut groups: HashMap<String, Vec<T>> = HashMap::new();
+        for row in rows {
+            if let Some(id) = ticket_of(&row) {
+                match groups.get_mut(id) {
+                    Some(group) => group.push(row),
+                    None => {
+                        let id = id.to_owned();
+                        groups.insert(id, vec![row]);
+                    }
+                }
+            }
+        }
+        Self(groups)
+    }
+
+    pub fn take(&mut self, ticket_id: &str) -> Vec<T> {
+        self.0.remove(ticket_id).unwrap_or_default()
+    }
+}
+
 /// What a ticket view shows beside the ticket row, read in one query per kind for many tickets.
-#[derive(Default)]
 pub struct Extras {
-    escalations: Vec<EscalationRow>,
-    lines: Vec<db::materials::LineRow>,
-    quotes: Vec<db::quotes::QuoteRow>,
-    sms: Vec<db::outbox::OutboxRow>,
-    callbacks: Vec<db::quotes::CallbackRow>,
-    notes: Vec<db::sync::NoteRow>,
+    escalations: ByTicket<EscalationRow>,
+    lines: ByTicket<db::materials::LineRow>,
+    quotes: ByTicket<db::quotes::QuoteRow>,
+    sms: ByTicket<db::outbox::OutboxRow>,
+    callbacks: ByTicket<db::quotes::CallbackRow>,
+    notes: ByTicket<db::sync::NoteRow>,
 }
 
 impl Extras {
     pub fn load(conn: &mut DbConn, ids: &[String]) -> Result<Self, ApiError> {
         Ok(Self {
-            escalations: db::escalations::for_tickets(conn, ids)?,
-            lines: db::materials::lines_of(conn, ids)?,
-            quotes: db::quotes::of(conn, ids)?,
-            sms: db::outbox::for_tickets(conn, ids)?,
-            callbacks: db::quotes::callbacks_of(conn, ids)?,
-            notes: db::sync::notes_of(conn, ids)?,
+            escalations: ByTicket::new(db::escalations::for_tickets(conn, ids)?, |e| Some(&e.ticket_id)),
+            lines: ByTicket::new(db::materials::lines_of(conn, ids)?, |l| Some(&l.ticket_id)),
+            quotes: ByTicket::new(db::quotes::of(conn, ids)?, |q| Some(&q.ticket_id)),
+            sms: ByTicket::new(db::outbox::for_tickets(conn, ids)?, |m| m.ticket_id.as_deref()),
+            callbacks: ByTicket::new(db::quotes::callbacks_of(conn, ids)?, |c| Some(&c.ticket_id)),
+            notes: ByTicket::new(db::sync::notes_of(conn, ids)?, |n| Some(&n.ticket_id)),
         })
-    }
-
-    fn take<T>(items: &mut Vec<T>, mut of: impl FnMut(&T) -> bool) -> Vec<T> {
-        let (mine, rest) = std::mem::take(items).into_iter().partition(|x| of(x));
-        *items = rest;
-        mine
     }
 }
 
@@ -250,8 +272,10 @@ pub struct TicketEvent {
     pub at: DateTime<Utc>,
     pub from_status: Option<String>,
     pub to_status: Option<String>,
+    /// The event's details; what they hold depends on its type.
+    // passed on as stored, not parsed again: a pull carries thousands
     #[schema(value_type = Object)]
-    pub data: Value,
+    pub data: Box<RawValue>,
 }
 
 impl From<db::events::EventRow> for TicketEvent {
@@ -264,7 +288,7 @@ impl From<db::events::EventRow> for TicketEvent {
             at: e.at.and_utc(),
             from_status: e.from_status,
             to_status: e.to_status,
-            data: serde_json::from_str(&e.data).unwrap_or(Value::Null),
+            data: RawValue::from_string(e.data).unwrap_or_else(|_| RawValue::NULL.to_owned()),
         }
     }
 }
@@ -317,10 +341,9 @@ impl Viewer {
     pub fn view(&self, t: TicketRow, extras: &mut Extras) -> TicketView {
         let masked = self.caller.role == Role::Technician && !self.holds(&t);
         let id = t.id.clone();
-        let escalations = Extras::take(&mut extras.escalations, |e| e.ticket_id == id);
-        let materials: Vec<MaterialLineView> =
-            Extras::take(&mut extras.lines, |l| l.ticket_id == id).into_iter().map(line_view).collect();
-        let quote = Extras::take(&mut extras.quotes, |q| q.ticket_id == id).pop();
+        let escalations = extras.escalations.take(&id);
+        let materials: Vec<MaterialLineView> = extras.lines.take(&id).into_iter().map(line_view).collect();
+        let quote = extras.quotes.take(&id).pop();
         let mut totals = Totals::default();
         for line in &materials {
             if line.billable {
@@ -331,7 +354,9 @@ impl Viewer {
         }
         totals.labour_cents = quote.as_ref().filter(|q| q.status == "accepted").map_or(0, |q| q.amount_cents);
         totals.billable_cents = totals.materials_cents + totals.labour_cents;
-        let sms = Extras::take(&mut extras.sms, |m| m.ticket_id.as_deref() == Some(id.as_str()))
+        let sms = extras
+            .sms
+            .take(&id)
             .into_iter()
             .map(|m| SmsView {
                 id: m.id,
@@ -347,7 +372,9 @@ impl Viewer {
                 failed_at: utc(m.failed_at),
             })
             .collect();
-        let callbacks = Extras::take(&mut extras.callbacks, |c| c.ticket_id == id)
+        let callbacks = extras
+            .callbacks
+            .take(&id)
             .into_iter()
             .map(|c| CallbackView {
                 id: c.id,
@@ -358,7 +385,7 @@ impl Viewer {
                 comment: c.comment,
             })
             .collect();
-        let notes = Extras::take(&mut extras.notes, |n| n.ticket_id == id).into_iter().map(Into::into).collect();
+        let notes = extras.notes.take(&id).into_iter().map(Into::into).collect();
         TicketView {
             reporter_phone: t.reporter_phone.map(|p| if masked { mask_phone(&p) } else { p }),
             id: t.id,
@@ -907,4 +934,21 @@ pub async fn cancel_ticket(
     })
     .await?;
     Ok(HttpResponse::Ok().json(view))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ByTicket;
+
+    #[test]
+    fn rows_are_grouped_by_ticket_in_the_order_read() {
+        let rows = vec![("a", 1), ("b", 2), ("a", 3), ("-", 4), ("b", 5), ("a", 6)];
+        let mut groups = ByTicket::new(rows, |r| (r.0 != "-").then_some(r.0));
+        assert_eq!(groups.take("a"), vec![("a", 1), ("a", 3), ("a", 6)]);
+        assert_eq!(groups.take("b"), vec![("b", 2), ("b", 5)]);
+        // taken once; rows without a ticket belong to none
+        assert!(groups.take("a").is_empty());
+        assert!(groups.take("-").is_empty());
+        assert!(groups.take("c").is_empty());
+    }
 }
