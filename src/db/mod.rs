@@ -160,6 +160,25 @@ pub fn migrate_connection(conn: &mut DbConn) -> anyhow::Result<()> {
     }
 }
 
+/// Whether PostgreSQL's autovacuum is off (`None` on SQLite). Without it nothing gathers the
+/// planner's statistics, and plans made while the tables were small stay cached on the pooled
+/// connections: reads by a list of ticket ids end up scanning whole tables.
+pub fn autovacuum_off(conn: &mut DbConn) -> QueryResult<Option<bool>> {
+    #[derive(QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        setting: String,
+    }
+    match conn {
+        DbConn::Sqlite(_) => Ok(None),
+        DbConn::Postgres(c) => {
+            let row: Setting =
+                diesel::sql_query("SELECT setting FROM pg_settings WHERE name = 'autovacuum'").get_result(c)?;
+            Ok(Some(row.setting != "on"))
+        }
+    }
+}
+
 /// One connection with no pool, for one-shot commands: a pool's background thread may still be
 /// opening a connection when the process exits, and libpq does not survive that.
 pub fn connect_once(url: &DatabaseUrl) -> anyhow::Result<DbConn> {
@@ -198,12 +217,24 @@ where
 /// Runs `work` in a transaction that will write. On SQLite it starts with `BEGIN IMMEDIATE`, taking
 /// the write lock up front: a deferred transaction that read first could not upgrade once another
 /// writer committed (SQLITE_BUSY_SNAPSHOT, which busy_timeout does not wait out).
+///
+/// This process's SQLite writers first queue on [`SQLITE_WRITER`], so each is woken the moment the
+/// one before it has finished.
 pub fn write_transaction<T>(
     conn: &mut DbConn,
     work: impl FnOnce(&mut DbConn) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
+    let _turn = matches!(conn, DbConn::Sqlite(_)).then(|| SQLITE_WRITER.lock());
     transaction_begun_with(conn, "BEGIN IMMEDIATE", "BEGIN", work)
 }
+
+/// SQLite has one writer at a time, and a writer that finds the lock taken waits in SQLite's busy
+/// handler, which sleeps 1, 2, 5, 10 ... up to 100 ms between tries: a queue of writers there
+/// sleeps on after the lock is free, and the last in line waits longest. Queued here instead, first
+/// come first served, they follow each other at once; `busy_timeout` is left for writers of other
+/// processes. One lock for every SQLite database of the process: a server has one, and the tests'
+/// many databases only have their writes taken in turn.
+static SQLITE_WRITER: parking_lot::FairMutex<()> = parking_lot::const_fair_mutex(());
 
 /// Runs `work` inside a savepoint of the current transaction: an error undoes `work`'s writes
 /// but not what the transaction did before it.
