@@ -33,6 +33,8 @@ use tokio::sync::Semaphore;
 const JWT_SECRET: &str = "bench-secret-bench-secret-bench-secret-0123";
 const ADMIN_PASSWORD: &str = "admin-password-1";
 const PASSWORD: &str = "password-123";
+/// Tickets claimed twice, one claim at a time, after the hot-ticket race.
+const HOT_ALONE: usize = 200;
 const HOT_RACERS: usize = 64;
 const TRADE: &str = "water";
 
@@ -78,6 +80,9 @@ struct Args {
     /// Scenarios to run, comma-separated: claim,hot,flow,push,pull,login,raw,push500,sse
     #[arg(long, default_value = "claim,hot,flow,push,pull,login,raw,push500,sse")]
     only: String,
+    /// Keep the benchmark's database afterwards (its URL is printed), to look at its plans and data
+    #[arg(long)]
+    keep_db: bool,
     /// Internal: serve this DATABASE_URL and print the port (the SSE memory measurement's server)
     #[arg(long, hide = true)]
     serve: Option<String>,
@@ -278,7 +283,12 @@ struct Http {
 }
 
 impl Http {
-    async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Result<(u16, Value), String> {
+    async fn post_raw(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> Result<(u16, actix_web::web::Bytes), String> {
         let mut req = self.client.post(format!("{}{}", self.base, path)).json(body);
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -286,8 +296,12 @@ impl Http {
         let res = req.send().await.map_err(|e| format!("{path}: {}", chain(&e)))?;
         let status = res.status().as_u16();
         let bytes = res.bytes().await.map_err(|e| format!("{path}: {}", chain(&e)))?;
-        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok((status, value))
+        Ok((status, bytes))
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Result<(u16, Value), String> {
+        let (status, bytes) = self.post_raw(path, token, body).await?;
+        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
     }
 
     async fn post_ok(&self, path: &str, token: Option<&str>, body: &Value) -> Result<Value, String> {
@@ -706,6 +720,14 @@ struct Fixture {
     techs: Vec<(String, String)>,
     usernames: Vec<String>,
     supply: Mutex<Vec<String>>,
+    /// The largest pull answer seen, in bytes.
+    pull_bytes: AtomicUsize,
+}
+
+/// A pull's answer, with its tickets only counted.
+#[derive(serde::Deserialize)]
+struct PullCount {
+    tickets: Vec<serde::de::IgnoredAny>,
 }
 
 impl Fixture {
@@ -732,6 +754,21 @@ impl Fixture {
         let (pool, site, list) = (self.pool.clone(), self.site.clone(), tickets.clone());
         tokio::task::spawn_blocking(move || hand_out(&pool, &site, &list, &techs, arrive)).await??;
         Ok(Arc::new(tickets))
+    }
+
+    /// On PostgreSQL, `ANALYZE` before a pass: what autovacuum would have done by then on a
+    /// server that runs it (see `docs/performance.md`: without fresh statistics, plans made while
+    /// the tables were small stay cached on the server's connections).
+    async fn settle(&self) -> anyhow::Result<()> {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let mut conn = pool.get()?;
+            if let DbConn::Postgres(c) = &mut *conn {
+                diesel::connection::SimpleConnection::batch_execute(c, "ANALYZE")?;
+            }
+            Ok(())
+        })
+        .await?
     }
 
     fn token(&self, i: usize) -> String {
@@ -769,6 +806,7 @@ async fn push_batch(http: &Http, token: &str, ticket: &str, n: usize) -> Result<
 /// A max pass, then an open-loop pass at `--rate` or half the maximum.
 async fn two_passes<F, Fut>(
     args: &Args,
+    fx: &Fixture,
     name: &str,
     max_items: usize,
     make: F,
@@ -780,12 +818,14 @@ where
 {
     let d = Duration::from_secs(args.duration);
     let (req, items) = make(max_items).await?;
+    fx.settle().await?;
     let max = closed_loop(name, args.concurrency, d, items, req).await;
     report_line(&max);
     let rate = args.rate.unwrap_or((max.rps / 2.0).max(1.0));
     out.push(max);
     let need = (rate * args.duration as f64).ceil() as usize + 1;
     let (req, items) = make(need).await?;
+    fx.settle().await?;
     let open = open_loop(name, rate, args.concurrency, d, items, req).await;
     report_line(&open);
     out.push(open);
@@ -905,7 +945,17 @@ async fn setup(
     });
     eprintln!("setup: {info}");
     let usernames = all_techs.into_iter().map(|(_, n)| n).collect();
-    let fixture = Fixture { http, pool, site, desk_id, desk_token, techs, usernames, supply: Mutex::new(made) };
+    let fixture = Fixture {
+        http,
+        pool,
+        site,
+        desk_id,
+        desk_token,
+        techs,
+        usernames,
+        supply: Mutex::new(made),
+        pull_bytes: AtomicUsize::new(0),
+    };
     Ok((fixture, info, server, stop))
 }
 
@@ -920,12 +970,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let d = Duration::from_secs(args.duration);
     let mut rows: Vec<Summary> = Vec::new();
     let mut extra = serde_json::Map::new();
+    if let Some(off) = db::autovacuum_off(&mut *fx.pool.get()?)? {
+        extra.insert("postgres_autovacuum_off".into(), json!(off));
+        extra.insert("analyze_before_each_pass".into(), json!(true));
+    }
 
     // (a) claims on distinct tickets
     if wants("claim") {
         let f = fx.clone();
         two_passes(
             &args,
+            &fx,
             "claim",
             1500 * args.duration as usize,
             |n| {
@@ -970,6 +1025,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     // (b) a hot ticket raced by 64 technicians, round after round
     if wants("hot") {
+        fx.settle().await?;
         let rounds_cap = 400;
         let tickets = fx.take(rounds_cap).await?;
         let (mut winners, mut losers) = (Recorder::default(), Recorder::default());
@@ -1020,6 +1076,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
         extra.insert("hot_rounds_without_one_winner".into(), json!(bad_rounds));
         rows.push(w);
         rows.push(l);
+        // the same two answers without a queue: a claim that wins, then one that loses, one at a time
+        let (mut won_alone, mut lost_alone) = (Recorder::default(), Recorder::default());
+        let alone_start = Instant::now();
+        for (i, t) in fx.take(HOT_ALONE).await?.iter().enumerate() {
+            let path = format!("/api/v1/tickets/{t}/claim");
+            for (k, rec) in [(0, &mut won_alone), (1, &mut lost_alone)] {
+                let t0 = Instant::now();
+                let res = fx.http.post(&path, Some(&fx.token(2 * i + k)), &json!({})).await;
+                let expected = if k == 0 { 200 } else { 409 };
+                rec.add(
+                    t0.elapsed(),
+                    match res {
+                        Ok((status, _)) if status == expected => Ok(()),
+                        Ok((status, v)) => Err(format!("{status} {}", v["code"])),
+                        Err(e) => Err(e),
+                    },
+                );
+            }
+        }
+        for (name, rec) in [("hot_winner_alone", won_alone), ("hot_loser_alone", lost_alone)] {
+            let s = summarise(name, "one claim at a time", None, rec, alone_start.elapsed());
+            report_line(&s);
+            rows.push(s);
+        }
     }
 
     // (c) arrive, add a material, complete: one job is three requests in a row
@@ -1027,6 +1107,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let f = fx.clone();
         two_passes(
             &args,
+            &fx,
             "flow(3 req)",
             400 * args.duration as usize,
             |n| {
@@ -1063,6 +1144,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let f = fx.clone();
         two_passes(
             &args,
+            &fx,
             "push(50 ops)",
             150 * args.duration as usize,
             |n| {
@@ -1089,6 +1171,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let client_id = uuid::Uuid::new_v4().to_string();
         two_passes(
             &args,
+            &fx,
             "pull(200)",
             usize::MAX,
             |_| {
@@ -1098,11 +1181,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         let (f, client_id) = (f.clone(), client_id.clone());
                         async move {
                             let body = json!({ "client_id": client_id, "cursor": null, "limit": 200 });
-                            let v = f.http.post_ok("/api/v1/sync/pull", Some(&f.desk_token), &body).await?;
-                            let n = v["tickets"].as_array().map(Vec::len).unwrap_or(0);
-                            if n != 200 {
-                                return Err(format!("pull: {n} tickets"));
+                            let (status, bytes) =
+                                f.http.post_raw("/api/v1/sync/pull", Some(&f.desk_token), &body).await?;
+                            // counted without building the answer's tree: the load generator shares the cores
+                            let n = serde_json::from_slice::<PullCount>(&bytes).map_or(0, |p| p.tickets.len());
+                            if status != 200 || n != 200 {
+                                return Err(format!("pull: {status}, {n} tickets"));
                             }
+                            f.pull_bytes.fetch_max(bytes.len(), Ordering::Relaxed);
                             Ok(())
                         }
                         .boxed()
@@ -1113,6 +1199,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             &mut rows,
         )
         .await?;
+        extra.insert("pull_answer_bytes_max".into(), json!(fx.pull_bytes.load(Ordering::Relaxed)));
     }
 
     // (f) login
@@ -1120,6 +1207,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let f = fx.clone();
         two_passes(
             &args,
+            &fx,
             "login",
             usize::MAX,
             |_| {
@@ -1143,6 +1231,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     // one push of 500 operations (a day's offline queue), timed, five times
     if wants("push500") {
+        fx.settle().await?;
         let tickets = fx.held(5, true).await?;
         let mut times = Vec::new();
         for (i, t) in tickets.iter().enumerate() {
@@ -1191,7 +1280,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("wrote {}", path.display());
     }
     drop(fx);
-    drop(bench_db);
+    if args.keep_db {
+        eprintln!("--keep-db: {db_url} stays");
+        std::mem::forget(bench_db);
+    }
     Ok(())
 }
 
