@@ -49,11 +49,15 @@ pub fn for_ticket(conn: &mut DbConn, ticket_id: &str) -> QueryResult<Vec<Escalat
 }
 
 pub fn for_tickets(conn: &mut DbConn, ticket_ids: &[String]) -> QueryResult<Vec<EscalationRow>> {
-    escalations::table
+    let mut query = escalations::table
         .filter(escalations::ticket_id.eq_any(ticket_ids.to_vec()))
         .order((escalations::ticket_id.asc(), escalations::created_at.asc()))
         .select(EscalationRow::as_select())
-        .load(conn)
+        .into_boxed();
+    if let Some((lo, hi)) = crate::db::id_range(ticket_ids) {
+        query = query.filter(escalations::ticket_id.between(lo, hi));
+    }
+    query.load(conn)
 }
 
 /// Escalations of `sites` (all sites when `None`), newest first.

@@ -156,9 +156,13 @@ pub fn changed_tickets(
 
 /// The events of `ids`, ticket by ticket, each ticket's in order.
 pub fn for_tickets(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<EventRow>> {
-    ticket_events::table
+    let mut query = ticket_events::table
         .filter(ticket_events::ticket_id.eq_any(ids.to_vec()))
         .order((ticket_events::ticket_id.asc(), ticket_events::seq.asc()))
         .select(EventRow::as_select())
-        .load(conn)
+        .into_boxed();
+    if let Some((lo, hi)) = crate::db::id_range(ids) {
+        query = query.filter(ticket_events::ticket_id.between(lo, hi));
+    }
+    query.load(conn)
 }

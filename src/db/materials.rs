@@ -110,10 +110,14 @@ pub fn lines(conn: &mut DbConn, ticket_id: &str) -> QueryResult<Vec<LineRow>> {
 }
 
 pub fn lines_of(conn: &mut DbConn, ticket_ids: &[String]) -> QueryResult<Vec<LineRow>> {
-    material_lines::table
+    let mut query = material_lines::table
         .filter(material_lines::ticket_id.eq_any(ticket_ids.to_vec()))
         .filter(material_lines::deleted_at.is_null())
         .order((material_lines::ticket_id.asc(), material_lines::created_at.asc(), material_lines::id.asc()))
         .select(LineRow::as_select())
-        .load(conn)
+        .into_boxed();
+    if let Some((lo, hi)) = crate::db::id_range(ticket_ids) {
+        query = query.filter(material_lines::ticket_id.between(lo, hi));
+    }
+    query.load(conn)
 }

@@ -160,6 +160,29 @@ pub fn migrate_connection(conn: &mut DbConn) -> anyhow::Result<()> {
     }
 }
 
+/// The smallest and the largest of `ids`, for reads of many tickets' rows to add
+/// `ticket_id BETWEEN lo AND hi` beside `ticket_id = ANY(ids)`. PostgreSQL judges a list of ids
+/// by how often an id occurs in the table, so for a page of 200 tickets, few of which have any
+/// rows, it expects thousands and reads the whole table; a page in id order spans a narrow range,
+/// which it judges small, and it uses the index.
+///
+/// `None` when there are no ids, or when one is not a UUID as this server writes them (lowercase,
+/// hyphenated): those sort the same byte by byte (Rust, SQLite) as under PostgreSQL's collations,
+/// so the range holds every id; for other strings that is not sure, and no range is added.
+pub fn id_range(ids: &[String]) -> Option<(&String, &String)> {
+    let canonical = |id: &String| {
+        id.len() == 36
+            && id.bytes().enumerate().all(|(i, b)| match i {
+                8 | 13 | 18 | 23 => b == b'-',
+                _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+            })
+    };
+    if !ids.iter().all(canonical) {
+        return None;
+    }
+    Some((ids.iter().min()?, ids.iter().max()?))
+}
+
 /// Whether PostgreSQL's autovacuum is off (`None` on SQLite). Without it nothing gathers the
 /// planner's statistics, and plans made while the tables were small stay cached on the pooled
 /// connections: reads by a list of ticket ids end up scanning whole tables.
@@ -287,6 +310,19 @@ pub fn new_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_range_only_for_uuids_as_written_here() {
+        let ids: Vec<String> =
+            ["7f0c1a52-0000-4000-8000-000000000002", "07a3b9e1-0000-4000-8000-000000000001"].map(String::from).to_vec();
+        assert_eq!(id_range(&ids), Some((&ids[1], &ids[0])));
+        assert_eq!(id_range(&ids[..1]), Some((&ids[0], &ids[0])));
+        assert_eq!(id_range(&[]), None);
+        // another form of the same kind of id, or something else: no range
+        for odd in ["7F0C1A52-0000-4000-8000-000000000002", "7f0c1a5200004000800000000000000002", "x"] {
+            assert_eq!(id_range(&[ids[0].clone(), odd.to_owned()]), None, "{odd}");
+        }
+    }
 
     #[test]
     fn urls_pick_the_engine_and_refuse_the_rest() {

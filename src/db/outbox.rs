@@ -67,11 +67,15 @@ pub fn ticket_sends_since(
 }
 
 pub fn for_tickets(conn: &mut DbConn, ticket_ids: &[String]) -> QueryResult<Vec<OutboxRow>> {
-    sms_outbox::table
+    let mut query = sms_outbox::table
         .filter(sms_outbox::ticket_id.eq_any(ticket_ids.to_vec()))
         .order((sms_outbox::ticket_id.asc(), sms_outbox::created_at.asc()))
         .select(OutboxRow::as_select())
-        .load(conn)
+        .into_boxed();
+    if let Some((lo, hi)) = crate::db::id_range(ticket_ids) {
+        query = query.filter(sms_outbox::ticket_id.between(lo, hi));
+    }
+    query.load(conn)
 }
 
 /// Marks the undelivered messages of a ticket's `template` that no worker is sending now as

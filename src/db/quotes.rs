@@ -29,7 +29,12 @@ pub fn find(conn: &mut DbConn, ticket_id: &str) -> QueryResult<Option<QuoteRow>>
 }
 
 pub fn of(conn: &mut DbConn, ticket_ids: &[String]) -> QueryResult<Vec<QuoteRow>> {
-    quotes::table.filter(quotes::ticket_id.eq_any(ticket_ids.to_vec())).select(QuoteRow::as_select()).load(conn)
+    let mut query =
+        quotes::table.filter(quotes::ticket_id.eq_any(ticket_ids.to_vec())).select(QuoteRow::as_select()).into_boxed();
+    if let Some((lo, hi)) = crate::db::id_range(ticket_ids) {
+        query = query.filter(quotes::ticket_id.between(lo, hi));
+    }
+    query.load(conn)
 }
 
 /// Decides a pending quote; false if it was no longer pending.
@@ -71,9 +76,13 @@ pub fn insert_callback(conn: &mut DbConn, row: &CallbackRow) -> QueryResult<()> 
 }
 
 pub fn callbacks_of(conn: &mut DbConn, ticket_ids: &[String]) -> QueryResult<Vec<CallbackRow>> {
-    callbacks::table
+    let mut query = callbacks::table
         .filter(callbacks::ticket_id.eq_any(ticket_ids.to_vec()))
         .order((callbacks::ticket_id.asc(), callbacks::made_at.asc()))
         .select(CallbackRow::as_select())
-        .load(conn)
+        .into_boxed();
+    if let Some((lo, hi)) = crate::db::id_range(ticket_ids) {
+        query = query.filter(callbacks::ticket_id.between(lo, hi));
+    }
+    query.load(conn)
 }

@@ -129,9 +129,13 @@ pub fn find_note(conn: &mut DbConn, id: &str) -> QueryResult<Option<NoteRow>> {
 }
 
 pub fn notes_of(conn: &mut DbConn, ticket_ids: &[String]) -> QueryResult<Vec<NoteRow>> {
-    ticket_notes::table
+    let mut query = ticket_notes::table
         .filter(ticket_notes::ticket_id.eq_any(ticket_ids.to_vec()))
         .order((ticket_notes::ticket_id.asc(), ticket_notes::created_at.asc(), ticket_notes::id.asc()))
         .select(NoteRow::as_select())
-        .load(conn)
+        .into_boxed();
+    if let Some((lo, hi)) = crate::db::id_range(ticket_ids) {
+        query = query.filter(ticket_notes::ticket_id.between(lo, hi));
+    }
+    query.load(conn)
 }
