@@ -143,11 +143,14 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Pool> {
     tokio::task::spawn_blocking(move || {
         let pool = db::connect(&url, size)?;
         db::migrate(&pool)?;
-        if db::autovacuum_off(&mut *pool.get()?)? == Some(true) {
-            tracing::warn!(
+        match db::autovacuum_off(&mut *pool.get()?) {
+            Ok(Some(true)) => tracing::warn!(
                 "PostgreSQL runs with autovacuum off: nothing keeps the planner's statistics current, \
                  so run ANALYZE regularly (docs/performance.md)"
-            );
+            ),
+            Ok(_) => {}
+            // only a warning is at stake: start anyway
+            Err(e) => tracing::warn!(error = %e, "could not read PostgreSQL's autovacuum setting"),
         }
         tracing::info!(engine = url.engine(), "database ready");
         Ok(pool)
