@@ -245,6 +245,48 @@ async fn the_same_queue_pushed_twice_at_once_is_applied_once() {
 }
 
 #[tokio::test]
+async fn a_view_of_many_tickets_gives_each_exactly_its_own_lines_notes_and_events() {
+    // a view reads each kind of row for all its tickets at once and sorts them out by ticket
+    let d = desk_with(&[("REPAIRDESK_MAX_ACTIVE_TICKETS", "10")]).await;
+    let (_, tech) = d.technician("tech1").await;
+    let client = new_client();
+    let mut ops = Vec::new();
+    let mut tickets = Vec::new();
+    for k in 0..6 {
+        let t = tid(&d, public_ticket(&d.site)).await;
+        let next = ops.len() as i64 + 1;
+        ops.push(op(next, "claim", &t, json!({})));
+        ops.push(op(next + 1, "arrive", &t, json!({})));
+        // ticket k gets k lines and k notes, each naming its ticket
+        for i in 0..k {
+            let line = json!({ "id": uuid::Uuid::new_v4(), "name": format!("{t} part {i}"), "quantity": "1", "unit": "个",
+                "unit_price_cents": 100, "supplied_by": "company" });
+            ops.push(op(ops.len() as i64 + 1, "add_material", &t, line));
+            ops.push(op(ops.len() as i64 + 1, "add_note", &t, json!({ "note": format!("{t} note {i}") })));
+        }
+        tickets.push((t, k));
+    }
+    let res = push(&d.app, &tech, &client, ops).await;
+    assert!(statuses(&res).iter().all(|s| s == "applied"), "{res}");
+
+    let view = pull(&d.app, &d.desk, &new_client(), None).await;
+    assert_eq!(view["tickets"].as_array().unwrap().len(), 6);
+    for (t, k) in &tickets {
+        let mine = view["tickets"].as_array().unwrap().iter().find(|v| v["id"] == t.as_str()).unwrap();
+        let names: Vec<&str> =
+            mine["materials"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+        let notes: Vec<&str> = mine["notes"].as_array().unwrap().iter().map(|n| n["note"].as_str().unwrap()).collect();
+        assert_eq!(names, (0..*k).map(|i| format!("{t} part {i}")).collect::<Vec<_>>());
+        assert_eq!(notes, (0..*k).map(|i| format!("{t} note {i}")).collect::<Vec<_>>());
+        let events = mine["events"].as_array().unwrap();
+        assert_eq!(events.len(), 3 + 2 * k, "created, claimed, arrived and the adds: {events:?}");
+        assert!(events
+            .iter()
+            .all(|e| e["type"] != "note_added" || e["data"]["note"].as_str().unwrap().starts_with(t.as_str())));
+    }
+}
+
+#[tokio::test]
 async fn a_poisoned_operation_is_rejected_with_the_ticket_and_does_not_block_the_queue() {
     let d = desk_with(&[]).await;
     let (_, tech) = d.technician("tech1").await;
