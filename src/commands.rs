@@ -622,9 +622,10 @@ pub fn nth_moment(now: NaiveDateTime, i: usize) -> NaiveDateTime {
 
 /// A run of adds to one ticket (a day's material lines and notes, replayed from a phone's queue),
 /// written together: the same rows, ticket version and events as [`add_material`] and
-/// [`add_note`] one by one, in a few statements; the `i`-th add happens at [`nth_moment`]. `None`, having written nothing, when the run
-/// can't take that way: a body fails its checks, names a catalogue item or a version, reuses an
-/// id, or the ticket refuses the adds. Apply them one by one then: that answers each as usual.
+/// [`add_note`] one by one, in a few statements; the `i`-th add happens at [`nth_moment`].
+/// `None`, having written nothing, when the run can't take that way: a body fails its checks,
+/// names a catalogue item or a version, reuses an id, or the ticket refuses the adds. Apply them
+/// one by one then: that answers each as usual.
 pub fn add_many(
     conn: &mut DbConn,
     viewer: &Viewer,
@@ -634,7 +635,8 @@ pub fn add_many(
 ) -> Result<Option<TicketRow>, ApiError> {
     let me = viewer.caller.user_id.as_str();
     let (mut lines, mut notes) = (Vec::new(), Vec::new());
-    let mut order = Vec::with_capacity(adds.len()); // true: the next line, false: the next note
+    // each add's event, in the order of the run: (type, data, when)
+    let mut happened = Vec::with_capacity(adds.len());
     for (i, add) in adds.into_iter().enumerate() {
         let at = nth_moment(now, i);
         match add {
@@ -642,13 +644,13 @@ pub fn add_many(
                 let Ok(line) = check_material(&m).and_then(|c| material_line(c, &m, None, id, me, at)) else {
                     return Ok(None);
                 };
+                happened.push(("material_added", added(&line), at));
                 lines.push(line);
-                order.push(true);
             }
             Add::Note(body, device_time) => {
                 let Ok(note) = note_row(body, id, me, device_time, at) else { return Ok(None) };
+                happened.push(("note_added", noted(&note), at));
                 notes.push(note);
-                order.push(false);
             }
             Add::Material(_) => return Ok(None),
         }
@@ -669,29 +671,19 @@ pub fn add_many(
     db::materials::insert_lines(conn, &lines)?;
     db::sync::insert_notes(conn, &notes)?;
     let status = Status::parse(&t.status).map(Status::as_str);
-    let (mut lines, mut notes) = (lines.iter(), notes.iter());
-    let events = order
+    let events: Vec<_> = happened
         .into_iter()
-        .filter_map(|is_line| {
-            let (event_type, data, at) = if is_line {
-                let line = lines.next()?;
-                ("material_added", added(line), line.created_at)
-            } else {
-                let note = notes.next()?;
-                ("note_added", noted(note), note.created_at)
-            };
-            Some(db::events::NewEvent {
-                ticket_id: t.id.clone(),
-                site_id: t.site_id.clone(),
-                event_type,
-                actor_id: Some(me.to_owned()),
-                at,
-                from_status: status,
-                to_status: status,
-                data,
-            })
+        .map(|(event_type, data, at)| db::events::NewEvent {
+            ticket_id: t.id.clone(),
+            site_id: t.site_id.clone(),
+            event_type,
+            actor_id: Some(me.to_owned()),
+            at,
+            from_status: status,
+            to_status: status,
+            data,
         })
-        .collect::<Vec<_>>();
+        .collect();
     // one version per add, as one by one
     let last = events.last().map_or(now, |e| e.at);
     let changes = TicketChanges { last_activity_at: Some(last), ..Default::default() };

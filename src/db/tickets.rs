@@ -172,7 +172,6 @@ pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<TicketRow>> {
     tickets::table.find(id).select(TicketRow::as_select()).first(conn).optional()
 }
 
-/// Applies `changes` if the ticket is still at `version`; bumps the version. Returns rows changed.
 /// Applies `changes` if the ticket is still at `version`, counting them as `steps` changes (one
 /// per event they come with): the ticket as changed, or `None` when someone changed it first.
 pub fn update_at_version(
