@@ -6,6 +6,7 @@ mod errors;
 mod helpers;
 mod onsite;
 mod openapi;
+mod schema;
 mod sms_providers;
 mod stub;
 mod sync;
