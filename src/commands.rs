@@ -9,11 +9,12 @@ use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::db::{
-    self, materials::LineChanges, materials::LineRow, sync::NoteRow, tickets::TicketChanges, tickets::TicketRow, DbConn,
+    self, materials::LineChanges, materials::LineRow, sync::NoteRow, tickets::TicketChanges, tickets::TicketRow,
+    users::UserRecord, DbConn,
 };
 use crate::domain::code::{self, Purpose, MAX_FAILED_ATTEMPTS};
 use crate::domain::material::{parse_quantity, SuppliedBy};
-use crate::domain::ticket::{Area, Clock, HoldReason, Status, Urgency};
+use crate::domain::ticket::{Area, Clock, EscalationKind, HoldReason, Status, Urgency};
 use crate::domain::user::Role;
 use crate::error::{ApiError, ErrorCode};
 use crate::routes::tickets::{apply, claim_refusal, line_view, Viewer};
@@ -334,6 +335,59 @@ pub fn release(
     };
     let data = json!({ "reason": reason, "previous_assignee_id": t.assignee_id });
     apply(conn, &t, &viewer.caller.user_id, "released", Some(Status::Open), changes, data, now)
+}
+
+/// Why an admin's change of a user took tickets away from them.
+fn removal_reason(before: &UserRecord, after: &UserRecord) -> Option<&'static str> {
+    if !after.row.active {
+        Some("technician_deactivated")
+    } else if after.row.role != Role::Technician.as_str() {
+        Some("no_longer_a_technician")
+    } else if before.site_ids.iter().any(|s| !after.site_ids.contains(s)) {
+        Some("technician_removed_from_site")
+    } else {
+        None
+    }
+}
+
+/// After an admin changed a user (`before` → `after`, inside the same transaction): the active
+/// tickets they may no longer hold go back to the pool at once. A user deactivated or no longer a
+/// technician lets go of all of them; a technician moved off sites, of those sites' tickets. Each
+/// ticket gets an `unassigned` event with the reason, its `unclaimed` clock starts again, and the
+/// desk gets a `technician_removed` escalation. Returns the tickets put back.
+pub fn release_removed_technician(
+    conn: &mut DbConn,
+    admin_id: &str,
+    before: &UserRecord,
+    after: &UserRecord,
+    now: NaiveDateTime,
+) -> Result<Vec<TicketRow>, ApiError> {
+    let Some(reason) = removal_reason(before, after) else { return Ok(Vec::new()) };
+    let user_id = after.row.id.as_str();
+    let keeps_all_but = reason == "technician_removed_from_site";
+    let mut released = Vec::new();
+    for id in db::tickets::active_of(conn, user_id)? {
+        let Some(t) = db::tickets::find_for_update(conn, &id)? else { continue };
+        let still_held = t.assignee_id.as_deref() == Some(user_id)
+            && Status::parse(&t.status).is_some_and(|s| Status::ACTIVE.contains(&s));
+        if !still_held || (keeps_all_but && after.site_ids.contains(&t.site_id)) {
+            continue;
+        }
+        let changes = TicketChanges {
+            assignee_id: Some(None),
+            claimed_at: Some(None),
+            pooled_at: Some(Some(now)),
+            ..Default::default()
+        };
+        let data = json!({ "reason": reason, "previous_assignee_id": user_id });
+        let t = apply(conn, &t, admin_id, "unassigned", Some(Status::Open), changes, data, now)?;
+        let kind = EscalationKind::TechnicianRemoved.as_str();
+        let data = json!({ "reason": reason, "removed_technician_id": user_id });
+        let occurrence = format!("{user_id}:{}", now.and_utc().timestamp_micros());
+        db::escalations::record(conn, &t, kind, &occurrence, data, now)?;
+        released.push(t);
+    }
+    Ok(released)
 }
 
 /// Check in at the door. In-home tickets need the resident's code. A wrong code is an error whose

@@ -251,6 +251,18 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// Marks an error answer whose request left a trace that stands (a wrong code was counted): an
+/// `Idempotency-Key` keeps it, so sending the request again does not count twice.
+#[derive(Debug, Clone, Copy)]
+pub struct LeavesTrace;
+
+impl ErrorCode {
+    /// A refusal of this kind commits what it counted.
+    pub fn leaves_trace(self) -> bool {
+        matches!(self, Self::InvalidCode)
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.code.status()
@@ -269,7 +281,11 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after_secs {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
-        response.body(Value::Object(body).to_string())
+        let mut response = response.body(Value::Object(body).to_string());
+        if self.code.leaves_trace() {
+            response.extensions_mut().insert(LeavesTrace);
+        }
+        response
     }
 }
 

@@ -1,6 +1,12 @@
 //! `Idempotency-Key`: a POST, PATCH or DELETE sent again with the same key and body gets the first
 //! answer again instead of running twice (the desk and the phones retry on bad networks); the
 //! same key with another body is refused. Keys belong to the calling user and live 24 hours.
+//!
+//! Only an answer to a request that changed something is kept (as Stripe does): a success, or a
+//! refusal whose trace must stand (a counted wrong code). A request refused before it changed
+//! anything (bad fields, a conflict, a rate limit) or failed on our side frees its key, so the
+//! phone can correct the request and send it again with the same key. Bodies are compared as
+//! JSON, whatever the order of their members; a body that is not JSON, byte for byte.
 
 use actix_web::body::{self, BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -10,7 +16,7 @@ use actix_web::{web, HttpResponse, ResponseError};
 use sha2::{Digest, Sha256};
 
 use crate::db;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, LeavesTrace};
 use crate::startup::AppState;
 
 pub const HEADER: &str = "idempotency-key";
@@ -69,7 +75,7 @@ pub async fn middleware(
             .chain_update(b"\n")
             .chain_update(req.uri().to_string())
             .chain_update(b"\n")
-            .chain_update(&bytes)
+            .chain_update(canonical_body(&bytes))
             .finalize(),
     );
     req.set_payload(bytes_payload(bytes));
@@ -118,12 +124,13 @@ pub async fn middleware(
             let bytes = body::to_bytes(body).await.map_err(|_| ApiError::internal("response body unreadable"))?;
             let content_type =
                 response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let keep = status.is_success() || response.extensions().contains::<LeavesTrace>();
             let stored = String::from_utf8_lossy(&bytes).into_owned();
             let outcome = db::run(&state.pool, move |conn| {
-                if status.is_server_error() {
-                    db::idempotency::abandon(conn, &user_id, &key)?;
-                } else {
+                if keep {
                     db::idempotency::finish(conn, &user_id, &key, status.as_u16(), content_type, stored)?;
+                } else {
+                    db::idempotency::abandon(conn, &user_id, &key)?;
                 }
                 Ok(())
             })
@@ -140,4 +147,64 @@ fn bytes_payload(bytes: web::Bytes) -> Payload {
     let (_, mut payload) = actix_http::h1::Payload::create(true);
     payload.unread_data(bytes);
     Payload::from(payload)
+}
+
+/// The body as compared: JSON re-written with each object's members sorted by name (so their
+/// order does not matter), anything else as sent.
+fn canonical_body(bytes: &[u8]) -> Vec<u8> {
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(value) => {
+            let mut out = Vec::with_capacity(bytes.len());
+            write_canonical(&value, &mut out);
+            out
+        }
+        Err(_) => bytes.to_vec(),
+    }
+}
+
+fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut members: Vec<(&String, &Value)> = map.iter().collect();
+            members.sort_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (name, member)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend(Value::String(name.clone()).to_string().into_bytes());
+                out.push(b':');
+                write_canonical(member, out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => out.extend(scalar.to_string().into_bytes()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_body;
+
+    #[test]
+    fn the_same_json_in_another_order_or_spacing_is_the_same_body() {
+        let a = canonical_body(br#"{"b": 1, "a": {"y": [1, {"d": 2, "c": 3}], "x": "\u00e9"}}"#);
+        let b = canonical_body(r#"{"a":{"x":"é","y":[1,{"c":3,"d":2}]},"b":1}"#.as_bytes());
+        assert_eq!(a, b);
+        assert_ne!(a, canonical_body(br#"{"a":{"x":"e","y":[1,{"c":3,"d":2}]},"b":1}"#));
+        // arrays keep their order; a body that is not JSON is compared as sent
+        assert_ne!(canonical_body(b"[1,2]"), canonical_body(b"[2,1]"));
+        assert_eq!(canonical_body(b"not json {"), b"not json {".to_vec());
+    }
 }

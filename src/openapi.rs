@@ -1,8 +1,10 @@
 //! The OpenAPI document, generated from the handlers' annotations. `openapi/openapi.json` is this
 //! document committed; a test fails when the two differ.
 
-use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::path::{Operation, Parameter, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::Required;
 use utoipa::openapi::{Content, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
@@ -61,7 +63,7 @@ use crate::routes;
         routes::sync::stream,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
-    modifiers(&BearerAuth, &ProblemResponses)
+    modifiers(&BearerAuth, &ProblemResponses, &IdempotencyKeys)
 )]
 pub struct ApiDoc;
 
@@ -134,6 +136,65 @@ fn add_shared_errors(operation: &mut Operation) {
             response.content.insert(PROBLEM_JSON.to_owned(), Content::new(Some(Ref::from_schema_name("Problem"))));
             RefOr::T(response)
         });
+    }
+}
+
+/// Every authenticated write but a login's takes an `Idempotency-Key` (`crate::idempotency`): this
+/// states the header and the answers it brings on each such operation.
+struct IdempotencyKeys;
+
+impl Modify for IdempotencyKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if path.starts_with("/api/v1/auth/") {
+                continue;
+            }
+            let writes = [&mut item.post, &mut item.patch, &mut item.put, &mut item.delete];
+            for operation in writes.into_iter().flatten() {
+                if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    accepts_idempotency_key(operation);
+                }
+            }
+        }
+    }
+}
+
+fn accepts_idempotency_key(operation: &mut Operation) {
+    let schema = ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(200));
+    let header = Parameter::builder()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "1 to 200 visible ASCII characters. The same request sent again with the same key gets the \
+             first answer again (`Idempotent-Replayed: true`) instead of running twice. Only an answer \
+             that changed something is kept: after a refusal that changed nothing the key is free again, \
+             for the corrected request. Keys are the caller's and live 24 hours.",
+        ))
+        .schema(Some(schema))
+        .build();
+    operation.parameters.get_or_insert_with(Vec::new).push(header);
+    let answers = [
+        (
+            "409",
+            "`idempotency_key_in_use`: a request with this Idempotency-Key is still running (or was cut off \
+             less than 15 s ago); retry after `Retry-After`",
+        ),
+        (
+            "422",
+            "`idempotency_key_reused`: this Idempotency-Key was sent before with another request \
+             (`validation_failed` names a malformed key)",
+        ),
+    ];
+    for (status, description) in answers {
+        match operation.responses.responses.get_mut(status) {
+            Some(RefOr::T(response)) => response.description = format!("{}; {description}", response.description),
+            _ => {
+                let mut response = Response::new(description);
+                response.content.insert(PROBLEM_JSON.to_owned(), Content::new(Some(Ref::from_schema_name("Problem"))));
+                operation.responses.responses.insert(status.to_owned(), RefOr::T(response));
+            }
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{sync_clients, sync_ops, ticket_notes};
+use super::schema::{sync_clients, sync_ops, ticket_notes, user_sites};
 use super::DbConn;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -76,7 +76,9 @@ pub fn record(conn: &mut DbConn, ops: &[OpRow]) -> QueryResult<()> {
     Ok(())
 }
 
-/// Rejected operations of `sites` (all when `None`), newest first.
+/// Rejected operations for the desks of `sites` (all when `None`), newest first: those pushed by a
+/// member of one of `sites`, about a ticket of one of them or about none of the pusher's sites (a
+/// ticket elsewhere, or none). A desk never sees what another site's users sent.
 pub fn rejections(conn: &mut DbConn, sites: Option<&[String]>, limit: i64) -> QueryResult<Vec<OpRow>> {
     let mut query = sync_ops::table
         .filter(sync_ops::status.eq("rejected"))
@@ -85,7 +87,10 @@ pub fn rejections(conn: &mut DbConn, sites: Option<&[String]>, limit: i64) -> Qu
         .select(OpRow::as_select())
         .into_boxed();
     if let Some(sites) = sites {
-        query = query.filter(sync_ops::site_id.eq_any(sites.to_vec()));
+        let members = user_sites::table.filter(user_sites::site_id.eq_any(sites.to_vec())).select(user_sites::user_id);
+        query = query
+            .filter(sync_ops::user_id.eq_any(members))
+            .filter(sync_ops::site_id.is_null().or(sync_ops::site_id.eq_any(sites.to_vec())));
     }
     query.load(conn)
 }

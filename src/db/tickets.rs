@@ -217,6 +217,16 @@ pub fn lock_technician(conn: &mut DbConn, technician_id: &str) -> QueryResult<()
     Ok(())
 }
 
+/// The ids of the active tickets `technician_id` holds, in a stable order.
+pub fn active_of(conn: &mut DbConn, technician_id: &str) -> QueryResult<Vec<String>> {
+    tickets::table
+        .filter(tickets::assignee_id.eq(technician_id))
+        .filter(tickets::status.eq_any(Status::ACTIVE.map(Status::as_str)))
+        .order(tickets::id.asc())
+        .select(tickets::id)
+        .load(conn)
+}
+
 pub fn active_count(conn: &mut DbConn, technician_id: &str) -> QueryResult<i64> {
     tickets::table
         .filter(tickets::assignee_id.eq(technician_id))

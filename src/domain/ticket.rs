@@ -67,6 +67,7 @@ string_enum!(
         LateArrival => "late_arrival",
         Stalled => "stalled",
         SmsFailed => "sms_failed",
+        TechnicianRemoved => "technician_removed",
     }
 );
 

@@ -400,6 +400,8 @@ fn op_record(
     refusal: Option<&ApiError>,
 ) -> OpRow {
     let (ticket_id, site_id) = place.unzip();
+    // a refused operation on a ticket outside the pusher's sites is kept for the pusher's desks, not the ticket's
+    let site_id = site_id.filter(|s| refusal.is_none() || viewer.sites.contains(s));
     OpRow {
         client_id: client_id.to_owned(),
         op_id: op.op_id,

@@ -41,7 +41,7 @@ pub struct EscalationView {
     pub id: String,
     pub ticket_id: String,
     pub site_id: String,
-    /// `unclaimed | late_arrival | stalled | sms_failed`
+    /// `unclaimed | late_arrival | stalled | sms_failed | technician_removed`
     pub kind: String,
     pub created_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
@@ -325,12 +325,16 @@ impl Viewer {
         self.sites.contains(&t.site_id) && self.trades.contains(&t.category)
     }
 
-    /// Technicians see their own tickets and their pool; the desk its sites'; admins all.
+    /// Technicians see their own tickets and their pool, of their sites only (moved off a site,
+    /// they see none of its tickets); the desk its sites'; admins all.
     pub fn can_see(&self, t: &TicketRow) -> bool {
         match self.caller.role {
             Role::Admin => true,
             Role::Dispatcher | Role::Supervisor => self.sites.contains(&t.site_id),
-            Role::Technician => self.holds(t) || (t.status == Status::Open.as_str() && self.in_reach(t)),
+            Role::Technician => {
+                self.sites.contains(&t.site_id)
+                    && (self.holds(t) || (t.status == Status::Open.as_str() && self.in_reach(t)))
+            }
         }
     }
 
@@ -676,7 +680,10 @@ pub async fn list_tickets(
                 filter.sites =
                     Some(viewer.sites.iter().filter(|s| q.site_id.as_ref().is_none_or(|f| f == *s)).cloned().collect());
             }
-            Role::Technician => filter.assignee_id = Some(viewer.caller.user_id.clone()),
+            Role::Technician => {
+                filter.assignee_id = Some(viewer.caller.user_id.clone());
+                filter.sites = Some(viewer.sites.clone());
+            }
         }
         let mut rows = db::tickets::list(conn, &filter)?;
         let next_cursor = (rows.len() as i64 > limit).then(|| {

@@ -5,6 +5,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{nullable, Checks, JsonBody};
 use crate::auth::{password, Caller};
+use crate::commands;
 use crate::db::{self, users::UserChanges, users::UserRecord, users::UserRow, DbConn};
 use crate::domain::category::Category;
 use crate::domain::phone::parse_phone;
@@ -252,7 +253,10 @@ pub async fn get_user(state: web::Data<AppState>, caller: Caller, id: web::Path<
 }
 
 /// Change a user: any field of the creation request, `active`, or a password reset. Admins only.
-/// Deactivating or resetting the password ends the user's logins at once.
+/// Deactivating or resetting the password ends the user's logins at once. A technician moved off
+/// a site, made anything but a technician, or deactivated lets go at once of the active tickets
+/// they held there (all of them unless moved): each goes back to the pool with an `unassigned`
+/// event naming the reason, and the desk gets a `technician_removed` escalation.
 #[utoipa::path(
     patch,
     path = "/api/v1/users/{id}",
@@ -309,6 +313,7 @@ pub async fn update_user(
         password_hash,
         updated_at: Some(db::now()),
     };
+    let admin_id = caller.user_id.clone();
     let record = db::transaction(&state.pool, move |conn| {
         let current = db::users::find(conn, &id)?.ok_or_else(|| ApiError::not_found("user"))?;
         let final_role = role.or_else(|| Role::parse(&current.row.role)).unwrap_or(Role::Technician);
@@ -324,7 +329,9 @@ pub async fn update_user(
         if ends_logins {
             db::tokens::revoke_all_for_user(conn, &id)?;
         }
-        db::users::find(conn, &id)?.ok_or_else(|| ApiError::not_found("user"))
+        let changed = db::users::find(conn, &id)?.ok_or_else(|| ApiError::not_found("user"))?;
+        commands::release_removed_technician(conn, &admin_id, &current, &changed, db::now())?;
+        Ok(changed)
     })
     .await?;
     Ok(HttpResponse::Ok().json(UserView::from(record)))

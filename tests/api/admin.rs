@@ -194,3 +194,90 @@ async fn instances_starting_together_on_a_new_database_share_one_admin() {
         assert_eq!(admins, 1);
     }
 }
+
+/// Moving a technician off a site, taking away their technician role or deactivating them puts
+/// the tickets they held there back into the pool at once, with the reason, for the desk to see.
+#[tokio::test]
+async fn a_technician_taken_off_a_site_lets_go_of_its_tickets_at_once() {
+    let d = crate::tickets::desk_with(&[]).await;
+    let other = d.app.create_site(&d.admin, "HB").await;
+    let cases = [
+        ("moved", json!({ "site_ids": [other] }), "technician_removed_from_site"),
+        ("promoted", json!({ "role": "dispatcher" }), "no_longer_a_technician"),
+        ("leaving", json!({ "active": false }), "technician_deactivated"),
+    ];
+    for (name, change, reason) in cases {
+        let (tech_id, tech) = d.technician(name).await;
+        let t = d.ticket().await;
+        let path = format!("/api/v1/tickets/{}", t["id"].as_str().unwrap());
+        assert_eq!(d.app.post(&format!("{path}/claim"), &tech, &json!({})).await.status(), 200);
+        let held: Value = d.app.get(&path, &tech).await.json().await.unwrap();
+        assert_eq!(held["reporter_phone"], "+8613812345678", "the holder reads the resident's phone");
+
+        let res = d.app.patch(&format!("/api/v1/users/{tech_id}"), &d.admin, &change).await;
+        assert_eq!(res.status(), 200, "{name}");
+
+        // their access to the ticket ends at once
+        let seen = d.app.get(&path, &tech).await;
+        match name {
+            "moved" => drop(assert_problem(seen, 404, "not_found").await),
+            "leaving" => drop(assert_problem(seen, 401, "invalid_token").await),
+            // now on the desk of the same site: they see it as the desk does, no longer as its holder
+            _ => assert_eq!(seen.status(), 200),
+        }
+        if name == "moved" {
+            let note = d.app.post(&format!("{path}/notes"), &tech, &json!({ "note": "还在修" })).await;
+            assert_problem(note, 404, "not_found").await;
+            let mine: Value = d.app.get("/api/v1/tickets", &tech).await.json().await.unwrap();
+            assert_eq!(mine["items"], json!([]), "{name}: {mine}");
+        }
+
+        // the ticket is back in the pool, with the reason, and the desk is told
+        let now: Value = d.app.get(&path, &d.desk).await.json().await.unwrap();
+        assert_eq!(now["status"], "open", "{name}");
+        assert_eq!(now["assignee_id"], Value::Null, "{name}");
+        let events: Value = d.app.get(&format!("{path}/events"), &d.desk).await.json().await.unwrap();
+        let unassigned: Vec<&Value> =
+            events["items"].as_array().unwrap().iter().filter(|e| e["type"] == "unassigned").collect();
+        assert_eq!(unassigned.len(), 1, "{name}: {events}");
+        assert_eq!(unassigned[0]["data"]["reason"], reason);
+        assert_eq!(unassigned[0]["data"]["previous_assignee_id"], tech_id.as_str());
+        assert_eq!(unassigned[0]["to_status"], "open");
+        let open: Value = d.app.get("/api/v1/escalations?open=true", &d.desk).await.json().await.unwrap();
+        let kinds: Vec<&Value> = open["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["ticket_id"] == t["id"])
+            .map(|e| &e["kind"])
+            .collect();
+        assert_eq!(kinds, [&json!("technician_removed")], "{name}: {open}");
+    }
+
+    // back in the pool, each ticket's unclaimed clock runs again
+    let url = repairdesk::db::DatabaseUrl::parse(&d.app.db_url).unwrap();
+    let recorded = tokio::task::spawn_blocking(move || {
+        let pool = repairdesk::db::connect(&url, 1).unwrap();
+        let later = repairdesk::db::now() + chrono::Duration::minutes(6);
+        repairdesk::jobs::clock::scan(&mut pool.get().unwrap(), &Default::default(), later).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(recorded, 3, "one unclaimed escalation per ticket");
+}
+
+/// A technician who keeps the ticket's site keeps the ticket.
+#[tokio::test]
+async fn a_technician_given_another_site_as_well_keeps_their_tickets() {
+    let d = crate::tickets::desk_with(&[]).await;
+    let other = d.app.create_site(&d.admin, "HB").await;
+    let (tech_id, tech) = d.technician("tech1").await;
+    let t = d.ticket().await;
+    let path = format!("/api/v1/tickets/{}", t["id"].as_str().unwrap());
+    assert_eq!(d.app.post(&format!("{path}/claim"), &tech, &json!({})).await.status(), 200);
+    let change = json!({ "site_ids": [d.site, other], "display_name": "王师傅" });
+    assert_eq!(d.app.patch(&format!("/api/v1/users/{tech_id}"), &d.admin, &change).await.status(), 200);
+    let held: Value = d.app.get(&path, &tech).await.json().await.unwrap();
+    assert_eq!(held["status"], "assigned");
+    assert_eq!(held["assignee_id"], tech_id.as_str());
+}

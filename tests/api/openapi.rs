@@ -66,3 +66,29 @@ async fn the_spec_documents_problem_json_and_the_extractors_errors() {
     let res = app.request(Method::GET, "/api/v1/me", None, None).await;
     assert_problem(res, 401, "missing_token").await;
 }
+
+/// Every write that takes an `Idempotency-Key` says so, and documents the answers the key brings:
+/// `409 idempotency_key_in_use` and `422 idempotency_key_reused`.
+#[test]
+fn every_write_documents_its_idempotency_key_answers() {
+    let spec: Value = serde_json::from_str(&repairdesk::openapi::spec_json()).unwrap();
+    let mut writes = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let write = matches!(method.as_str(), "post" | "patch" | "put" | "delete");
+            if !write || op.get("security").is_none() || path.starts_with("/api/v1/auth/") {
+                continue;
+            }
+            writes += 1;
+            let params = op["parameters"].as_array().map(Vec::as_slice).unwrap_or_default();
+            assert!(
+                params.iter().any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header"),
+                "{method} {path} takes an Idempotency-Key"
+            );
+            let said = |status: &str| op["responses"][status]["description"].as_str().unwrap_or_default().to_owned();
+            assert!(said("409").contains("idempotency_key_in_use"), "{method} {path} documents 409");
+            assert!(said("422").contains("idempotency_key_reused"), "{method} {path} documents 422");
+        }
+    }
+    assert!(writes > 20, "{writes}");
+}

@@ -588,3 +588,31 @@ async fn the_sync_stream_tells_a_phone_to_pull_when_its_tickets_change() {
         text.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
     }
 }
+
+#[tokio::test]
+async fn an_operation_on_another_sites_ticket_is_kept_for_the_pushers_desk_not_that_sites() {
+    let d = desk_with(&[]).await;
+    let other = d.app.create_site(&d.admin, "HB").await;
+    let (_, other_desk) = d.app.user_token(&d.admin, "deskhb", "dispatcher", &[&other], &[]).await;
+    let (_, stranger) = d.app.user_token(&d.admin, "techhb", "technician", &[&other], &["water"]).await;
+    let t = tid(&d, public_ticket(&d.site)).await;
+    let note = json!({ "note": "我是另一个小区的师傅" });
+    let res = push(&d.app, &stranger, &new_client(), vec![op(1, "add_note", &t, note.clone())]).await;
+    assert_eq!(res["results"][0]["code"], "not_found");
+
+    // the ticket's desk never sees what another site's technician sent
+    let theirs: Value = d.app.get("/api/v1/sync/rejections", &d.desk).await.json().await.unwrap();
+    assert_eq!(theirs["items"], json!([]), "{theirs}");
+    let filtered: Value =
+        d.app.get(&format!("/api/v1/sync/rejections?site_id={}", d.site), &d.admin).await.json().await.unwrap();
+    assert_eq!(filtered["items"], json!([]), "{filtered}");
+
+    // the pusher's own desk does, and the admin
+    for token in [&other_desk, &d.admin] {
+        let ours: Value = d.app.get("/api/v1/sync/rejections", token).await.json().await.unwrap();
+        let items = ours["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{ours}");
+        assert_eq!(items[0]["args"], note);
+        assert_eq!(items[0]["code"], "not_found");
+    }
+}

@@ -581,3 +581,63 @@ async fn a_create_retried_after_a_crash_lost_its_answer_finds_the_same_ticket() 
     let list: Value = d.app.get("/api/v1/tickets", &d.desk).await.json().await.unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 1, "registered once");
 }
+
+/// A request refused before it changed anything leaves its key free: the phone corrects the field
+/// and sends again with the same key, which then replays the answer that registered the ticket.
+#[tokio::test]
+async fn a_key_whose_request_was_refused_serves_the_corrected_request() {
+    let d = desk_with(&[]).await;
+    let send = |body: Value| {
+        d.app
+            .client
+            .post(d.app.url("/api/v1/tickets"))
+            .bearer_auth(&d.desk)
+            .header("idempotency-key", "fix-and-resend")
+            .json(&body)
+            .send()
+    };
+    let mut wrong = ticket_body(&d.site);
+    wrong["category"] = json!("plumbing-ish");
+    assert_problem(send(wrong.clone()).await.unwrap(), 422, "validation_failed").await;
+    // refused again rather than replayed: nothing was kept for it
+    assert_problem(send(wrong).await.unwrap(), 422, "validation_failed").await;
+    let fixed = send(ticket_body(&d.site)).await.unwrap();
+    assert_eq!(fixed.status(), 201);
+    assert!(fixed.headers().get("idempotent-replayed").is_none());
+    let again = send(ticket_body(&d.site)).await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let list: Value = d.app.get("/api/v1/tickets", &d.desk).await.json().await.unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "registered once");
+}
+
+/// The same JSON with its members in another order, or spaced otherwise, is the same request.
+#[tokio::test]
+async fn a_retry_whose_json_members_come_in_another_order_is_the_same_request() {
+    let d = desk_with(&[]).await;
+    let send = |raw: String| {
+        d.app
+            .client
+            .post(d.app.url("/api/v1/tickets"))
+            .bearer_auth(&d.desk)
+            .header("idempotency-key", "reordered-1")
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+    };
+    let body = ticket_body(&d.site);
+    let first = send(body.to_string()).await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    // the members reversed, with spaces, as another JSON library would write them
+    let members: Vec<String> =
+        body.as_object().unwrap().iter().rev().map(|(k, v)| format!("{} : {}", Value::String(k.clone()), v)).collect();
+    let reordered = format!("{{ {} }}", members.join(", "));
+    let again = send(reordered).await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
+    let list: Value = d.app.get("/api/v1/tickets", &d.desk).await.json().await.unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "registered once");
+}
