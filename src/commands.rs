@@ -112,17 +112,23 @@ pub fn check_code(
     Ok(CodeCheck::Wrong { attempts_left: (MAX_FAILED_ATTEMPTS - failures).max(0) })
 }
 
-pub fn code_refusal(check: CodeCheck) -> Option<ApiError> {
+/// Five wrong codes: what unlocks depends on what the code was for.
+pub fn code_locked(purpose: Purpose) -> ApiError {
+    let detail = match purpose {
+        Purpose::Arrival => "five wrong codes: ask the desk to resend the code or verify by phone",
+        Purpose::Quote => "five wrong codes for this ticket's quote: the desk confirms it with the resident by phone",
+    };
+    ApiError::new(ErrorCode::CodeLocked, detail)
+}
+
+pub fn code_refusal(check: CodeCheck, purpose: Purpose) -> Option<ApiError> {
     match check {
         CodeCheck::Good => None,
         CodeCheck::Wrong { attempts_left } => Some(
             ApiError::new(ErrorCode::InvalidCode, format!("wrong code; {attempts_left} tries left"))
                 .with("attempts_left", attempts_left),
         ),
-        CodeCheck::Locked => Some(ApiError::new(
-            ErrorCode::CodeLocked,
-            "five wrong codes: ask the desk to resend the code or verify by phone",
-        )),
+        CodeCheck::Locked => Some(code_locked(purpose)),
         CodeCheck::Unusable => Some(
             ApiError::new(ErrorCode::InvalidCode, "this code is used or expired: ask the desk to resend it")
                 .with("attempts_left", 0),
@@ -417,7 +423,9 @@ pub fn arrive(
     } else {
         let given = code.as_deref().map(str::trim).filter(|c| !c.is_empty());
         let Some(given) = given else { return Err(ApiError::field("code", "the resident's code is required")) };
-        if let Some(refusal) = code_refusal(check_code(conn, &ctx.code_key, &t, Purpose::Arrival, given, now)?) {
+        if let Some(refusal) =
+            code_refusal(check_code(conn, &ctx.code_key, &t, Purpose::Arrival, given, now)?, Purpose::Arrival)
+        {
             return Ok(Err(refusal));
         }
         "code"

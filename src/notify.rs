@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::db::{self, outbox::OutboxRow, tickets::TicketRow, DbConn};
 use crate::domain::code::{self, Purpose};
 use crate::domain::messages::{render, Templates};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// Limits that stop SMS pumping, and the texts.
 #[derive(Debug, Clone)]
@@ -23,6 +23,14 @@ pub struct SmsPolicy {
     /// ...and this far apart.
     pub code_interval_secs: i64,
     pub templates: Templates,
+}
+
+impl SmsPolicy {
+    /// A ticket's own messages in 24 hours stay below both daily caps, so whatever is done on one
+    /// ticket, its resident's number and the budget keep room for the next ticket's code.
+    pub fn per_ticket_daily(&self) -> i64 {
+        self.per_phone_daily.min(self.daily_budget) - 1
+    }
 }
 
 impl Default for SmsPolicy {
@@ -54,8 +62,48 @@ pub struct CodeSms<'a> {
     pub extra: &'a [(&'a str, String)],
 }
 
+/// Whether a new code of `template` may go out for `ticket` now: at most
+/// [`SmsPolicy::codes_per_hour`] an hour, [`SmsPolicy::code_interval_secs`] apart, and in all
+/// fewer a day than [`SmsPolicy::per_ticket_daily`] allows. Refused: `429 sms_rate_limited` with
+/// the seconds to wait.
+pub fn code_rate_limit(
+    conn: &mut DbConn,
+    policy: &SmsPolicy,
+    ticket_id: &str,
+    template: &str,
+    now: NaiveDateTime,
+) -> Result<(), ApiError> {
+    let limited = |detail: String, wait: i64| {
+        Err(ApiError::new(ErrorCode::SmsRateLimited, detail).retry_after(wait.max(1) as u64))
+    };
+    let sends = db::outbox::ticket_sends_since(conn, ticket_id, template, now - Duration::hours(1))?;
+    if let Some(last) = sends.first() {
+        let wait = policy.code_interval_secs - (now - *last).num_seconds();
+        if wait > 0 {
+            return limited(format!("codes go out at most every {} seconds", policy.code_interval_secs), wait);
+        }
+    }
+    if sends.len() as i64 >= policy.codes_per_hour {
+        let oldest = sends.last().copied().unwrap_or(now);
+        let detail = format!("at most {} codes an hour per ticket", policy.codes_per_hour);
+        return limited(detail, (oldest + Duration::hours(1) - now).num_seconds());
+    }
+    let day = db::outbox::ticket_counted_since(conn, ticket_id, template, now - Duration::hours(24))?;
+    let allowed = policy.per_ticket_daily();
+    // a ticket's first message is never held back here; the caps in [`enqueue`] still apply
+    if !day.is_empty() && day.len() as i64 >= allowed {
+        // the wait until enough of them leave the 24-hour window
+        let frees = day.get(day.len() - allowed.max(0) as usize).copied().unwrap_or(now);
+        let detail = format!("at most {allowed} messages a day per ticket, below the number's daily cap");
+        return limited(detail, (frees + Duration::hours(24) - now).num_seconds());
+    }
+    Ok(())
+}
+
 /// Makes a new code (replacing any earlier one for the same purpose: only the newest works) and
 /// queues the SMS carrying it to the number stored on the ticket. `key` keys the code's hash.
+/// Refused by [`code_rate_limit`] when codes for the ticket went out too often. Wrong tries at
+/// a quote code carry over to the new one: re-quoting never buys more guesses.
 pub fn issue_code(
     conn: &mut DbConn,
     key: &[u8],
@@ -68,6 +116,7 @@ pub fn issue_code(
     if ticket.reporter_phone.is_none() {
         return Ok(Queued::NoPhone);
     }
+    code_rate_limit(conn, policy, &ticket.id, sms.template, now)?;
     let code = code::new_code();
     db::codes::replace(
         conn,
@@ -80,6 +129,7 @@ pub fn issue_code(
             used_at: None,
             created_at: now,
         },
+        sms.purpose == Purpose::Quote,
     )?;
     let mut params: BTreeMap<String, String> =
         [("site", site_name.to_owned()), ("number", ticket.number.clone()), ("code", code)]

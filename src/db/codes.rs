@@ -16,14 +16,25 @@ pub struct CodeRow {
     pub created_at: NaiveDateTime,
 }
 
-/// Puts `row` in place of any earlier code for the same ticket and purpose.
-pub fn replace(conn: &mut DbConn, row: &CodeRow) -> QueryResult<()> {
-    diesel::delete(
-        resident_codes::table
-            .filter(resident_codes::ticket_id.eq(&row.ticket_id))
-            .filter(resident_codes::purpose.eq(&row.purpose)),
-    )
-    .execute(conn)?;
+/// Puts `row` in place of any earlier code for the same ticket and purpose. With
+/// `keep_failures` the earlier code's wrong tries stay counted (updated in place, so a wrong try
+/// counted meanwhile is not lost).
+pub fn replace(conn: &mut DbConn, row: &CodeRow, keep_failures: bool) -> QueryResult<()> {
+    let this = resident_codes::table.find((&row.ticket_id, &row.purpose));
+    if keep_failures {
+        let changed = diesel::update(this)
+            .set((
+                resident_codes::code_hash.eq(&row.code_hash),
+                resident_codes::expires_at.eq(row.expires_at),
+                resident_codes::used_at.eq(row.used_at),
+                resident_codes::created_at.eq(row.created_at),
+            ))
+            .execute(conn)?;
+        if changed == 1 {
+            return Ok(());
+        }
+    }
+    diesel::delete(this).execute(conn)?;
     diesel::insert_into(resident_codes::table).values(row).execute(conn).map(|_| ())
 }
 

@@ -41,13 +41,42 @@ pub fn insert(conn: &mut DbConn, row: &OutboxRow) -> QueryResult<()> {
     diesel::insert_into(sms_outbox::table).values(row).execute(conn).map(|_| ())
 }
 
-/// Messages queued since `since`: to one number, or to anyone.
+/// What counts towards the caps: messages handed to a gateway, or on their way to one. A message
+/// superseded before it went out, or given up, never reached the resident.
+pub const COUNTED: [&str; 3] = [PENDING, SENDING, SENT];
+
+/// Messages since `since` that count towards the caps ([`COUNTED`]): to one number, or to anyone.
 pub fn count_since(conn: &mut DbConn, to_phone: Option<&str>, since: NaiveDateTime) -> QueryResult<i64> {
-    let mut query = sms_outbox::table.filter(sms_outbox::created_at.gt(since)).into_boxed();
+    let mut query = sms_outbox::table
+        .filter(sms_outbox::created_at.gt(since))
+        .filter(sms_outbox::status.eq_any(COUNTED))
+        .into_boxed();
     if let Some(phone) = to_phone {
         query = query.filter(sms_outbox::to_phone.eq(phone.to_owned()));
     }
     query.count().get_result(conn)
+}
+
+/// The times a ticket's messages that count towards the caps were queued since `since`, oldest
+/// first, leaving out those of `replacing` still waiting: a new message of that template
+/// supersedes them.
+pub fn ticket_counted_since(
+    conn: &mut DbConn,
+    ticket_id: &str,
+    replacing: &str,
+    since: NaiveDateTime,
+) -> QueryResult<Vec<NaiveDateTime>> {
+    sms_outbox::table
+        .filter(sms_outbox::ticket_id.eq(ticket_id))
+        .filter(sms_outbox::created_at.gt(since))
+        .filter(
+            sms_outbox::status
+                .eq_any([SENDING, SENT])
+                .or(sms_outbox::status.eq(PENDING).and(sms_outbox::template.ne(replacing))),
+        )
+        .order(sms_outbox::created_at.asc())
+        .select(sms_outbox::created_at)
+        .load(conn)
 }
 
 /// The times a ticket's messages of `template` were queued since `since`, newest first.

@@ -2,7 +2,6 @@
 //! hold and resume, completion, inspection of public-area work, and the callback (回访).
 
 use actix_web::{web, HttpResponse};
-use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -11,11 +10,11 @@ use super::tickets::{apply, line_view, MaterialLineView, TicketList, TicketView,
 use super::JsonBody;
 use crate::auth::Caller;
 use crate::commands::{
-    self, actable, check_code, code_refusal, require_status, text, ArriveBody, CompleteBody, HoldBody, MaterialPatch,
-    NewMaterial, NoteBody, VersionQuery,
+    self, actable, check_code, code_locked, code_refusal, require_status, text, ArriveBody, CompleteBody, HoldBody,
+    MaterialPatch, NewMaterial, NoteBody, VersionQuery,
 };
 use crate::db::{self, tickets::TicketChanges};
-use crate::domain::code::Purpose;
+use crate::domain::code::{Purpose, MAX_FAILED_ATTEMPTS};
 use crate::domain::messages::{self, yuan};
 use crate::domain::ticket::{Area, Status};
 use crate::domain::user::Role;
@@ -133,7 +132,9 @@ pub struct Resent {
 }
 
 /// Send the resident a new arrival code (the old one stops working, a lock is lifted). At most 3
-/// sends per ticket an hour, 60 s apart.
+/// codes per ticket an hour, 60 s apart (`REPAIRDESK_SMS_CODES_PER_HOUR`,
+/// `REPAIRDESK_SMS_CODE_INTERVAL_SECS`), and the ticket's messages in 24 hours stay below the
+/// number's daily cap.
 #[utoipa::path(
     post,
     path = "/api/v1/tickets/{id}/resend-code",
@@ -158,20 +159,6 @@ pub async fn resend_code(state: web::Data<AppState>, caller: Caller, id: web::Pa
         }
         require_status(&t, &[Status::Open, Status::Assigned], "resend the code of")?;
         let now = db::now();
-        let sends = db::outbox::ticket_sends_since(conn, &t.id, messages::ARRIVAL_CODE, now - Duration::hours(1))?;
-        if let Some(last) = sends.first() {
-            let wait = policy.code_interval_secs - (now - *last).num_seconds();
-            if wait > 0 {
-                let detail = format!("codes go out at most every {} seconds", policy.code_interval_secs);
-                return Err(ApiError::new(ErrorCode::SmsRateLimited, detail).retry_after(wait as u64));
-            }
-        }
-        if sends.len() as i64 >= policy.codes_per_hour {
-            let oldest = sends.last().copied().unwrap_or(now);
-            let wait = (oldest + Duration::hours(1) - now).num_seconds().max(1) as u64;
-            let detail = format!("at most {} codes an hour per ticket", policy.codes_per_hour);
-            return Err(ApiError::new(ErrorCode::SmsRateLimited, detail).retry_after(wait));
-        }
         let site = db::sites::find(conn, &t.site_id)?.ok_or_else(|| ApiError::not_found("site"))?;
         let sms = notify::CodeSms { purpose: Purpose::Arrival, template: messages::ARRIVAL_CODE, extra: &[] };
         let queued = notify::issue_code(conn, &key, &policy, &t, &site.name, sms, now)?;
@@ -297,7 +284,10 @@ pub struct QuoteBody {
     pub note: Option<String>,
 }
 
-/// Propose the price of paid work; the resident gets a code by SMS to accept it.
+/// Propose the price of paid work; the resident gets a code by SMS to accept it. Quoting again
+/// sends a new code (the old one stops working) under the limits of resending an arrival code.
+/// Wrong codes count for the ticket across quotes: after five the quote is locked until the desk
+/// accepts it by phone (`via: phone`), and quoting again answers 423.
 #[utoipa::path(
     post,
     path = "/api/v1/tickets/{id}/quote",
@@ -305,7 +295,13 @@ pub struct QuoteBody {
     security(("bearer" = [])),
     params(("id" = String, Path)),
     request_body = QuoteBody,
-    responses((status = 201, body = TicketView), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem))
+    responses(
+        (status = 201, body = TicketView),
+        (status = 409, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem),
+        (status = 423, description = "`code_locked`: five wrong codes for this ticket's quote; the desk accepts by phone", body = crate::error::Problem),
+        (status = 429, description = "`sms_rate_limited`, with Retry-After: quoted again too soon or too often", body = crate::error::Problem),
+    )
 )]
 pub async fn propose_quote(
     state: web::Data<AppState>,
@@ -328,6 +324,12 @@ pub async fn propose_quote(
         require_status(&t, &[Status::Assigned, Status::OnSite, Status::OnHold], "quote")?;
         if db::quotes::find(conn, &t.id)?.is_some_and(|q| q.status == "accepted") {
             return Err(ApiError::new(ErrorCode::InvalidTransition, "the quote is already accepted"));
+        }
+        // wrong codes count for the ticket, not for one quote: a new quote is no new set of guesses
+        if db::codes::find(conn, &t.id, Purpose::Quote.as_str())?
+            .is_some_and(|c| c.failed_attempts >= MAX_FAILED_ATTEMPTS)
+        {
+            return Err(code_locked(Purpose::Quote));
         }
         let now = db::now();
         db::quotes::replace(
@@ -366,7 +368,8 @@ pub struct AcceptQuoteBody {
     pub note: Option<String>,
 }
 
-/// The resident accepts the quote: with the SMS code, or by phone to the desk.
+/// The resident accepts the quote: with the SMS code, or by phone to the desk (which also works
+/// once five wrong codes locked the quote).
 #[utoipa::path(
     post,
     path = "/api/v1/tickets/{id}/quote/accept",
@@ -379,7 +382,7 @@ pub struct AcceptQuoteBody {
         (status = 403, description = "`forbidden`: the desk only", body = crate::error::Problem),
         (status = 409, body = crate::error::Problem),
         (status = 422, description = "`invalid_code` with `attempts_left`", body = crate::error::Problem),
-        (status = 423, description = "`code_locked`", body = crate::error::Problem),
+        (status = 423, description = "`code_locked`: five wrong codes for this ticket, across quotes; the desk accepts by phone", body = crate::error::Problem),
     )
 )]
 pub async fn accept_quote(
@@ -411,7 +414,8 @@ pub async fn accept_quote(
         if via == "code" {
             let given = code.as_deref().map(str::trim).filter(|c| !c.is_empty());
             let Some(given) = given else { return Err(ApiError::field("code", "the resident's code is required")) };
-            if let Some(refusal) = code_refusal(check_code(conn, &key, &t, Purpose::Quote, given, now)?) {
+            if let Some(refusal) = code_refusal(check_code(conn, &key, &t, Purpose::Quote, given, now)?, Purpose::Quote)
+            {
                 return Ok(Err(refusal));
             }
         }

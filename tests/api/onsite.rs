@@ -579,3 +579,152 @@ async fn a_line_from_the_sites_catalogue_takes_its_defaults() {
     assert_eq!(assert_problem(res, 422, "validation_failed").await["errors"][0]["field"], "catalogue_item_id");
     assert_problem(d.app.get(&format!("/api/v1/sites/{other}/materials"), &d.desk).await, 404, "not_found").await;
 }
+
+/// As if `secs` had passed for ticket `tid`'s messages: each was queued that much earlier.
+async fn as_if_later(app: &TestApp, tid: &str, secs: i64) {
+    use diesel::prelude::*;
+    use repairdesk::db::schema::sms_outbox::dsl::*;
+    let url = repairdesk::db::DatabaseUrl::parse(&app.db_url).unwrap();
+    let tid = tid.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let pool = repairdesk::db::connect(&url, 1).unwrap();
+        let conn = &mut *pool.get().unwrap();
+        let rows: Vec<(String, chrono::NaiveDateTime)> =
+            sms_outbox.filter(ticket_id.eq(&tid)).select((id, created_at)).load(conn).unwrap();
+        for (row, at) in rows {
+            let earlier = at - chrono::Duration::seconds(secs);
+            diesel::update(sms_outbox.filter(id.eq(row))).set(created_at.eq(earlier)).execute(conn).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+}
+
+fn retry_after(res: &reqwest::Response) -> i64 {
+    res.headers()["retry-after"].to_str().unwrap().parse().unwrap()
+}
+
+/// Waits until none of the ticket's messages is still waiting for the gateway; returns them.
+async fn all_handed(d: &Desk, tid: &str) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let sms = ticket(d, &d.desk, tid).await["sms"].as_array().unwrap().clone();
+        if sms.iter().all(|m| m["status"] != "pending" && m["status"] != "sending") {
+            return sms;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still waiting: {sms:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn wrong_quote_codes_count_across_new_quotes_until_the_desk_confirms_by_phone() {
+    let gw = gateway();
+    let d = desk_sending_to(&gw, &[]).await;
+    let mut body = ticket_body(&d.site);
+    body["paid"] = json!(true);
+    let (t, tech) = claimed(&d, body, "tech1").await;
+    let (tid, number) = (t["id"].as_str().unwrap(), t["number"].as_str().unwrap());
+    assert_eq!(act(&d, &tech, tid, "quote", json!({ "amount_cents": 20000 })).await.status(), 201);
+    let first = code_sent(&gw, number, "quote_code", 0).await;
+    for left in [4, 3, 2] {
+        let res = act(&d, &tech, tid, "quote/accept", json!({ "code": wrong(&first) })).await;
+        assert_eq!(assert_problem(res, 422, "invalid_code").await["attempts_left"], left);
+    }
+
+    // quoting again at once is refused like a resend of the arrival code
+    let res = act(&d, &tech, tid, "quote", json!({ "amount_cents": 19000 })).await;
+    assert!(retry_after(&res) >= 1);
+    assert_problem(res, 429, "sms_rate_limited").await;
+    assert_eq!(ticket(&d, &tech, tid).await["quote"]["amount_cents"], 20000, "the refused quote changed nothing");
+
+    // a minute later the new quote goes out, but its code has only the guesses left over
+    as_if_later(&d.app, tid, 60).await;
+    assert_eq!(act(&d, &tech, tid, "quote", json!({ "amount_cents": 19000 })).await.status(), 201);
+    let second = code_sent(&gw, number, "quote_code", 1).await;
+    for left in [1, 0] {
+        let res = act(&d, &tech, tid, "quote/accept", json!({ "code": wrong(&second) })).await;
+        assert_eq!(assert_problem(res, 422, "invalid_code").await["attempts_left"], left);
+    }
+    let res = act(&d, &tech, tid, "quote/accept", json!({ "code": second })).await;
+    assert!(assert_problem(res, 423, "code_locked").await["detail"].as_str().unwrap().contains("by phone"));
+
+    // nor does quoting again unlock it; the desk's call to the resident does
+    as_if_later(&d.app, tid, 60).await;
+    assert_problem(act(&d, &tech, tid, "quote", json!({ "amount_cents": 18000 })).await, 423, "code_locked").await;
+    let res = act(&d, &d.desk, tid, "quote/accept", json!({ "via": "phone", "note": "业主电话确认190元" })).await;
+    assert_eq!(res.status(), 200);
+    let accepted: Value = res.json().await.unwrap();
+    assert_eq!(accepted["quote"]["status"], "accepted");
+    assert_eq!(accepted["quote"]["amount_cents"], 19000);
+    assert_eq!(accepted["quote"]["decided_via"], "phone");
+}
+
+#[tokio::test]
+async fn codes_replaced_before_they_went_out_do_not_count_towards_the_numbers_cap() {
+    let gw = gateway();
+    // the outbox is not looked at again for an hour: every message waits, and a new code replaces it
+    let d =
+        desk_sending_to(&gw, &[("REPAIRDESK_SMS_DAILY_PER_PHONE", "3"), ("REPAIRDESK_OUTBOX_INTERVAL_MS", "3600000")])
+            .await;
+    let t = d.ticket().await;
+    let tid = t["id"].as_str().unwrap();
+    for _ in 0..2 {
+        as_if_later(&d.app, tid, 60).await;
+        assert_eq!(act(&d, &d.desk, tid, "resend-code", json!({})).await.status(), 202);
+    }
+    let statuses: Vec<Value> =
+        ticket(&d, &d.desk, tid).await["sms"].as_array().unwrap().iter().map(|m| m["status"].clone()).collect();
+    assert_eq!(statuses, [json!("superseded"), json!("superseded"), json!("pending")]);
+
+    // one message can still reach the resident, not three: the next ticket's code is queued
+    let next = d.ticket().await;
+    let sms = &ticket(&d, &d.desk, next["id"].as_str().unwrap()).await["sms"];
+    assert_eq!(sms[0]["status"], "pending", "{sms}");
+    let open: Value = d.app.get("/api/v1/escalations?open=true", &d.desk).await.json().await.unwrap();
+    assert_eq!(open["items"], json!([]));
+}
+
+#[tokio::test]
+async fn a_technician_quoting_as_fast_as_allowed_cannot_silence_the_residents_phone() {
+    let gw = gateway();
+    let d = desk_sending_to(&gw, &[]).await; // 10 messages a number a day, 3 codes a ticket an hour
+    let mut body = ticket_body(&d.site);
+    body["paid"] = json!(true);
+    let (t, tech) = claimed(&d, body, "tech1").await;
+    let tid = t["id"].as_str().unwrap();
+
+    // every quote and resend is let through to the gateway before the next; time runs on as
+    // fast as the limits allow, and stops at the first refusal that asks to wait past an hour
+    let mut waited = 0;
+    for round in 0..30 {
+        all_handed(&d, tid).await;
+        let quoted = act(&d, &tech, tid, "quote", json!({ "amount_cents": 10000 + round })).await;
+        let resent = act(&d, &d.desk, tid, "resend-code", json!({})).await;
+        let mut waits = Vec::new();
+        for res in [quoted, resent] {
+            if res.status() == 429 {
+                waits.push(retry_after(&res));
+                assert_problem(res, 429, "sms_rate_limited").await;
+            }
+        }
+        if waits.len() < 2 {
+            continue;
+        }
+        waited = *waits.iter().min().unwrap();
+        if waited > 3600 {
+            break;
+        }
+        as_if_later(&d.app, tid, waited).await;
+    }
+    let sms = all_handed(&d, tid).await;
+
+    // the same resident's next ticket still gets its arrival code
+    let next = d.ticket().await;
+    code_sent(&gw, next["number"].as_str().unwrap(), "arrival_code", 0).await;
+    let open: Value = d.app.get("/api/v1/escalations?open=true", &d.desk).await.json().await.unwrap();
+    assert_eq!(open["items"], json!([]));
+    let sent = sms.iter().filter(|m| m["status"] == "sent").count();
+    assert_eq!(sent, 9, "one ticket's messages stay below the number's cap of 10: {sms:?}");
+    assert!(waited > 20 * 3600, "the ticket waits for its oldest message to be a day old, not {waited} s");
+}
