@@ -139,8 +139,8 @@ fn add_shared_errors(operation: &mut Operation) {
     }
 }
 
-/// Every authenticated write but a login's takes an `Idempotency-Key` (`crate::idempotency`): this
-/// states the header and the answers it brings on each such operation.
+/// Every authenticated write but a login's takes an `Idempotency-Key` (the idempotency
+/// middleware): this states the header and the answers it brings on each such operation.
 struct IdempotencyKeys;
 
 impl Modify for IdempotencyKeys {
