@@ -108,13 +108,13 @@ async fn sync_ops_carrying_what_the_database_refuses_are_rejected_one_by_one() {
     let t = d.ticket().await["id"].as_str().unwrap().to_owned();
     let (_, tech) = d.technician("tech1").await;
     let client = uuid::Uuid::new_v4().to_string();
-    let mut far_future = op(4, "add_note", &t, json!({ "note": "到达" }));
-    far_future["device_time"] = json!("+300000-01-01T00:00:00Z");
+    let mut year_zero = op(4, "add_note", &t, json!({ "note": "到达" }));
+    year_zero["device_time"] = json!("0000-06-01T00:00:00Z");
     let ops = vec![
         op(1, "claim", &t, json!({})),
         op(2, "add_note", &t, json!({ "note": "阀门\0坏了" })),
         op(3, "add_note", &format!("{t}\0"), json!({ "note": "阀门坏了" })),
-        far_future,
+        year_zero,
         op(5, "release", &t, json!({ "reason": "\0" })),
         op(6, "cl\0aim", &t, json!({})),
         op(7, "add_note", &t, json!({ "note": "换了阀门" })),
