@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Fuzzes the HTTP API with schemathesis against the committed openapi/openapi.json.
 #
-# Builds the debug binary, starts it on a fresh SQLite database in a temporary folder, seeds a
-# site, a dispatcher, a technician and a few tickets over HTTP, then runs schemathesis twice: as
-# the admin and as the technician. Stops the server and exits non-zero when a run found failures.
+# Builds the debug binary, starts it on a fresh database (SQLite in a temporary folder, or a new
+# PostgreSQL database dropped afterwards), seeds a site, a dispatcher, a technician and a few
+# tickets over HTTP, then runs schemathesis twice: as the admin and as the technician. Stops the
+# server and exits non-zero when a run found failures.
+#
+# Usage: scripts/fuzz.sh [--engine sqlite|postgres]
 #
 # Settings (environment):
+#   FUZZ_ENGINE        sqlite (default) or postgres; --engine overrides it
+#   FUZZ_PG            PostgreSQL server for --engine postgres, without a database name
+#                      (postgres://postgres@127.0.0.1:5432); needs psql
 #   FUZZ_PORT          listen port (18090)
 #   FUZZ_MAX_EXAMPLES  test cases per operation and phase (25)
 #   FUZZ_SEED          schemathesis seed, for a reproducible run (random)
@@ -13,6 +19,21 @@
 #   FUZZ_KEEP          1 keeps the temporary folder (database, server log, reports)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+ENGINE="${FUZZ_ENGINE:-sqlite}"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --engine) ENGINE="${2:-}"; shift 2 ;;
+    --engine=*) ENGINE="${1#--engine=}"; shift ;;
+    *) echo "usage: $0 [--engine sqlite|postgres]" >&2; exit 2 ;;
+  esac
+done
+case "$ENGINE" in
+  sqlite | postgres) ;;
+  *) echo "--engine is sqlite or postgres, not '$ENGINE'" >&2; exit 2 ;;
+esac
+PG="${FUZZ_PG:-postgres://postgres@127.0.0.1:5432}"
+PG_DB=""
 
 PORT="${FUZZ_PORT:-18090}"
 BASE="http://127.0.0.1:${PORT}"
@@ -28,6 +49,9 @@ cleanup() {
   if [ -n "$SERVER_PID" ]; then
     kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  if [ -n "$PG_DB" ]; then
+    psql "$PG/postgres" -qXc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null || true
   fi
   if [ "${FUZZ_KEEP:-0}" = 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
 }
@@ -45,8 +69,16 @@ echo "== build"
 cargo build
 BIN="$TARGET/debug/repairdesk"
 
-echo "== start the server in $WORK"
-DATABASE_URL="sqlite://$WORK/rd.db" \
+if [ "$ENGINE" = postgres ]; then
+  PG_DB="rd_fuzz_$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  psql "$PG/postgres" -qXc "CREATE DATABASE $PG_DB" >/dev/null
+  DB_URL="$PG/$PG_DB"
+else
+  DB_URL="sqlite://$WORK/rd.db"
+fi
+
+echo "== start the server on $ENGINE ($DB_URL), files in $WORK"
+DATABASE_URL="$DB_URL" \
   REPAIRDESK_ADDR="127.0.0.1:${PORT}" \
   REPAIRDESK_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
   REPAIRDESK_JWT_SECRET="fuzz-secret-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" \

@@ -144,6 +144,7 @@ pub struct ArriveBody {
     pub lng: Option<f64>,
     /// When the phone says it arrived (kept beside the server time; used for the on-time check
     /// when plausible).
+    #[serde(default, deserialize_with = "crate::domain::time::optional")]
     pub device_time: Option<DateTime<Utc>>,
 }
 
@@ -184,6 +185,7 @@ pub struct MaterialPatch {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct VersionQuery {
     pub version: Option<i64>,
 }
@@ -205,6 +207,7 @@ pub struct HoldBody {
     pub reason: String,
     pub note: Option<String>,
     /// When work should go on; the stalled clock waits for it.
+    #[serde(default, deserialize_with = "crate::domain::time::optional")]
     pub resume_at: Option<DateTime<Utc>>,
 }
 

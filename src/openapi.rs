@@ -107,8 +107,8 @@ impl Modify for ProblemResponses {
     }
 }
 
-/// The errors of the extractors: `Caller` (401), `JsonBody` (400, 413, 415, 422), `web::Path`
-/// (404) and `web::Query` (422).
+/// The errors of the extractors: `Caller` (401), `JsonBody` (400, 413, 415, 422), `routes::Path`
+/// (404) and `routes::Query` (422).
 fn add_shared_errors(operation: &mut Operation) {
     let params = operation.parameters.as_deref().unwrap_or_default();
     let in_path = params.iter().any(|p| matches!(p.parameter_in, ParameterIn::Path));

@@ -7,4 +7,5 @@ pub mod messages;
 pub mod phone;
 pub mod site;
 pub mod ticket;
+pub mod time;
 pub mod user;

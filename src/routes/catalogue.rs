@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Checks, JsonBody};
+use super::{Checks, JsonBody, Path};
 use crate::auth::Caller;
 use crate::db::{self, materials::CatalogueItem};
 use crate::domain::user::Role;
@@ -89,7 +89,7 @@ fn optional(checks: &mut Checks, field: &str, raw: Option<String>) -> Option<Str
 pub async fn add_item(
     state: web::Data<AppState>,
     caller: Caller,
-    site_id: web::Path<String>,
+    site_id: Path<String>,
     body: JsonBody<NewItem>,
 ) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
@@ -138,11 +138,7 @@ pub async fn add_item(
     params(("id" = String, Path, description = "site id")),
     responses((status = 200, body = ItemList), (status = 404, body = crate::error::Problem))
 )]
-pub async fn list_items(
-    state: web::Data<AppState>,
-    caller: Caller,
-    site_id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
+pub async fn list_items(state: web::Data<AppState>, caller: Caller, site_id: Path<String>) -> ApiResult<HttpResponse> {
     let site_id = site_id.into_inner();
     let items = db::run(&state.pool, move |conn| {
         member(conn, &caller, &site_id)?;

@@ -3,6 +3,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::tickets::EscalationView;
+use super::Query;
 use crate::auth::Caller;
 use crate::db;
 use crate::domain::user::Role;
@@ -14,6 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EscalationQuery {
     pub site_id: Option<String>,
     /// `true`: only those not yet resolved.
@@ -37,7 +39,7 @@ pub struct EscalationList {
 pub async fn list_escalations(
     state: web::Data<AppState>,
     caller: Caller,
-    query: web::Query<EscalationQuery>,
+    query: Query<EscalationQuery>,
 ) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
     let EscalationQuery { site_id, open } = query.into_inner();

@@ -7,7 +7,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::tickets::{apply, line_view, MaterialLineView, TicketList, TicketView, Viewer};
-use super::JsonBody;
+use super::{JsonBody, Path, Query};
 use crate::auth::Caller;
 use crate::commands::{
     self, actable, check_code, code_locked, code_refusal, require_status, text, ArriveBody, CompleteBody, HoldBody,
@@ -65,7 +65,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub async fn arrive(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    id: Path<String>,
     body: JsonBody<ArriveBody>,
 ) -> ApiResult<HttpResponse> {
     let (ctx, id) = (state.commands(), id.into_inner());
@@ -101,7 +101,7 @@ pub struct PhoneVerification {
 pub async fn verify_by_phone(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    id: Path<String>,
     body: JsonBody<PhoneVerification>,
 ) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
@@ -148,7 +148,7 @@ pub struct Resent {
         (status = 429, description = "`sms_rate_limited`, with Retry-After", body = crate::error::Problem),
     )
 )]
-pub async fn resend_code(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn resend_code(state: web::Data<AppState>, caller: Caller, id: Path<String>) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
     let (key, policy, id) = (state.code_key.clone(), state.settings.sms_policy.clone(), id.into_inner());
     let outcome = db::transaction(&state.pool, move |conn| {
@@ -207,7 +207,7 @@ pub async fn resend_code(state: web::Data<AppState>, caller: Caller, id: web::Pa
 pub async fn add_material(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    id: Path<String>,
     body: JsonBody<NewMaterial>,
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
@@ -237,7 +237,7 @@ pub async fn add_material(
 pub async fn update_material(
     state: web::Data<AppState>,
     caller: Caller,
-    path: web::Path<(String, String)>,
+    path: Path<(String, String)>,
     body: JsonBody<MaterialPatch>,
 ) -> ApiResult<HttpResponse> {
     let (ticket_id, line_id) = path.into_inner();
@@ -265,8 +265,8 @@ pub async fn update_material(
 pub async fn remove_material(
     state: web::Data<AppState>,
     caller: Caller,
-    path: web::Path<(String, String)>,
-    query: web::Query<VersionQuery>,
+    path: Path<(String, String)>,
+    query: Query<VersionQuery>,
 ) -> ApiResult<HttpResponse> {
     let (ticket_id, line_id) = path.into_inner();
     let version = query.version;
@@ -306,7 +306,7 @@ pub struct QuoteBody {
 pub async fn propose_quote(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    id: Path<String>,
     body: JsonBody<QuoteBody>,
 ) -> ApiResult<HttpResponse> {
     let QuoteBody { amount_cents, note } = body.0;
@@ -388,7 +388,7 @@ pub struct AcceptQuoteBody {
 pub async fn accept_quote(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    id: Path<String>,
     body: JsonBody<AcceptQuoteBody>,
 ) -> ApiResult<HttpResponse> {
     let AcceptQuoteBody { code, via, note } = body.0;
@@ -446,7 +446,7 @@ pub struct DeclineBody {
 pub async fn decline_quote(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    id: Path<String>,
     body: JsonBody<DeclineBody>,
 ) -> ApiResult<HttpResponse> {
     let note = text("note", body.0.note.as_deref(), 500, false)?;
@@ -509,7 +509,7 @@ impl From<db::sync::NoteRow> for NoteView {
 pub async fn add_note(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    id: Path<String>,
     body: JsonBody<NoteBody>,
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
@@ -534,7 +534,7 @@ pub async fn add_note(
 pub async fn hold(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    id: Path<String>,
     body: JsonBody<HoldBody>,
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
@@ -556,7 +556,7 @@ pub async fn hold(
     params(("id" = String, Path)),
     responses((status = 200, body = TicketView), (status = 409, body = crate::error::Problem))
 )]
-pub async fn resume(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn resume(state: web::Data<AppState>, caller: Caller, id: Path<String>) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
     let view = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller)?;
@@ -587,7 +587,7 @@ pub async fn resume(state: web::Data<AppState>, caller: Caller, id: web::Path<St
 pub async fn complete(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    id: Path<String>,
     body: JsonBody<CompleteBody>,
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
@@ -619,7 +619,7 @@ pub struct InspectBody {
 pub async fn inspect(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    id: Path<String>,
     body: JsonBody<InspectBody>,
 ) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
@@ -673,7 +673,7 @@ pub struct CallbackBody {
 pub async fn callback(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    id: Path<String>,
     body: JsonBody<CallbackBody>,
 ) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
@@ -745,7 +745,7 @@ pub async fn callbacks_due(state: web::Data<AppState>, caller: Caller) -> ApiRes
     params(("id" = String, Path)),
     responses((status = 200, content_type = "image/png", body = Vec<u8>), (status = 404, body = crate::error::Problem))
 )]
-pub async fn signature(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn signature(state: web::Data<AppState>, caller: Caller, id: Path<String>) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
     let png = db::run(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller)?;

@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::pool::{event_stream, Subscriber};
 use super::tickets::{ByTicket, TicketEvent, TicketView, Viewer};
-use super::{parse_json, Checks};
+use super::{parse_json, parse_json_allowing_nul, scrub_nul, Checks, Query, NUL_MESSAGE};
 use crate::auth::Caller;
 use crate::commands::{
     self, Add, ArriveBody, CompleteBody, HoldBody, MaterialPatch, NewMaterial, NoteBody, ReasonBody,
@@ -24,7 +24,7 @@ use crate::commands::{
 use crate::db::{self, sync::OpRow, DbConn};
 use crate::domain::ticket::Status;
 use crate::domain::user::Role;
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::error::{ApiError, ApiResult, ErrorCode, FieldError};
 use crate::jobs::feed::Change;
 use crate::startup::AppState;
 
@@ -66,6 +66,25 @@ pub struct PushOp {
     pub args: Value,
     /// When the phone did it; kept, never used to decide conflicts.
     pub device_time: Option<DateTime<Utc>>,
+    /// What of it cannot be stored (see [`screen`]): it is refused with `validation_failed`.
+    #[serde(skip)]
+    pub unstorable: Vec<FieldError>,
+}
+
+/// An operation's name or ticket id holding a NUL character, or a device time out of range, is
+/// refused on its own; what is kept of it has U+FFFD for each NUL and no device time. (A NUL in
+/// its `args` is refused when they are read.)
+fn screen(op: &mut PushOp) {
+    if scrub_nul(&mut op.name) {
+        op.unstorable.push(FieldError::new("name", NUL_MESSAGE));
+    }
+    if scrub_nul(&mut op.ticket_id) {
+        op.unstorable.push(FieldError::new("ticket_id", NUL_MESSAGE));
+    }
+    if let Some(Err(message)) = op.device_time.map(crate::domain::time::check) {
+        op.device_time = None;
+        op.unstorable.push(FieldError::new("device_time", message));
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -107,6 +126,9 @@ fn apply_op(
     op: &PushOp,
     now: NaiveDateTime,
 ) -> Result<Result<(), ApiError>, ApiError> {
+    if !op.unstorable.is_empty() {
+        return Err(ApiError::validation(op.unstorable.clone()));
+    }
     let id = op.ticket_id.as_str();
     let device_time = op.device_time.map(|d| d.naive_utc());
     match op.name.as_str() {
@@ -236,7 +258,8 @@ pub async fn push(
     if body.len() > MAX_PUSH_BYTES {
         return Err(ApiError::new(ErrorCode::PayloadTooLarge, "a push may be at most 1 MB: send fewer operations"));
     }
-    let request: PushRequest = parse_json(&body)?;
+    let mut request: PushRequest = parse_json_allowing_nul(&body)?;
+    request.ops.iter_mut().for_each(screen);
     if !SCHEMA_VERSIONS.contains(&request.schema_version) {
         return Err(ApiError::new(
             ErrorCode::UnsupportedSchemaVersion,
@@ -363,6 +386,9 @@ fn push_adds(
 ) -> Result<Option<Vec<(OpResult, OpRow)>>, ApiError> {
     let mut adds = Vec::with_capacity(run.len());
     for op in run {
+        if !op.unstorable.is_empty() {
+            return Ok(None);
+        }
         let add = match op.name.as_str() {
             "add_material" => args::<NewMaterial>(op).map(Add::Material),
             _ => args::<NoteBody>(op).map(|body| Add::Note(body, op.device_time.map(|d| d.naive_utc()))),
@@ -648,6 +674,7 @@ pub struct RejectionList {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RejectionQuery {
     pub site_id: Option<String>,
 }
@@ -665,7 +692,7 @@ pub struct RejectionQuery {
 pub async fn rejections(
     state: web::Data<AppState>,
     caller: Caller,
-    query: web::Query<RejectionQuery>,
+    query: Query<RejectionQuery>,
 ) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
     let site = query.into_inner().site_id;
@@ -810,7 +837,7 @@ mod properties {
             Just("release"), Just("arrive"), Just("add_material"), Just("update_material"),
             Just("remove_material"), Just("add_note"), Just("hold"), Just("complete"),
         ]) {
-            let op = PushOp { op_id: 1, name: name.to_owned(), ticket_id: "t".into(), args, device_time: None };
+            let op = PushOp { op_id: 1, name: name.to_owned(), ticket_id: "t".into(), args, device_time: None, unstorable: vec![] };
             let decoded = match name {
                 "release" => args_of::<ReasonBody>(&op),
                 "arrive" => args_of::<ArriveBody>(&op),

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use super::JsonBody;
+use super::{JsonBody, Path, Query};
 use crate::auth::Caller;
 use crate::commands::{self, ReasonBody};
 use crate::db::{
@@ -603,14 +603,17 @@ pub async fn create_ticket(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TicketQuery {
     /// One status, or several separated by commas.
     pub status: Option<String>,
     pub site_id: Option<String>,
     pub assignee_id: Option<String>,
     /// Created at or after this time (RFC 3339).
+    #[serde(default, deserialize_with = "crate::domain::time::optional")]
     pub created_after: Option<DateTime<Utc>>,
     /// Created before this time (RFC 3339).
+    #[serde(default, deserialize_with = "crate::domain::time::optional")]
     pub created_before: Option<DateTime<Utc>>,
     /// 1 to 200, default 50.
     pub limit: Option<i64>,
@@ -640,7 +643,7 @@ fn decode_cursor(raw: &str) -> Option<(NaiveDateTime, String)> {
 pub async fn list_tickets(
     state: web::Data<AppState>,
     caller: Caller,
-    query: web::Query<TicketQuery>,
+    query: Query<TicketQuery>,
 ) -> ApiResult<HttpResponse> {
     let q = query.into_inner();
     let mut checks = super::Checks::default();
@@ -705,7 +708,7 @@ pub async fn list_tickets(
     params(("id" = String, Path)),
     responses((status = 200, body = TicketView), (status = 404, body = crate::error::Problem))
 )]
-pub async fn get_ticket(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn get_ticket(state: web::Data<AppState>, caller: Caller, id: Path<String>) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
     let view = db::run(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller)?;
@@ -725,11 +728,7 @@ pub async fn get_ticket(state: web::Data<AppState>, caller: Caller, id: web::Pat
     params(("id" = String, Path)),
     responses((status = 200, body = TicketEventList), (status = 404, body = crate::error::Problem))
 )]
-pub async fn ticket_events(
-    state: web::Data<AppState>,
-    caller: Caller,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
+pub async fn ticket_events(state: web::Data<AppState>, caller: Caller, id: Path<String>) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
     let rows = db::run(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller)?;
@@ -755,11 +754,7 @@ pub async fn ticket_events(
         (status = 409, description = "`already_claimed`, `not_claimable` or `too_many_active`", body = crate::error::Problem),
     )
 )]
-pub async fn claim_ticket(
-    state: web::Data<AppState>,
-    caller: Caller,
-    id: web::Path<String>,
-) -> ApiResult<HttpResponse> {
+pub async fn claim_ticket(state: web::Data<AppState>, caller: Caller, id: Path<String>) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Technician])?;
     let (ctx, id) = (state.commands(), id.into_inner());
     let view = db::run(&state.pool, move |conn| claim_and_view(conn, &ctx, caller, &id)).await?;
@@ -823,7 +818,7 @@ pub struct AssignBody {
 pub async fn release_ticket(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    id: Path<String>,
     body: JsonBody<ReasonBody>,
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
@@ -855,7 +850,7 @@ pub async fn release_ticket(
 pub async fn assign_ticket(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    id: Path<String>,
     body: JsonBody<AssignBody>,
 ) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
@@ -913,7 +908,7 @@ pub async fn assign_ticket(
 pub async fn cancel_ticket(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    id: Path<String>,
     body: JsonBody<ReasonBody>,
 ) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;

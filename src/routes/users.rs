@@ -3,7 +3,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{nullable, Checks, JsonBody};
+use super::{nullable, Checks, JsonBody, Path, Query};
 use crate::auth::{password, Caller};
 use crate::commands;
 use crate::db::{self, users::UserChanges, users::UserRecord, users::UserRow, DbConn};
@@ -83,6 +83,7 @@ pub struct UserPatch {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UserFilter {
     pub role: Option<String>,
     pub site_id: Option<String>,
@@ -195,7 +196,7 @@ pub async fn create_user(
 pub async fn list_users(
     state: web::Data<AppState>,
     caller: Caller,
-    filter: web::Query<UserFilter>,
+    filter: Query<UserFilter>,
 ) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
     let UserFilter { role, site_id } = filter.into_inner();
@@ -247,7 +248,7 @@ async fn visible_user(state: &AppState, caller: &Caller, id: String) -> ApiResul
     params(("id" = String, Path, description = "user id")),
     responses((status = 200, body = UserView), (status = 404, body = crate::error::Problem))
 )]
-pub async fn get_user(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn get_user(state: web::Data<AppState>, caller: Caller, id: Path<String>) -> ApiResult<HttpResponse> {
     let record = visible_user(&state, &caller, id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(UserView::from(record)))
 }
@@ -274,7 +275,7 @@ pub async fn get_user(state: web::Data<AppState>, caller: Caller, id: web::Path<
 pub async fn update_user(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    id: Path<String>,
     body: JsonBody<UserPatch>,
 ) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Admin])?;

@@ -4,6 +4,7 @@ mod admin;
 mod auth;
 mod errors;
 mod helpers;
+mod input;
 mod onsite;
 mod openapi;
 mod schema;

@@ -92,3 +92,39 @@ fn every_write_documents_its_idempotency_key_answers() {
     }
     assert!(writes > 20, "{writes}");
 }
+
+/// Path parameters are exactly the path template's `{names}`; everything else a handler reads
+/// from the URL is an optional query parameter. A query parameter once declared `in: path` was
+/// never sent by a generated client, nor by the fuzzer.
+#[test]
+fn path_parameters_are_the_templates_and_query_parameters_are_optional() {
+    let spec: Value = serde_json::from_str(&repairdesk::openapi::spec_json()).unwrap();
+    let mut queries = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        let template: Vec<&str> =
+            path.split('/').filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect();
+        for (method, op) in item.as_object().unwrap() {
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let declared: Vec<&str> =
+                params.iter().filter(|p| p["in"] == "path").map(|p| p["name"].as_str().unwrap()).collect();
+            assert_eq!(declared, template, "{method} {path}: path parameters");
+            for p in params.iter().filter(|p| p["in"] == "path") {
+                assert_eq!(p["required"], true, "{method} {path} {}: a path parameter is required", p["name"]);
+            }
+            for p in params.iter().filter(|p| p["in"] == "query") {
+                assert_ne!(p["required"], true, "{method} {path} {}: query parameters are optional", p["name"]);
+                queries.push(format!("{method} {path}?{}", p["name"].as_str().unwrap()));
+            }
+        }
+    }
+    for expected in [
+        "get /api/v1/tickets?status",
+        "get /api/v1/tickets?created_after",
+        "get /api/v1/escalations?open",
+        "get /api/v1/users?role",
+        "get /api/v1/sync/rejections?site_id",
+        "delete /api/v1/tickets/{id}/materials/{line_id}?version",
+    ] {
+        assert!(queries.iter().any(|q| q == expected), "{expected} is a query parameter: {queries:?}");
+    }
+}
