@@ -20,6 +20,7 @@ pub enum ErrorCode {
     InvalidCredentials,
     InvalidRefreshToken,
     TooManyAttempts,
+    WrongPassword,
     Forbidden,
     UsernameTaken,
     SiteCodeTaken,
@@ -57,6 +58,7 @@ impl ErrorCode {
             Self::InvalidCredentials => "invalid_credentials",
             Self::InvalidRefreshToken => "invalid_refresh_token",
             Self::TooManyAttempts => "too_many_attempts",
+            Self::WrongPassword => "wrong_password",
             Self::Forbidden => "forbidden",
             Self::UsernameTaken => "username_taken",
             Self::SiteCodeTaken => "site_code_taken",
@@ -99,6 +101,8 @@ impl ErrorCode {
             }
             Self::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
             Self::Forbidden => StatusCode::FORBIDDEN,
+            // not 401: the caller's login is fine, and apps read 401 as "logged out"
+            Self::WrongPassword => StatusCode::FORBIDDEN,
             Self::UsernameTaken
             | Self::SiteCodeTaken
             | Self::AlreadyClaimed
@@ -128,6 +132,7 @@ impl ErrorCode {
             Self::InvalidCredentials => "Wrong username or password",
             Self::InvalidRefreshToken => "The refresh token is not valid",
             Self::TooManyAttempts => "Too many failed logins",
+            Self::WrongPassword => "The current password is wrong",
             Self::Forbidden => "Not allowed for your role",
             Self::UsernameTaken => "The username is taken",
             Self::SiteCodeTaken => "The site code is taken",

@@ -87,7 +87,15 @@ impl Application {
         let scan_every = Duration::from_secs(settings.scan_interval_secs);
         jobs::clock::spawn(pool.clone(), settings.clock, scan_every, stopping.clone());
         let provider = crate::sms::build_provider(&settings.sms).map_err(anyhow::Error::msg)?;
-        tracing::info!(provider = provider.name(), "SMS gateway");
+        if matches!(settings.sms.provider, crate::sms::ProviderSettings::Log) {
+            tracing::warn!(
+                provider = provider.name(),
+                "REPAIRDESK_SMS_PROVIDER is log (the default): no SMS reaches any resident, door and quote codes \
+                 are only written to this log; set REPAIRDESK_SMS_PROVIDER to webhook, aliyun or twilio in production"
+            );
+        } else {
+            tracing::info!(provider = provider.name(), "SMS gateway");
+        }
         jobs::outbox::spawn(pool.clone(), provider, settings.sms_delivery, stopping);
         let state = web::Data::new(AppState {
             pool,
@@ -238,7 +246,7 @@ fn problem_for_bare_errors<B>(res: ServiceResponse<B>) -> actix_web::Result<Erro
     let (req, res) = res.into_parts();
     let mut problem = actix_web::ResponseError::error_response(&error);
     *problem.status_mut() = status;
-    for (name, value) in res.headers().iter().filter(|(n, _)| *n == header::ALLOW) {
+    for (name, value) in res.headers().iter().filter(|(n, _)| [header::ALLOW, header::CACHE_CONTROL].contains(n)) {
         problem.headers_mut().insert(name.clone(), value.clone());
     }
     Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, problem).map_into_right_body()))

@@ -1,6 +1,7 @@
 //! Structured logs and request ids.
 
 use std::future::{ready, Future, Ready};
+use std::io::IsTerminal;
 use std::pin::Pin;
 use std::time::Instant;
 
@@ -11,11 +12,20 @@ use tracing_subscriber::EnvFilter;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// Logs to stdout; `RUST_LOG` filters (default `info`), `json` picks JSON lines.
+/// Logs to stdout; `RUST_LOG` filters (default `info`), `json` picks JSON lines. Text lines are
+/// coloured only when stdout is a terminal (and `NO_COLOR` is unset), so a log file or a log
+/// collector gets no escape codes.
 pub fn init(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let colour = colour(std::io::stdout().is_terminal(), std::env::var_os("NO_COLOR").as_deref());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(colour);
     let _ = if json { builder.json().try_init() } else { builder.try_init() };
+}
+
+/// Whether log lines get ANSI colours: on a terminal only, unless `NO_COLOR` is set to anything
+/// but the empty string (no-color.org).
+fn colour(stdout_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stdout_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// Gives every request an id (the caller's `X-Request-Id` when it is sane, else a new UUID),
@@ -88,5 +98,42 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn log_lines_are_coloured_only_on_a_terminal() {
+        assert!(colour(true, None), "a terminal gets colours");
+        assert!(!colour(false, None), "a file or a pipe gets plain text");
+        assert!(!colour(true, Some(OsStr::new("1"))), "NO_COLOR turns them off on a terminal too");
+        assert!(colour(true, Some(OsStr::new(""))), "an empty NO_COLOR is unset");
+    }
+
+    #[test]
+    fn a_line_written_without_colour_holds_no_escape_codes() {
+        #[derive(Clone, Default)]
+        struct Sink(std::sync::Arc<parking_lot::Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber =
+            tracing_subscriber::fmt().with_ansi(colour(false, None)).with_writer(move || writer.clone()).finish();
+        tracing::subscriber::with_default(subscriber, || tracing::warn!(provider = "log", "no SMS is sent"));
+        let written = String::from_utf8(sink.0.lock().clone()).unwrap();
+        assert!(written.contains("no SMS is sent"), "{written}");
+        assert!(!written.contains('\u{1b}'), "{written:?}");
     }
 }

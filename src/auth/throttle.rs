@@ -4,16 +4,63 @@ use std::net::IpAddr;
 
 use chrono::Duration;
 
-pub const WINDOW: Duration = Duration::minutes(15);
-pub const MAX_ACCOUNT_FAILURES: i64 = 5;
-pub const MAX_ADDRESS_FAILURES: i64 = 50;
+/// One username from one address: 5 wrong passwords in 15 minutes, then that pair waits.
+/// Guessing from one place stops here without touching the owner on their own phone.
+pub const PAIR_MAX_FAILURES: i64 = 5;
+pub const PAIR_WINDOW: Duration = Duration::minutes(15);
 
-pub fn account_key(username: &str) -> String {
-    format!("account:{}", username.trim().to_lowercase())
+/// One address, whatever usernames it tries: 50 wrong passwords in 15 minutes.
+pub const ADDRESS_MAX_FAILURES: i64 = 50;
+pub const ADDRESS_WINDOW: Duration = Duration::minutes(15);
+
+/// One username from every address together: 100 wrong passwords in a row (a success starts the
+/// count again), forgotten after 24 hours. This is NIST SP 800-63B's bound on consecutive failures,
+/// far above what the pair limit lets one address reach, so it stops only a guesser spread over
+/// twenty addresses or more.
+pub const ACCOUNT_MAX_FAILURES: i64 = 100;
+pub const ACCOUNT_WINDOW: Duration = Duration::hours(24);
+
+/// One counter of failed logins: at `max` failures within `window`, the next attempt is refused
+/// before any password is hashed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limit {
+    pub key: String,
+    pub max: i64,
+    pub window: Duration,
+    /// A successful login under this key starts its count again. The address count is not: one
+    /// account of your own must not buy more guesses at everyone else's.
+    pub cleared_by_success: bool,
 }
 
-pub fn address_key(addr: IpAddr) -> String {
-    format!("address:{addr}")
+/// The counters a login (or a password check) of `username` from `address` is counted under.
+pub fn limits(username: &str, address: Option<IpAddr>) -> Vec<Limit> {
+    let name = normalise(username);
+    let mut limits = vec![Limit {
+        key: format!("account:{name}"),
+        max: ACCOUNT_MAX_FAILURES,
+        window: ACCOUNT_WINDOW,
+        cleared_by_success: true,
+    }];
+    if let Some(addr) = address {
+        // an address never holds '/', so the username after the first one is unambiguous
+        limits.push(Limit {
+            key: format!("pair:{addr}/{name}"),
+            max: PAIR_MAX_FAILURES,
+            window: PAIR_WINDOW,
+            cleared_by_success: true,
+        });
+        limits.push(Limit {
+            key: format!("address:{addr}"),
+            max: ADDRESS_MAX_FAILURES,
+            window: ADDRESS_WINDOW,
+            cleared_by_success: false,
+        });
+    }
+    limits
+}
+
+fn normalise(username: &str) -> String {
+    username.trim().to_lowercase()
 }
 
 /// The client's address: the peer, unless the peer is a trusted proxy, in which case the
@@ -53,5 +100,20 @@ mod tests {
             Some(ip("9.9.9.9"))
         );
         assert_eq!(client_address(Some(ip("10.0.0.1")), None, &trusted), Some(ip("10.0.0.1")));
+    }
+
+    #[test]
+    fn a_login_counts_per_pair_per_address_and_per_account() {
+        let keys: Vec<(String, i64)> =
+            limits(" Wang.Tech ", Some(ip("203.0.113.9"))).into_iter().map(|l| (l.key, l.max)).collect();
+        assert_eq!(
+            keys,
+            [
+                ("account:wang.tech".to_owned(), 100),
+                ("pair:203.0.113.9/wang.tech".to_owned(), 5),
+                ("address:203.0.113.9".to_owned(), 50),
+            ]
+        );
+        assert_eq!(limits("admin", None).len(), 1, "without an address only the account counts");
     }
 }

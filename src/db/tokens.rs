@@ -180,19 +180,15 @@ pub fn recent_failures(
     Ok((count, oldest))
 }
 
-pub fn record_failure(conn: &mut DbConn, keys: &[String], forget_before: NaiveDateTime) -> QueryResult<()> {
-    let at = now();
-    for key in keys {
-        diesel::delete(
-            login_failures::table
-                .filter(login_failures::throttle_key.eq(key))
-                .filter(login_failures::at.le(forget_before)),
-        )
+/// Counts one failure under `key`, forgetting its failures from before `forget_before`.
+pub fn record_failure(conn: &mut DbConn, key: &str, forget_before: NaiveDateTime) -> QueryResult<()> {
+    diesel::delete(
+        login_failures::table.filter(login_failures::throttle_key.eq(key)).filter(login_failures::at.le(forget_before)),
+    )
+    .execute(conn)?;
+    diesel::insert_into(login_failures::table)
+        .values((login_failures::id.eq(new_id()), login_failures::throttle_key.eq(key), login_failures::at.eq(now())))
         .execute(conn)?;
-        diesel::insert_into(login_failures::table)
-            .values((login_failures::id.eq(new_id()), login_failures::throttle_key.eq(key), login_failures::at.eq(at)))
-            .execute(conn)?;
-    }
     Ok(())
 }
 

@@ -1,3 +1,5 @@
+use actix_web::http::header;
+use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -10,11 +12,13 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::startup::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/auth/login").route(web::post().to(login)))
-        .service(web::resource("/auth/refresh").route(web::post().to(refresh)))
-        .service(web::resource("/auth/logout").route(web::post().to(logout)))
-        .service(web::resource("/me").route(web::get().to(me)))
-        .service(web::resource("/me/password").route(web::post().to(change_password)));
+    // Tokens, the user and their refusals must never sit in a browser's or a proxy's cache.
+    let no_store = || DefaultHeaders::new().add((header::CACHE_CONTROL, "no-store"));
+    cfg.service(web::resource("/auth/login").wrap(no_store()).route(web::post().to(login)))
+        .service(web::resource("/auth/refresh").wrap(no_store()).route(web::post().to(refresh)))
+        .service(web::resource("/auth/logout").wrap(no_store()).route(web::post().to(logout)))
+        .service(web::resource("/me").wrap(no_store()).route(web::get().to(me)))
+        .service(web::resource("/me/password").wrap(no_store()).route(web::post().to(change_password)));
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -63,45 +67,16 @@ pub async fn login(
     body: JsonBody<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
     let LoginRequest { username, password } = body.0;
-    let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
-    let peer = req.peer_addr().map(|a| a.ip());
-    let address = throttle::client_address(peer, forwarded, &state.settings.trusted_proxies);
-    let account_key = throttle::account_key(&username);
-    let address_key = address.map(throttle::address_key);
-
-    let since = db::now() - throttle::WINDOW;
-    let (keys, lookup_name) = (
-        [Some(account_key.clone()), address_key.clone()].into_iter().flatten().collect::<Vec<_>>(),
-        username.trim().to_lowercase(),
-    );
-    let (counts, user) = db::run(&state.pool, {
-        let (account_key, address_key) = (account_key.clone(), address_key.clone());
+    let limits = throttle::limits(&username, client_address(&state, &req));
+    let lookup_name = username.trim().to_lowercase();
+    let user = db::run(&state.pool, {
+        let limits = limits.clone();
         move |conn| {
-            let account = db::tokens::recent_failures(conn, &account_key, since)?;
-            let address = match &address_key {
-                Some(key) => db::tokens::recent_failures(conn, key, since)?,
-                None => (0, None),
-            };
-            Ok(((account, address), db::users::find_by_username(conn, &lookup_name)?))
+            refuse_if_throttled(conn, &limits)?;
+            Ok(db::users::find_by_username(conn, &lookup_name)?)
         }
     })
     .await?;
-    let ((account_failures, account_oldest), (address_failures, address_oldest)) = counts;
-    let blocked_until = if account_failures >= throttle::MAX_ACCOUNT_FAILURES {
-        account_oldest
-    } else if address_failures >= throttle::MAX_ADDRESS_FAILURES {
-        address_oldest
-    } else {
-        None
-    };
-    if let Some(oldest) = blocked_until {
-        let wait = (oldest + throttle::WINDOW - db::now()).num_seconds().max(1) as u64;
-        return Err(ApiError::new(
-            ErrorCode::TooManyAttempts,
-            format!("too many failed logins; try again in {wait} seconds"),
-        )
-        .retry_after(wait));
-    }
 
     // Too long to be anyone's password: refuse without spending a hash on it.
     let plausible = password.chars().count() <= password::MAX_LEN;
@@ -109,15 +84,14 @@ pub async fn login(
     let verified = plausible && state.hasher.verify(password, stored).await?;
     let user = user.filter(|u| verified && u.active);
     let Some(user) = user else {
-        let forget_before = since;
-        db::run(&state.pool, move |conn| Ok(db::tokens::record_failure(conn, &keys, forget_before)?)).await?;
+        db::run(&state.pool, move |conn| Ok(record_failures(conn, &limits)?)).await?;
         return Err(ApiError::new(ErrorCode::InvalidCredentials, "wrong username or password"));
     };
 
     let ttl = state.settings.refresh_token_ttl_secs;
     let user_id = user.id.clone();
     let (session_id, refresh_token, record) = db::transaction(&state.pool, move |conn| {
-        db::tokens::clear_failures(conn, &account_key)?;
+        clear_failures(conn, &limits)?;
         let (session_id, token) = db::tokens::start_session(conn, &user_id, ttl)?;
         let record = db::users::find(conn, &user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
         Ok((session_id, token, record))
@@ -125,6 +99,45 @@ pub async fn login(
     .await?;
     tracing::info!(user_id = %record.row.id, "logged in");
     Ok(HttpResponse::Ok().json(token_response(&state, &session_id, refresh_token, record.into())))
+}
+
+fn client_address(state: &AppState, req: &HttpRequest) -> Option<std::net::IpAddr> {
+    let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    throttle::client_address(req.peer_addr().map(|a| a.ip()), forwarded, &state.settings.trusted_proxies)
+}
+
+/// `429 too_many_attempts` when any of the counters is full, with the wait until the oldest
+/// failure of the fullest one is forgotten.
+fn refuse_if_throttled(conn: &mut db::DbConn, limits: &[throttle::Limit]) -> ApiResult<()> {
+    let now = db::now();
+    let mut wait = None;
+    for limit in limits {
+        let (failures, oldest) = db::tokens::recent_failures(conn, &limit.key, now - limit.window)?;
+        if let (true, Some(oldest)) = (failures >= limit.max, oldest) {
+            let secs = (oldest + limit.window - now).num_seconds().max(1) as u64;
+            wait = wait.max(Some(secs));
+        }
+    }
+    match wait {
+        Some(wait) => Err(ApiError::new(
+            ErrorCode::TooManyAttempts,
+            format!("too many failed logins; try again in {wait} seconds"),
+        )
+        .retry_after(wait)),
+        None => Ok(()),
+    }
+}
+
+fn record_failures(conn: &mut db::DbConn, limits: &[throttle::Limit]) -> diesel::QueryResult<()> {
+    let now = db::now();
+    limits.iter().try_for_each(|limit| db::tokens::record_failure(conn, &limit.key, now - limit.window))
+}
+
+fn clear_failures(conn: &mut db::DbConn, limits: &[throttle::Limit]) -> diesel::QueryResult<()> {
+    for limit in limits.iter().filter(|l| l.cleared_by_success) {
+        db::tokens::clear_failures(conn, &limit.key)?;
+    }
+    Ok(())
 }
 
 fn token_response(state: &AppState, session_id: &str, refresh_token: String, user: UserView) -> TokenResponse {
@@ -192,7 +205,9 @@ pub async fn me(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpRes
     Ok(HttpResponse::Ok().json(UserView::from(record)))
 }
 
-/// Change your own password. Every login of yours ends, this one included.
+/// Change your own password. Every login of yours ends, this one included. A wrong current
+/// password counts as a failed login of yours from this address (and answers 403, not 401: the
+/// login itself is fine); too many of them answer 429 like the login does.
 #[utoipa::path(
     post,
     path = "/api/v1/me/password",
@@ -201,12 +216,15 @@ pub async fn me(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpRes
     request_body = ChangePasswordRequest,
     responses(
         (status = 204, description = "changed; log in again"),
-        (status = 401, description = "`invalid_credentials`: the current password is wrong", body = crate::error::Problem),
+        (status = 401, description = "`missing_token` or `invalid_token`", body = crate::error::Problem),
+        (status = 403, description = "`wrong_password`: the current password is wrong", body = crate::error::Problem),
         (status = 422, body = crate::error::Problem),
+        (status = 429, description = "`too_many_attempts`, with Retry-After", body = crate::error::Problem),
     )
 )]
 pub async fn change_password(
     state: web::Data<AppState>,
+    req: HttpRequest,
     caller: Caller,
     body: JsonBody<ChangePasswordRequest>,
 ) -> ApiResult<HttpResponse> {
@@ -215,10 +233,18 @@ pub async fn change_password(
     checks.take("new_password", password::check_rules(&new_password));
     checks.finish()?;
     let user_id = caller.user_id.clone();
-    let stored =
-        db::run(&state.pool, move |conn| Ok(db::users::find(conn, &user_id)?)).await?.map(|r| r.row.password_hash);
-    if !state.hasher.verify(current_password, stored).await? {
-        return Err(ApiError::new(ErrorCode::InvalidCredentials, "the current password is wrong"));
+    let address = client_address(&state, &req);
+    let (limits, stored) = db::run(&state.pool, move |conn| {
+        let row = db::users::find(conn, &user_id)?.ok_or_else(|| ApiError::not_found("user"))?.row;
+        let limits = throttle::limits(&row.username, address);
+        refuse_if_throttled(conn, &limits)?;
+        Ok((limits, row.password_hash))
+    })
+    .await?;
+    let plausible = current_password.chars().count() <= password::MAX_LEN;
+    if !(plausible && state.hasher.verify(current_password, Some(stored)).await?) {
+        db::run(&state.pool, move |conn| Ok(record_failures(conn, &limits)?)).await?;
+        return Err(ApiError::new(ErrorCode::WrongPassword, "the current password is wrong"));
     }
     let hash = state.hasher.hash(new_password).await?;
     db::transaction(&state.pool, move |conn| {
@@ -226,6 +252,7 @@ pub async fn change_password(
             db::users::UserChanges { password_hash: Some(hash), updated_at: Some(db::now()), ..Default::default() };
         db::users::update(conn, &caller.user_id, &changes)?;
         db::tokens::revoke_all_for_user(conn, &caller.user_id)?;
+        clear_failures(conn, &limits)?;
         Ok(())
     })
     .await?;

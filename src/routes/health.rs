@@ -24,16 +24,25 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok" })
 }
 
-/// The database answers.
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// Always `ready`.
+    pub status: &'static str,
+    /// `REPAIRDESK_SMS_PROVIDER`: `log`, `webhook`, `aliyun` or `twilio`. `log` sends nothing to
+    /// residents; a production deployment should never show it.
+    pub sms_provider: &'static str,
+}
+
+/// The database answers; says which SMS gateway this instance sends through.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
-    responses((status = 200, body = Health), (status = 503, body = crate::error::Problem))
+    responses((status = 200, body = Readiness), (status = 503, body = crate::error::Problem))
 )]
 pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     db::run(&state.pool, |conn| conn.batch_execute("SELECT 1").map_err(Into::into)).await?;
-    Ok(HttpResponse::Ok().json(Health { status: "ready" }))
+    Ok(HttpResponse::Ok().json(Readiness { status: "ready", sms_provider: state.settings.sms.provider.name() }))
 }
 
 pub async fn openapi_json() -> HttpResponse {

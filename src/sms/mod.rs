@@ -87,6 +87,18 @@ pub enum ProviderSettings {
     Twilio(TwilioSettings),
 }
 
+impl ProviderSettings {
+    /// The `REPAIRDESK_SMS_PROVIDER` value it was read from.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Log => "log",
+            Self::Webhook(_) => "webhook",
+            Self::Aliyun(_) => "aliyun",
+            Self::Twilio(_) => "twilio",
+        }
+    }
+}
+
 pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
 pub const MAX_TIMEOUT_SECS: u64 = 120;
 /// Connecting gets at most this long: a gateway that cannot be reached in 5 s will not be in 10.

@@ -44,16 +44,78 @@ async fn a_wrong_password_and_an_unknown_user_get_the_same_401() {
     assert_eq!(wrong["detail"], unknown["detail"]);
 }
 
+/// A login from `address`, as a trusted proxy in front of the server forwards it.
+async fn login_from(app: &TestApp, address: &str, username: &str, password: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", address)
+        .json(&json!({ "username": username, "password": password }))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn retry_after(res: &reqwest::Response) -> u64 {
+    res.headers()["retry-after"].to_str().unwrap().parse().unwrap()
+}
+
 #[tokio::test]
-async fn five_failures_lock_the_account_even_for_the_right_password() {
+async fn five_failures_from_one_address_lock_it_out_of_the_account_even_for_the_right_password() {
     let app = spawn_app().await;
     for _ in 0..5 {
         assert_problem(app.login_response("admin", "wrong-password").await, 401, "invalid_credentials").await;
     }
     let res = app.login_response("admin", ADMIN_PASSWORD).await;
-    let retry_after: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry_after = retry_after(&res);
     assert!((1..=900).contains(&retry_after), "{retry_after}");
     assert_problem(res, 429, "too_many_attempts").await;
+}
+
+#[tokio::test]
+async fn someone_elses_guesses_do_not_lock_the_owner_out_from_their_own_phone() {
+    let app = spawn_app_with(&[("REPAIRDESK_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let (prankster, owners_phone) = ("203.0.113.9", "198.51.100.7");
+    for _ in 0..5 {
+        assert_problem(login_from(&app, prankster, "admin", "wrong-password").await, 401, "invalid_credentials").await;
+    }
+    // the prankster is stopped, even with the right password
+    let refused = login_from(&app, prankster, "admin", ADMIN_PASSWORD).await;
+    assert!((1..=900).contains(&retry_after(&refused)));
+    assert_problem(refused, 429, "too_many_attempts").await;
+    // the owner is not
+    assert_eq!(login_from(&app, owners_phone, "admin", ADMIN_PASSWORD).await.status(), 200);
+    // and the owner logging in does not lift the prankster's lock
+    assert_problem(login_from(&app, prankster, "admin", ADMIN_PASSWORD).await, 429, "too_many_attempts").await;
+}
+
+#[tokio::test]
+async fn a_hundred_failures_in_a_row_from_many_addresses_lock_the_account_everywhere() {
+    let app = spawn_app_with(&[("REPAIRDESK_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let admin = app.admin_token().await;
+    let site = app.create_site(&admin, "GY").await;
+    app.create_user(&admin, "li.disp", "dispatcher", &[&site], &[]).await;
+    // a guesser spread over 25 addresses, 4 guesses each: under every per-address limit
+    let addresses: Vec<String> = (0..25).map(|i| format!("203.0.113.{}", i + 1)).collect();
+    let mut failures = 0;
+    for address in &addresses {
+        for _ in 0..4 {
+            if failures == 99 {
+                break;
+            }
+            let res = login_from(&app, address, "admin", "wrong-password").await;
+            assert_problem(res, 401, "invalid_credentials").await;
+            failures += 1;
+        }
+    }
+    // the 100th failure is still an answer on the password
+    assert_problem(login_from(&app, "198.51.100.1", "admin", "wrong-password").await, 401, "invalid_credentials").await;
+    // then the account waits, from anywhere, for up to a day
+    let refused = login_from(&app, "198.51.100.2", "admin", ADMIN_PASSWORD).await;
+    let wait = retry_after(&refused);
+    assert!((900..=86_400).contains(&wait), "{wait}");
+    assert_problem(refused, 429, "too_many_attempts").await;
+    // other accounts are untouched
+    assert_eq!(login_from(&app, "198.51.100.2", "li.disp", PASSWORD).await.status(), 200);
 }
 
 #[tokio::test]
@@ -255,7 +317,7 @@ async fn a_password_reset_or_change_ends_sessions() {
             &json!({ "current_password": "wrong-one", "new_password": "mine-now-123" }),
         )
         .await;
-    assert_problem(bad, 401, "invalid_credentials").await;
+    assert_problem(bad, 403, "wrong_password").await;
     let short = app
         .post(
             "/api/v1/me/password",
@@ -274,4 +336,66 @@ async fn a_password_reset_or_change_ends_sessions() {
     assert_eq!(ok.status(), 204);
     assert_problem(app.get("/api/v1/me", &token(&again)).await, 401, "invalid_token").await;
     app.login("li.disp", "mine-now-123").await;
+}
+
+#[tokio::test]
+async fn a_stolen_token_cannot_guess_the_password_through_a_password_change() {
+    let app = spawn_app_with(&[("REPAIRDESK_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let admin = app.admin_token().await;
+    let site = app.create_site(&admin, "GY").await;
+    app.create_user(&admin, "li.disp", "dispatcher", &[&site], &[]).await;
+    let stolen = token(&login_from(&app, "198.51.100.7", "li.disp", PASSWORD).await.json::<Value>().await.unwrap());
+    let change = |current: &'static str| {
+        app.client
+            .post(app.url("/api/v1/me/password"))
+            .bearer_auth(&stolen)
+            .header("x-forwarded-for", "203.0.113.9")
+            .json(&json!({ "current_password": current, "new_password": "taken-over-123" }))
+            .send()
+    };
+    for _ in 0..5 {
+        // 403, not 401: the app must not think it was logged out
+        let wrong = assert_problem(change("guess-123").await.unwrap(), 403, "wrong_password").await;
+        assert_eq!(wrong["detail"], "the current password is wrong");
+    }
+    let refused = change(PASSWORD).await.unwrap();
+    assert!((1..=900).contains(&retry_after(&refused)));
+    assert_problem(refused, 429, "too_many_attempts").await;
+    // the guesses counted as failed logins from that address, not against the owner elsewhere
+    assert_problem(login_from(&app, "203.0.113.9", "li.disp", PASSWORD).await, 429, "too_many_attempts").await;
+    assert_eq!(login_from(&app, "198.51.100.7", "li.disp", PASSWORD).await.status(), 200);
+}
+
+#[tokio::test]
+async fn tokens_and_the_user_are_never_cached() {
+    let app = spawn_app().await;
+    let no_store = |res: &reqwest::Response| res.headers().get("cache-control").map(|v| v.to_str().unwrap().to_owned());
+    let store_nothing = Some("no-store".to_owned());
+
+    let login = app.login_response("admin", ADMIN_PASSWORD).await;
+    assert_eq!(no_store(&login), store_nothing, "login");
+    let tokens: Value = login.json().await.unwrap();
+    let wrong = app.login_response("admin", "wrong-password").await;
+    assert_eq!(no_store(&wrong), store_nothing, "a refused login");
+    let malformed = app
+        .client
+        .post(app.url("/api/v1/auth/login"))
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_store(&malformed), store_nothing, "a malformed login");
+
+    let refreshed = refresh(&app, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(refreshed.status(), 200);
+    assert_eq!(no_store(&refreshed), store_nothing, "refresh");
+    let refused = refresh(&app, "not-a-token").await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(no_store(&refused), store_nothing, "a refused refresh");
+
+    let tokens: Value = refreshed.json().await.unwrap();
+    let me = app.get("/api/v1/me", &token(&tokens)).await;
+    assert_eq!(me.status(), 200);
+    assert_eq!(no_store(&me), store_nothing, "/me");
 }

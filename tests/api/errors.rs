@@ -1,5 +1,5 @@
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 
@@ -65,4 +65,21 @@ async fn health_readiness_and_request_ids() {
     assert_eq!(app.request(Method::GET, "/readyz", None, None).await.status(), 200);
     let res = app.client.get(app.url("/healthz")).header("x-request-id", "desk-42").send().await.unwrap();
     assert_eq!(res.headers()["x-request-id"], "desk-42");
+}
+
+#[tokio::test]
+async fn readiness_says_which_sms_gateway_residents_are_texted_through() {
+    // nobody set REPAIRDESK_SMS_PROVIDER: the monitoring sees that nothing reaches a resident
+    let app = spawn_app().await;
+    let ready: Value = app.request(Method::GET, "/readyz", None, None).await.json().await.unwrap();
+    assert_eq!(ready, json!({ "status": "ready", "sms_provider": "log" }));
+
+    let app = spawn_app_with(&[
+        ("REPAIRDESK_SMS_PROVIDER", "webhook"),
+        ("REPAIRDESK_SMS_WEBHOOK_URL", "http://127.0.0.1:9/sms"),
+        ("REPAIRDESK_SMS_WEBHOOK_SECRET", "webhook-secret"),
+    ])
+    .await;
+    let ready: Value = app.request(Method::GET, "/readyz", None, None).await.json().await.unwrap();
+    assert_eq!(ready, json!({ "status": "ready", "sms_provider": "webhook" }));
 }
