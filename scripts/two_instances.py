@@ -22,11 +22,16 @@ instances it creates the technicians and the in-home tickets (each queues a door
   - readers list the pool and the escalations on both instances.
 Checks, from the database (psql) and the API: at most one claimed event per ticket, by the
 assignee, and exactly one per race ticket; at most one technician answered a win per ticket; one
-sync_ops row per (client_id, op_id), every client's last_op_id equals its ops, the late resends
-answer only duplicates; no two escalations with the same dedupe key or the same ticket and kind,
+sync_ops row per (client_id, op_id), every client's last_op_id equals its ops, every answer has a
+result line per op it reached, each op is answered applied or rejected exactly once across a
+client's answers (the rest are duplicates), the late resends answer only duplicates; no two escalations with the same dedupe key or the same ticket and kind,
 each unclaimed ticket escalated once, one escalated event per escalation, and both instances
 list the same escalations; every outbox message sent and accepted by the stub exactly once, one
-per created ticket. No 5xx and no unanswered request. Exits 0 when all hold; last line PASS or FAIL.
+per created ticket. No 5xx and no unanswered request; no deadlock: none in either instance's log
+(server-A.log, server-B.log in the work folder, RUST_LOG=warn, where the server logs each deadlock
+or serialization failure it retries) nor in PostgreSQL's count for the database
+(pg_stat_database.deadlocks). Exits 0 when all hold; last line PASS or FAIL, also when the run
+itself breaks (an unexpected answer is reported as a problem, not a crash).
 """
 import argparse
 import os
@@ -35,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import uuid
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
@@ -143,17 +149,27 @@ def main():
         wins = defaultdict(set)       # ticket id -> technicians answered a win
         pushes = []                   # (client_id, ops, user token, first instance)
         push_answers = defaultdict(list)
+        retried_from = []             # retry_from of answers that stopped early
         start = threading.Barrier(len(techs) + 2)
         stop = threading.Event()
 
         def push(i, token, client_id, ops, what):
+            """Pushes until the server has every op (no `retry_from`); the bodies of the 200
+            answers, the last one last ([] when none came)."""
             body = {"client_id": client_id, "schema_version": 1, "ops": ops}
+            answers = []
             for _ in range(10):
                 r = record(i, what, on(i).request("POST", "/api/v1/sync/push", token, body, timeout=30))
-                if r.status == 200:
-                    return r.body
+                if r.status == 200 and isinstance(r.body, dict):
+                    answers.append(r.body)
+                    if r.body.get("retry_from") is None:
+                        return answers
+                    with lock:
+                        retried_from.append(r.body["retry_from"])
                 time.sleep(0.5)
-            return None
+            with lock:
+                problems.append(f"{what} of {client_id} not through after 10 tries")
+            return answers
 
         def technician(n):
             user_id, token = techs[n]
@@ -184,19 +200,20 @@ def main():
                     pushes.append((client_id, ops, token, i, retried))
                 if retried:
                     # the phone gave up waiting and sent it again to the other instance meanwhile
-                    answers = [None, None]
+                    answers = [[], []]
                     both = [threading.Thread(target=lambda k=k: answers.__setitem__(
                         k, push(i + k, token, client_id, ops, "push"))) for k in (0, 1)]
                     for th in both:
                         th.start()
                     for th in both:
                         th.join()
+                    answers = answers[0] + answers[1]
                 else:
-                    answers = [push(i, token, client_id, ops, "push")]
+                    answers = push(i, token, client_id, ops, "push")
                 with lock:
                     push_answers[client_id] += answers
                 for a in answers:
-                    if a and any(x["op_id"] == 1 and x["status"] == "applied" for x in a["results"]):
+                    if any(x["op_id"] == 1 and x["status"] == "applied" for x in a["results"]):
                         with lock:
                             wins[t["id"]].add(user_id)
 
@@ -207,8 +224,19 @@ def main():
                 record(i, "escalations", on(i).request("GET", "/api/v1/escalations?open=true", desk))
                 time.sleep(0.2)
 
-        threads = [threading.Thread(target=technician, args=(n,)) for n in range(len(techs))]
-        readers = [threading.Thread(target=reader, args=(i,)) for i in (0, 1)]
+        def guarded(work):
+            """`work` in a thread: an exception in it is a problem, not a silently dead thread."""
+            def run(*args):
+                try:
+                    work(*args)
+                except Exception as e:
+                    traceback.print_exc()
+                    with lock:
+                        problems.append(f"{work.__name__} broke: {e!r}")
+            return run
+
+        threads = [threading.Thread(target=guarded(technician), args=(n,)) for n in range(len(techs))]
+        readers = [threading.Thread(target=guarded(reader), args=(i,)) for i in (0, 1)]
         for th in threads + readers:
             th.start()
         load_started = time.monotonic()
@@ -220,7 +248,8 @@ def main():
         late_answers = []
         for client_id, ops, token, i, retried in pushes:
             if retried:
-                late_answers.append((client_id, push(i + 1, token, client_id, ops, "late push")))
+                answers = push(i + 1, token, client_id, ops, "late push")
+                late_answers.append((client_id, answers[-1] if answers else None))
 
         # the unclaimed tickets escalate; both instances keep scanning a few more rounds
         deadline = max(unclaimed_created + CLAIM_TIMEOUT_SECS + 15, time.monotonic() + 5)
@@ -279,13 +308,18 @@ def main():
             if per_client.get(client_id) != (len(ops), len(ops)):
                 problems.append(f"client {client_id}: (last_op_id, ops stored) = {per_client.get(client_id)}, "
                                 f"{len(ops)} pushed")
-        # a result line per op across the answers of one client: the concurrent duplicate answers none
+        # every answer has a line per op it reached (a complete one: all 4); across the answers of
+        # one client each op is applied or rejected once, and answered as a duplicate otherwise
         for client_id, answers in push_answers.items():
-            lines = Counter(x["op_id"] for a in answers if a for x in a["results"])
-            if any(n != 1 for n in lines.values()) or len(lines) != 4:
-                problems.append(f"client {client_id}: result lines per op {dict(lines)}")
+            for a in answers:
+                reached = [x["op_id"] for x in a["results"]]
+                if a.get("retry_from") is None and reached != [1, 2, 3, 4]:
+                    problems.append(f"client {client_id}: an answer with lines for ops {reached}")
+            decided = Counter(x["op_id"] for a in answers for x in a["results"] if x["status"] != "duplicate")
+            if any(n != 1 for n in decided.values()) or len(decided) != 4:
+                problems.append(f"client {client_id}: ops applied or rejected per op {dict(decided)}")
         for client_id, a in late_answers:
-            if a is None or a["results"] or a["last_op_id"] != 4:
+            if a is None or any(x["status"] != "duplicate" for x in a["results"]) or a["last_op_id"] != 4:
                 problems.append(f"late resend of {client_id} answered {a}")
         lines_twice = db.query("SELECT id, COUNT(*) FROM material_lines GROUP BY id HAVING COUNT(*) > 1")
         applied_materials = int(db.query("SELECT COUNT(*) FROM sync_ops WHERE name = 'add_material' AND status = 'applied'")[0][0])
@@ -335,6 +369,15 @@ def main():
             if not s.alive():
                 problems.append(f"instance {name} exited")
 
+        # ---- deadlocks: each instance logs every one it met (and retried); PostgreSQL counts them
+        logged = {}
+        for s, name in zip(servers, "AB"):
+            with open(s.log_path, errors="replace") as f:
+                logged[name] = sum(line.count("deadlock detected") for line in f)
+        pg_deadlocks = int(db.query("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")[0][0])
+        if any(logged.values()) or pg_deadlocks:
+            problems.append(f"deadlocks: {logged['A']} in A's log, {logged['B']} in B's, {pg_deadlocks} counted by PostgreSQL")
+
         lat = percentiles([x[3] for x in seen])
         per_instance = Counter("AB"[x[0]] for x in seen)
         errors = sum(1 for x in seen if x[2] is None or x[2] >= 500)
@@ -345,18 +388,24 @@ def main():
               f"{errors} 5xx/unanswered, p50 {lat['p50']:.0f} ms, p99 {lat['p99']:.0f} ms, max {lat['max']:.0f} ms")
         print(f"winners: {sum(1 for t in race_ids if claimed[t] == 1)}/{len(race)} race tickets with exactly one "
               f"claimed event, {len(double)} with two, {len(wrong_holder)} not by the assignee; HTTP claims "
-              f"{dict(sorted(http_claims.items()))}, told winners per ticket max "
+              f"{dict(sorted(http_claims.items(), key=str))}, told winners per ticket max "
               f"{max((len(w) for w in wins.values()), default=0)}")
         print(f"sync: {len(pushes)} clients, {sum(push_statuses.values())} pushes answered "
               f"{dict(sorted(push_statuses.items(), key=str))} ({sum(1 for p in pushes if p[4])} batches sent to both "
               f"instances at once, then once more), {sum(op_status.values())} ops stored {dict(op_status)}, "
-              f"{len(dup_ops)} twice; {material_lines} material lines, {notes} notes")
+              f"{len(dup_ops)} twice; {len(retried_from)} answers stopped early (retry_from); {material_lines} material "
+              f"lines, {notes} notes")
+        print(f"deadlocks: A's log {logged['A']}, B's log {logged['B']}, PostgreSQL {pg_deadlocks}; logs in {workdir}")
         print(f"escalations: {len(escalations)} {dict(kinds)}, {sum(1 for n in by_key.values() if n > 1)} dedupe keys "
               f"twice; {sum(1 for t in unclaimed if by_ticket_kind[(t['id'], 'unclaimed')] == 1)}/{len(unclaimed)} "
               f"unclaimed tickets escalated once; {sum(events.values())} escalated events; both instances list "
               f"{len(listed[0]) if isinstance(listed[0], list) else listed[0]}")
         print(f"sms: {len(outbox)} messages for {created} tickets, stub received {sum(received.values())}, accepted "
               f"{sum(accepted.values())} ({len(twice)} twice, {len(missing)} missing, {len(unknown)} unknown)")
+        return verdict(problems)
+    except Exception as e:  # the run itself broke (an answer not as expected): FAIL with why
+        traceback.print_exc()
+        problems.append(f"the run broke: {e!r}")
         return verdict(problems)
     finally:
         for s in servers:

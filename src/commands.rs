@@ -136,7 +136,7 @@ pub fn code_refusal(check: CodeCheck, purpose: Purpose) -> Option<ApiError> {
     }
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 pub struct ArriveBody {
     /// The resident's SMS code; not needed for public-area tickets or after the desk verified by phone.
     pub code: Option<String>,
@@ -148,7 +148,7 @@ pub struct ArriveBody {
     pub device_time: Option<DateTime<Utc>>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 pub struct NewMaterial {
     /// Made by the phone (UUID), so a line added offline keeps its id; sending it again is harmless.
     pub id: Option<String>,
@@ -167,7 +167,7 @@ pub struct NewMaterial {
     pub version: Option<i64>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 pub struct MaterialPatch {
     pub name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
@@ -201,7 +201,7 @@ pub fn materials_allowed(conn: &mut DbConn, t: &TicketRow) -> Result<(), ApiErro
     require_accepted_quote(conn, t)
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 pub struct HoldBody {
     /// `awaiting_parts | needs_assessment | resident_absent | other`
     pub reason: String,
@@ -211,7 +211,7 @@ pub struct HoldBody {
     pub resume_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 pub struct CompleteBody {
     pub result: String,
     /// 1 to 5.
@@ -238,7 +238,7 @@ pub fn parse_signature(raw: &str) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 pub struct ReasonBody {
     pub reason: String,
 }
@@ -251,7 +251,7 @@ pub fn reason(raw: &str) -> Result<String, ApiError> {
     Ok(r.to_owned())
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 pub struct NoteBody {
     /// Made by the phone (UUID), so a note written offline keeps its id; sending it again is harmless.
     pub id: Option<String>,
@@ -277,7 +277,8 @@ pub fn claim(
 ) -> Result<TicketRow, ApiError> {
     viewer.caller.require(&[Role::Technician])?;
     let me = viewer.caller.user_id.clone();
-    let t = db::tickets::find(conn, id)?
+    // the lock order: the ticket, then the technician, then the change counter
+    let t = db::tickets::find_for_update(conn, id)?
         .filter(|t| viewer.sites.contains(&t.site_id))
         .ok_or_else(|| ApiError::not_found("ticket"))?;
     if t.assignee_id.as_deref() == Some(me.as_str()) && t.status == Status::Assigned.as_str() {

@@ -56,6 +56,8 @@ pub struct Settings {
     /// HTTP worker threads; defaults to the number of cores.
     pub workers: usize,
     pub log_json: bool,
+    /// Testing only: fail pushes at this operation number, this many times (off when `None`).
+    pub fault_push_op: Option<(i64, u32)>,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/repairdesk.db";
@@ -129,6 +131,14 @@ impl Settings {
             ..Delivery::default()
         };
         let sms = SmsSettings::from_lookup(|name| get(name))?;
+        let fault_push_op = match get("REPAIRDESK_FAULT_PUSH_OP") {
+            None => None,
+            Some(_) => Some((
+                positive("REPAIRDESK_FAULT_PUSH_OP", 1)?,
+                u32::try_from(positive("REPAIRDESK_FAULT_PUSH_TIMES", 1)?)
+                    .map_err(|_| "REPAIRDESK_FAULT_PUSH_TIMES is too large".to_owned())?,
+            )),
+        };
         Ok(Self {
             sms,
             sms_policy,
@@ -147,6 +157,7 @@ impl Settings {
             db_pool_size: db_pool_size as u32,
             workers: workers as usize,
             log_json: get("REPAIRDESK_LOG_FORMAT").as_deref() == Some("json"),
+            fault_push_op,
         })
     }
 }

@@ -41,6 +41,8 @@ pub enum ErrorCode {
     UnsupportedSchemaVersion,
     ClientOfAnotherUser,
     DatabaseUnavailable,
+    /// A deadlock or serialization failure that retries did not get past: try again shortly.
+    DatabaseBusy,
     Internal,
 }
 
@@ -79,6 +81,7 @@ impl ErrorCode {
             Self::UnsupportedSchemaVersion => "unsupported_schema_version",
             Self::ClientOfAnotherUser => "client_of_another_user",
             Self::DatabaseUnavailable => "database_unavailable",
+            Self::DatabaseBusy => "database_busy",
             Self::Internal => "internal_error",
         }
     }
@@ -114,7 +117,7 @@ impl ErrorCode {
             | Self::VersionConflict
             | Self::NotYourTicket
             | Self::IdempotencyKeyInUse => StatusCode::CONFLICT,
-            Self::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::DatabaseUnavailable | Self::DatabaseBusy => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -153,6 +156,7 @@ impl ErrorCode {
             Self::UnsupportedSchemaVersion => "Update the app",
             Self::ClientOfAnotherUser => "This app install belongs to another user",
             Self::DatabaseUnavailable => "The database is unavailable",
+            Self::DatabaseBusy => "The database was busy",
             Self::Internal => "Internal error",
         }
     }
@@ -238,6 +242,19 @@ impl ApiError {
         Self::new(ErrorCode::DatabaseUnavailable, "the database did not answer; try again shortly").retry_after(2)
     }
 
+    /// A deadlock or serialization failure: the transaction was undone and may simply run again.
+    pub fn database_busy(cause: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "transaction conflict; it is run again or answered 503");
+        Self::new(ErrorCode::DatabaseBusy, "the database was busy with other changes; try again shortly").retry_after(1)
+    }
+
+    /// A failure of the database rather than of the request (down, a dropped connection, a
+    /// deadlock or serialization failure): the same request may succeed when sent again, and
+    /// nothing about it may be kept as the request's fault.
+    pub fn is_transient(&self) -> bool {
+        matches!(self.code, ErrorCode::DatabaseUnavailable | ErrorCode::DatabaseBusy)
+    }
+
     pub fn problem(&self) -> Problem {
         Problem {
             type_: format!("https://repairdesk.dev/problems/{}", self.code.as_str()),
@@ -302,6 +319,12 @@ impl From<diesel::result::Error> for ApiError {
             Error::DatabaseError(DatabaseErrorKind::ClosedConnection, info)
             | Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, info) => {
                 Self::database_unavailable(info.message())
+            }
+            // PostgreSQL broke a deadlock by failing this transaction (40P01), or could not
+            // serialize it (40001): nothing of it stands, and it may run again.
+            Error::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => Self::database_busy(info.message()),
+            Error::DatabaseError(_, ref info) if info.message().contains("deadlock detected") => {
+                Self::database_busy(info.message())
             }
             // SQLite answers a writer that waited out busy_timeout with "database is locked".
             Error::DatabaseError(_, ref info) if info.message().contains("database is locked") => {

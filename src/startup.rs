@@ -30,6 +30,8 @@ pub struct AppState {
     /// Keys the hashes of residents' codes.
     pub code_key: Vec<u8>,
     pub settings: Settings,
+    /// Failures to inject, for tests (none unless configured).
+    pub faults: crate::db::faults::Faults,
 }
 
 impl AppState {
@@ -103,6 +105,9 @@ impl Application {
             hasher: Hasher::default(),
             feed,
             code_key: code_key.into_bytes(),
+            faults: settings
+                .fault_push_op
+                .map_or_else(Default::default, |(op_id, times)| crate::db::faults::Faults::push_op(op_id, times)),
             settings,
         });
         let server = HttpServer::new(move || {

@@ -2,6 +2,33 @@
 //!
 //! One code path serves SQLite and PostgreSQL through diesel's `MultiConnection`; the engine is
 //! picked from the URL scheme, and engine-specific SQL is matched on the connection variant here.
+//!
+//! # The lock order
+//!
+//! On PostgreSQL several transactions write at once (and several instances share one database),
+//! so two that take the same rows in opposite orders deadlock. Every writing transaction takes
+//! its row locks in this one order, and never goes back to an earlier step:
+//!
+//! 1. **A push's sync client** (`sync_clients`, [`sync::lock_last_op_id`]): only a push of that
+//!    client takes it, first, so two pushes of one phone apply one after the other.
+//! 2. **Tickets, by id** ([`tickets::find_for_update`], or [`tickets::lock`] for several, which
+//!    sorts them): before anything else of the ticket is read to be changed, written or
+//!    referenced. A ticket is locked `FOR UPDATE` at once, never first shared and later upgraded.
+//!    A sync push locks its batch's ticket before the first operation, outside the operations'
+//!    savepoints (a savepoint rolled back gives back the row locks taken inside it). The outbox
+//!    and the clock lock the message's or the escalation's ticket before their own rows.
+//! 3. **Per-technician rows** (`users`, [`tickets::lock_technician`]): a claim counts the
+//!    technician's active tickets under it, after the ticket.
+//! 4. **Rows that belong to the tickets locked above**: their codes, material lines, notes, quotes,
+//!    escalations and outbox messages, and a new ticket's per-site, per-day number counter
+//!    ([`tickets::next_number`]; its creating transaction holds no other ticket).
+//! 5. **The change counter, last** ([`events::append`]): it orders the changes, and is held until
+//!    commit, so whoever holds it waits for nothing else. After it a transaction only inserts new
+//!    rows that reference tickets it has locked already.
+//!
+//! SQLite has one writer at a time ([`write_transaction`]), so the order costs it nothing. A
+//! deadlock or serialization failure that still happens is retried by [`write_transaction`] a
+//! few times with backoff, and answers `503 database_busy` if it keeps failing, never a 500.
 
 /// Runs the same diesel expression on whichever engine's connection `conn` holds: for the few
 /// statements (upserts, `RETURNING`) that diesel's multi-engine backend does not build.
@@ -17,6 +44,7 @@ macro_rules! on_engine {
 pub mod codes;
 pub mod escalations;
 pub mod events;
+pub mod faults;
 pub mod idempotency;
 pub mod materials;
 pub mod outbox;
@@ -37,7 +65,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 #[derive(diesel::MultiConnection)]
 pub enum DbConn {
@@ -228,27 +256,60 @@ where
     .map_err(ApiError::internal)?
 }
 
-/// Like [`run`], inside one write transaction (see [`write_transaction`]).
-pub async fn transaction<F, T>(pool: &Pool, work: F) -> Result<T, ApiError>
+/// Like [`run`], inside one write transaction (see [`write_transaction`]), which may run `work`
+/// again after a deadlock or serialization failure.
+pub async fn transaction<F, T>(pool: &Pool, mut work: F) -> Result<T, ApiError>
 where
-    F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
+    F: FnMut(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
     T: Send + 'static,
 {
-    run(pool, move |conn| write_transaction(conn, work)).await
+    run(pool, move |conn| write_transaction(conn, &mut work)).await
 }
+
+/// How many times [`write_transaction`] runs a transaction that keeps failing with a deadlock or
+/// a serialization failure before it answers `503 database_busy`.
+pub const TRANSACTION_ATTEMPTS: u32 = 4;
 
 /// Runs `work` in a transaction that will write. On SQLite it starts with `BEGIN IMMEDIATE`, taking
 /// the write lock up front: a deferred transaction that read first could not upgrade once another
 /// writer committed (SQLITE_BUSY_SNAPSHOT, which busy_timeout does not wait out).
 ///
+/// A deadlock or serialization failure (`database_busy`) undoes the whole transaction; `work` then
+/// runs again from the start in a new one, after a jittered backoff (about 20, 40, 80 ms), up to
+/// [`TRANSACTION_ATTEMPTS`] times in all. So `work` must hold nothing that its first run used up.
+///
 /// This process's SQLite writers first queue on [`SQLITE_WRITER`], so each is woken the moment the
 /// one before it has finished.
 pub fn write_transaction<T>(
     conn: &mut DbConn,
-    work: impl FnOnce(&mut DbConn) -> Result<T, ApiError>,
+    mut work: impl FnMut(&mut DbConn) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    let _turn = matches!(conn, DbConn::Sqlite(_)).then(|| SQLITE_WRITER.lock());
-    transaction_begun_with(conn, "BEGIN IMMEDIATE", "BEGIN", work)
+    let mut attempt = 1;
+    loop {
+        let outcome = {
+            let _turn = matches!(conn, DbConn::Sqlite(_)).then(|| SQLITE_WRITER.lock());
+            transaction_begun_with(conn, "BEGIN IMMEDIATE", "BEGIN", &mut work)
+        };
+        match outcome {
+            Err(e) if e.code == ErrorCode::DatabaseBusy && attempt < TRANSACTION_ATTEMPTS => {
+                std::thread::sleep(retry_backoff(attempt));
+                attempt += 1;
+            }
+            Err(e) if e.code == ErrorCode::DatabaseBusy => {
+                tracing::warn!(attempts = attempt, error = %e, "transaction gave up after conflicts");
+                return Err(e);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The wait before the `attempt`+1-th run of a transaction: 20 ms doubling per attempt, each
+/// between half and one and a half of that, so transactions that collided don't collide again.
+fn retry_backoff(attempt: u32) -> Duration {
+    use rand::Rng;
+    let base = 20u64 << (attempt.saturating_sub(1)).min(6);
+    Duration::from_millis(rand::thread_rng().gen_range(base / 2..=base + base / 2))
 }
 
 /// SQLite has one writer at a time, and a writer that finds the lock taken waits in SQLite's busy

@@ -76,6 +76,15 @@ pub fn record(conn: &mut DbConn, ops: &[OpRow]) -> QueryResult<()> {
     Ok(())
 }
 
+/// The stored operations `op_ids` of `client_id`.
+pub fn ops_of(conn: &mut DbConn, client_id: &str, op_ids: &[i64]) -> QueryResult<Vec<OpRow>> {
+    sync_ops::table
+        .filter(sync_ops::client_id.eq(client_id))
+        .filter(sync_ops::op_id.eq_any(op_ids))
+        .select(OpRow::as_select())
+        .load(conn)
+}
+
 /// Rejected operations for the desks of `sites` (all when `None`), newest first: those pushed by a
 /// member of one of `sites`, about a ticket of one of them or about none of the pusher's sites (a
 /// ticket elsewhere, or none). A desk never sees what another site's users sent.

@@ -207,7 +207,8 @@ pub fn claim(conn: &mut DbConn, id: &str, technician_id: &str, at: NaiveDateTime
 }
 
 /// Serialises one technician's claims on PostgreSQL so the active-ticket cap can't be overrun by
-/// two claims at once (SQLite's write transactions are serial already).
+/// two claims at once (SQLite's write transactions are serial already). Second in the lock order:
+/// after the ticket, before the change counter.
 pub fn lock_technician(conn: &mut DbConn, technician_id: &str) -> QueryResult<()> {
     if let DbConn::Postgres(c) = conn {
         diesel::sql_query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
@@ -416,10 +417,31 @@ pub fn find_many(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<TicketRow
 
 /// Reads a ticket to change it: on PostgreSQL the row stays locked until the transaction ends,
 /// so commands on one ticket take turns and each sees the last one's result (SQLite's write
-/// transactions take turns already).
+/// transactions take turns already). The first lock of the lock order (`db` module doc): take it
+/// before any other row of the transaction.
 pub fn find_for_update(conn: &mut DbConn, id: &str) -> QueryResult<Option<TicketRow>> {
     match conn {
         DbConn::Postgres(c) => tickets::table.find(id).for_update().select(TicketRow::as_select()).first(c).optional(),
         DbConn::Sqlite(c) => tickets::table.find(id).select(TicketRow::as_select()).first(c).optional(),
     }
+}
+
+/// Locks the tickets `ids` (`FOR UPDATE`, on PostgreSQL) in id order, the first step of the lock
+/// order (`db` module doc), for a transaction that will change them or append their events. Ids
+/// that name no ticket are passed over.
+pub fn lock(conn: &mut DbConn, ids: &[&str]) -> QueryResult<()> {
+    if let DbConn::Postgres(c) = conn {
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        if !ids.is_empty() {
+            tickets::table
+                .filter(tickets::id.eq_any(ids))
+                .order(tickets::id.asc())
+                .select(tickets::id)
+                .for_update()
+                .load::<String>(c)?;
+        }
+    }
+    Ok(())
 }

@@ -78,10 +78,11 @@ fn escalate(
     ticket_id: &str,
     kind: EscalationKind,
     now: NaiveDateTime,
-    due: impl FnOnce(&TicketRow) -> Option<NaiveDateTime>,
+    due: impl Fn(&TicketRow) -> Option<NaiveDateTime>,
 ) -> Result<usize, ApiError> {
     db::write_transaction(conn, |conn| {
-        let Some(t) = db::tickets::find(conn, ticket_id)? else { return Ok(0) };
+        // the ticket first, as every writer takes it (the lock order, `db` module doc)
+        let Some(t) = db::tickets::find_for_update(conn, ticket_id)? else { return Ok(0) };
         let Some(since) = due(&t) else { return Ok(0) };
         let occurrence = since.and_utc().timestamp_micros().to_string();
         let data = json!({ "since": since.and_utc() });

@@ -111,16 +111,16 @@ async fn deliver_one(
     let now = db::now();
     let provider_name = provider.name().to_owned();
     let delivery = *delivery;
-    db::transaction(pool, move |conn| settle(conn, row, &token, &provider_name, result, &delivery, now)).await?;
+    db::transaction(pool, move |conn| settle(conn, &row, &token, &provider_name, &result, &delivery, now)).await?;
     Ok(true)
 }
 
 fn settle(
     conn: &mut db::DbConn,
-    row: db::outbox::OutboxRow,
+    row: &db::outbox::OutboxRow,
     token: &str,
     provider: &str,
-    result: Result<crate::sms::Accepted, SendError>,
+    result: &Result<crate::sms::Accepted, SendError>,
     delivery: &Delivery,
     now: NaiveDateTime,
 ) -> Result<(), ApiError> {
@@ -153,7 +153,7 @@ fn settle(
                 lease_token: Some(None),
                 lease_until: Some(None),
                 provider: Some(Some(provider.into())),
-                last_error: Some(Some(error)),
+                last_error: Some(Some(error.clone())),
                 ..Default::default()
             };
             (outcome, None)
@@ -176,6 +176,11 @@ fn settle(
             (outcome, Some(("sms_failed", data)))
         }
     };
+    // the ticket before the message's row, as every writer takes them (the lock order, `db`
+    // module doc): a resent code holds the ticket while it supersedes the ticket's messages
+    if let Some(ticket_id) = row.ticket_id.as_deref() {
+        db::tickets::lock(conn, &[ticket_id])?;
+    }
     if !db::outbox::settle(conn, &row.id, token, &outcome)? {
         // our lease ran out and another worker took the message over: its outcome stands
         return Ok(());

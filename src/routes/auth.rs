@@ -248,8 +248,11 @@ pub async fn change_password(
     }
     let hash = state.hasher.hash(new_password).await?;
     db::transaction(&state.pool, move |conn| {
-        let changes =
-            db::users::UserChanges { password_hash: Some(hash), updated_at: Some(db::now()), ..Default::default() };
+        let changes = db::users::UserChanges {
+            password_hash: Some(hash.clone()),
+            updated_at: Some(db::now()),
+            ..Default::default()
+        };
         db::users::update(conn, &caller.user_id, &changes)?;
         db::tokens::revoke_all_for_user(conn, &caller.user_id)?;
         clear_failures(conn, &limits)?;

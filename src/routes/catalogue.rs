@@ -114,11 +114,11 @@ pub async fn add_item(
         member(conn, &caller, &site_id)?;
         let item = CatalogueItem {
             id: db::new_id(),
-            site_id,
-            name,
-            spec,
-            model,
-            unit,
+            site_id: site_id.clone(),
+            name: name.clone(),
+            spec: spec.clone(),
+            model: model.clone(),
+            unit: unit.clone(),
             default_price_cents: n.default_price_cents,
             created_at: db::now(),
         };

@@ -70,8 +70,8 @@ pub async fn arrive(
 ) -> ApiResult<HttpResponse> {
     let (ctx, id) = (state.commands(), id.into_inner());
     let outcome = db::transaction(&state.pool, move |conn| {
-        let viewer = Viewer::load(conn, caller)?;
-        Ok(match commands::arrive(conn, &ctx, &viewer, &id, body.0, db::now())? {
+        let viewer = Viewer::load(conn, caller.clone())?;
+        Ok(match commands::arrive(conn, &ctx, &viewer, &id, body.0.clone(), db::now())? {
             Ok(t) => Ok(viewer.view_one(conn, t)?),
             // the wrong try was counted and must commit
             Err(refusal) => Err(refusal),
@@ -108,7 +108,7 @@ pub async fn verify_by_phone(
     let note = text("note", Some(&body.0.note), 500, true)?;
     let id = id.into_inner();
     let view = db::transaction(&state.pool, move |conn| {
-        let viewer = Viewer::load(conn, caller)?;
+        let viewer = Viewer::load(conn, caller.clone())?;
         let t = actable(conn, &viewer, &id)?;
         require_status(&t, &[Status::Open, Status::Assigned], "verify the arrival of")?;
         let now = db::now();
@@ -152,7 +152,7 @@ pub async fn resend_code(state: web::Data<AppState>, caller: Caller, id: Path<St
     caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
     let (key, policy, id) = (state.code_key.clone(), state.settings.sms_policy.clone(), id.into_inner());
     let outcome = db::transaction(&state.pool, move |conn| {
-        let viewer = Viewer::load(conn, caller)?;
+        let viewer = Viewer::load(conn, caller.clone())?;
         let t = actable(conn, &viewer, &id)?;
         if t.area != Area::InHome.as_str() {
             return Err(ApiError::new(ErrorCode::InvalidTransition, "public-area tickets have no resident code"));
@@ -212,8 +212,8 @@ pub async fn add_material(
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
     let line = db::transaction(&state.pool, move |conn| {
-        let viewer = Viewer::load(conn, caller)?;
-        commands::add_material(conn, &viewer, &id, body.0, db::now())
+        let viewer = Viewer::load(conn, caller.clone())?;
+        commands::add_material(conn, &viewer, &id, body.0.clone(), db::now())
     })
     .await?;
     Ok(HttpResponse::Created().json(line_view(line)))
@@ -242,8 +242,8 @@ pub async fn update_material(
 ) -> ApiResult<HttpResponse> {
     let (ticket_id, line_id) = path.into_inner();
     let line = db::transaction(&state.pool, move |conn| {
-        let viewer = Viewer::load(conn, caller)?;
-        commands::update_material(conn, &viewer, &ticket_id, &line_id, body.0, db::now())
+        let viewer = Viewer::load(conn, caller.clone())?;
+        commands::update_material(conn, &viewer, &ticket_id, &line_id, body.0.clone(), db::now())
     })
     .await?;
     Ok(HttpResponse::Ok().json(line_view(line)))
@@ -271,7 +271,7 @@ pub async fn remove_material(
     let (ticket_id, line_id) = path.into_inner();
     let version = query.version;
     db::transaction(&state.pool, move |conn| {
-        let viewer = Viewer::load(conn, caller)?;
+        let viewer = Viewer::load(conn, caller.clone())?;
         commands::remove_material(conn, &viewer, &ticket_id, &line_id, version, db::now())
     })
     .await?;
@@ -316,7 +316,7 @@ pub async fn propose_quote(
     let note = text("note", note.as_deref(), 500, false)?;
     let (key, policy, id) = (state.code_key.clone(), state.settings.sms_policy.clone(), id.into_inner());
     let view = db::transaction(&state.pool, move |conn| {
-        let viewer = Viewer::load(conn, caller)?;
+        let viewer = Viewer::load(conn, caller.clone())?;
         let t = actable(conn, &viewer, &id)?;
         if !t.paid {
             return Err(ApiError::new(ErrorCode::InvalidTransition, "only paid work (特约维修) is quoted"));
@@ -403,7 +403,7 @@ pub async fn accept_quote(
     let note = text("note", note.as_deref(), 500, via == "phone")?;
     let (key, id) = (state.code_key.clone(), id.into_inner());
     let outcome = db::transaction(&state.pool, move |conn| {
-        let viewer = Viewer::load(conn, caller)?;
+        let viewer = Viewer::load(conn, caller.clone())?;
         let t = actable(conn, &viewer, &id)?;
         let quote = db::quotes::find(conn, &t.id)?
             .ok_or_else(|| ApiError::new(ErrorCode::InvalidTransition, "there is no quote"))?;
@@ -452,7 +452,7 @@ pub async fn decline_quote(
     let note = text("note", body.0.note.as_deref(), 500, false)?;
     let id = id.into_inner();
     let view = db::transaction(&state.pool, move |conn| {
-        let viewer = Viewer::load(conn, caller)?;
+        let viewer = Viewer::load(conn, caller.clone())?;
         let t = actable(conn, &viewer, &id)?;
         let now = db::now();
         if !db::quotes::decide(conn, &t.id, "declined", &viewer.caller.user_id, "declined", note.clone(), now)? {
@@ -514,8 +514,8 @@ pub async fn add_note(
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
     let note = db::transaction(&state.pool, move |conn| {
-        let viewer = Viewer::load(conn, caller)?;
-        commands::add_note(conn, &viewer, &id, body.0, None, db::now())
+        let viewer = Viewer::load(conn, caller.clone())?;
+        commands::add_note(conn, &viewer, &id, body.0.clone(), None, db::now())
     })
     .await?;
     Ok(HttpResponse::Created().json(NoteView::from(note)))
@@ -539,8 +539,8 @@ pub async fn hold(
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
     let view = db::transaction(&state.pool, move |conn| {
-        let viewer = Viewer::load(conn, caller)?;
-        let t = commands::hold(conn, &viewer, &id, body.0, db::now())?;
+        let viewer = Viewer::load(conn, caller.clone())?;
+        let t = commands::hold(conn, &viewer, &id, body.0.clone(), db::now())?;
         viewer.view_one(conn, t)
     })
     .await?;
@@ -559,7 +559,7 @@ pub async fn hold(
 pub async fn resume(state: web::Data<AppState>, caller: Caller, id: Path<String>) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
     let view = db::transaction(&state.pool, move |conn| {
-        let viewer = Viewer::load(conn, caller)?;
+        let viewer = Viewer::load(conn, caller.clone())?;
         let t = commands::resume(conn, &viewer, &id, db::now())?;
         viewer.view_one(conn, t)
     })
@@ -592,8 +592,8 @@ pub async fn complete(
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
     let view = db::transaction(&state.pool, move |conn| {
-        let viewer = Viewer::load(conn, caller)?;
-        let t = commands::complete(conn, &viewer, &id, body.0, db::now())?;
+        let viewer = Viewer::load(conn, caller.clone())?;
+        let t = commands::complete(conn, &viewer, &id, body.0.clone(), db::now())?;
         viewer.view_one(conn, t)
     })
     .await?;
@@ -627,7 +627,7 @@ pub async fn inspect(
     let note = text("note", note.as_deref(), 500, !passed)?;
     let id = id.into_inner();
     let view = db::transaction(&state.pool, move |conn| {
-        let viewer = Viewer::load(conn, caller)?;
+        let viewer = Viewer::load(conn, caller.clone())?;
         let t = actable(conn, &viewer, &id)?;
         require_status(&t, &[Status::AwaitingInspection], "inspect")?;
         let now = db::now();
@@ -687,7 +687,7 @@ pub async fn callback(
     let comment = text("comment", comment.as_deref(), 1000, false)?;
     let id = id.into_inner();
     let view = db::transaction(&state.pool, move |conn| {
-        let viewer = Viewer::load(conn, caller)?;
+        let viewer = Viewer::load(conn, caller.clone())?;
         let t = actable(conn, &viewer, &id)?;
         require_status(&t, &[Status::Completed], "call back")?;
         let now = db::now();

@@ -80,7 +80,7 @@ pub async fn create_site(
             return Err(ApiError::new(ErrorCode::SiteCodeTaken, format!("site code {} is taken", row.code)));
         }
         db::sites::insert(conn, &row)?;
-        Ok(row)
+        Ok(row.clone())
     })
     .await?;
     Ok(HttpResponse::Created().json(SiteView::from(row)))

@@ -21,7 +21,7 @@ use crate::auth::Caller;
 use crate::commands::{
     self, Add, ArriveBody, CompleteBody, HoldBody, MaterialPatch, NewMaterial, NoteBody, ReasonBody,
 };
-use crate::db::{self, sync::OpRow, DbConn};
+use crate::db::{self, faults::Faults, sync::OpRow, DbConn};
 use crate::domain::ticket::Status;
 use crate::domain::user::Role;
 use crate::error::{ApiError, ApiResult, ErrorCode, FieldError};
@@ -93,6 +93,8 @@ pub struct OpResult {
     /// `applied`, `rejected` (a business rule said no; it is kept for the desk) or `duplicate`
     /// (already received; not applied again).
     pub status: &'static str,
+    /// On rejection, the rule's code; on a duplicate, the code its first receipt was rejected
+    /// with (none when it was applied).
     pub code: Option<String>,
     pub detail: Option<String>,
     /// On rejection: the ticket as it stands, when the user may still see it.
@@ -103,7 +105,13 @@ pub struct OpResult {
 pub struct PushResponse {
     /// The last operation the server has of this client: resume pushing after it.
     pub last_op_id: i64,
+    /// A line per operation the server reached, duplicates included.
     pub results: Vec<OpResult>,
+    /// Present when a failure of the server (the database down or busy), not of an operation,
+    /// stopped the push here: `last_op_id + 1`. Nothing from it on was received or kept; wait a
+    /// moment (`Retry-After`) and push again from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_from: Option<i64>,
 }
 
 fn args<T: DeserializeOwned>(op: &PushOp) -> Result<T, ApiError> {
@@ -230,7 +238,9 @@ async fn own_client(state: &AppState, caller: &Caller, client_id: &str) -> Resul
 
 /// Push queued operations. They are applied in order, up to 100 of one ticket to a transaction,
 /// and each commits together with the client's `last_op_id`; a rejected one still advances it, so a bad
-/// operation never blocks the queue.
+/// operation never blocks the queue. A failure of the server stops the push without advancing it:
+/// the answer's `retry_from` says where to push again from (a `503` problem when nothing was
+/// reached).
 #[utoipa::path(
     post,
     path = "/api/v1/sync/push",
@@ -242,6 +252,7 @@ async fn own_client(state: &AppState, caller: &Caller, client_id: &str) -> Resul
         (status = 403, description = "`client_of_another_user`", body = crate::error::Problem),
         (status = 413, description = "more than 500 operations or 1 MB", body = crate::error::Problem),
         (status = 426, description = "`unsupported_schema_version`, with `supported`", body = crate::error::Problem),
+        (status = 503, description = "`database_unavailable` or `database_busy` before any operation was reached: push again later", body = crate::error::Problem),
     )
 )]
 pub async fn push(
@@ -280,14 +291,19 @@ pub async fn push(
     own_client(&state, &caller, &client_id).await?;
     let ctx = state.commands();
     let mut results = Vec::new();
+    let mut stopped = false;
     let mut ops = request.ops.into_iter().peekable();
     while let Some(first) = ops.next() {
         let mut batch = vec![first];
         while batch.len() < OPS_PER_TRANSACTION && ops.peek().is_some_and(|next| same_transaction(&batch[0], next)) {
             batch.extend(ops.next());
         }
-        let (client_id, caller, ctx) = (client_id.clone(), caller.clone(), ctx.clone());
-        let outcome = db::transaction(&state.pool, move |conn| push_batch(conn, &ctx, caller, &client_id, batch)).await;
+        let (client_id, caller, ctx, faults) = (client_id.clone(), caller.clone(), ctx.clone(), state.faults.clone());
+        // run again from the start after a deadlock or serialization failure (db::transaction)
+        let outcome = db::transaction(&state.pool, move |conn| {
+            push_batch(conn, &ctx, &faults, caller.clone(), &client_id, batch.clone())
+        })
+        .await;
         match outcome {
             Ok((applied, gap)) => {
                 results.extend(applied);
@@ -295,17 +311,24 @@ pub async fn push(
                     break;
                 }
             }
-            // transient (the database went away): the batch was rolled back as a whole; stop
-            // here, and the phone pushes the rest again
+            // the server failed, not an operation (the database down, or busy past the retries):
+            // the batch was undone whole and nothing of it is kept; stop here, and the phone
+            // pushes again from the first operation not received
             Err(e) if results.is_empty() => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, "push stopped early");
+                stopped = true;
                 break;
             }
         }
     }
     let last_op_id = db::run(&state.pool, move |conn| Ok(db::sync::last_op_id(conn, &client_id)?.unwrap_or(0))).await?;
-    Ok(HttpResponse::Ok().json(PushResponse { last_op_id, results }))
+    let retry_from = stopped.then_some(last_op_id + 1);
+    let mut answer = HttpResponse::Ok();
+    if retry_from.is_some() {
+        answer.insert_header((header::RETRY_AFTER, "1"));
+    }
+    Ok(answer.json(PushResponse { last_op_id, results, retry_from }))
 }
 
 /// Whether `next` joins the transaction that `first` opened. A transaction holds one ticket's
@@ -317,24 +340,37 @@ fn same_transaction(first: &PushOp, next: &PushOp) -> bool {
 
 /// Applies up to [`OPS_PER_TRANSACTION`] operations in one transaction, holding the client's row
 /// so that no other push of it interleaves, and keeps each with its result. The results say what
-/// happened to each; `true` means a gap stopped the batch.
+/// happened to each, duplicates included; `true` means a gap stopped the batch. A failure of the
+/// server (a transient [`ApiError`]) fails the whole batch: nothing of it may be kept as an
+/// operation's fault.
 fn push_batch(
     conn: &mut DbConn,
     ctx: &commands::Ctx,
+    faults: &Faults,
     caller: Caller,
     client_id: &str,
     ops: Vec<PushOp>,
 ) -> Result<(Vec<OpResult>, bool), ApiError> {
     let viewer = Viewer::load(conn, caller)?;
     let first = db::sync::lock_last_op_id(conn, client_id)?.unwrap_or(0);
+    // the batch's one ticket before anything an operation takes (the lock order, `db` module
+    // doc): a refused operation's savepoint gives back the locks taken in it, never this one
+    if let Some(op) = ops.first() {
+        db::tickets::lock(conn, &[op.ticket_id.as_str()])?;
+    }
     let mut last_op_id = first;
-    let mut done: Vec<(OpResult, OpRow)> = Vec::with_capacity(ops.len());
+    let mut results: Vec<OpResult> = Vec::with_capacity(ops.len());
+    let mut records: Vec<OpRow> = Vec::with_capacity(ops.len());
+    let mut duplicates = Vec::new();
     let mut places = HashMap::new();
     let mut gap = false;
     let mut ops = ops.into_iter().peekable();
     while let Some(op) = ops.next() {
         if op.op_id <= last_op_id {
-            continue; // a duplicate: already received, not applied again
+            // a duplicate: already received, not applied again; answered with what it got
+            duplicates.push(results.len());
+            results.push(OpResult { op_id: op.op_id, status: "duplicate", code: None, detail: None, ticket: None });
+            continue;
         }
         // numbering is the phone's promise of order: a gap means something is missing
         if op.op_id != last_op_id + 1 {
@@ -350,19 +386,41 @@ fn push_batch(
         {
             run.extend(ops.next());
         }
+        for op in &run {
+            faults.before_push_op(conn, op.op_id)?;
+        }
+        let mut done = Vec::with_capacity(run.len());
         if run.len() > 1 {
             if let Some(together) = push_adds(conn, &viewer, &mut places, client_id, &run, db::now())? {
                 last_op_id += run.len() as i64;
-                done.extend(together);
-                continue;
+                done = together;
+                run.clear();
             }
         }
         for op in run {
             last_op_id = op.op_id;
             done.push(push_one(conn, ctx, &viewer, &mut places, client_id, op, db::now())?);
         }
+        for (result, record) in done {
+            results.push(result);
+            records.push(record);
+        }
     }
-    let (results, records): (Vec<OpResult>, Vec<OpRow>) = done.into_iter().unzip();
+    if !duplicates.is_empty() {
+        let ids: Vec<i64> = duplicates.iter().map(|&i| results[i].op_id).collect();
+        let mut stored: HashMap<i64, OpRow> =
+            db::sync::ops_of(conn, client_id, &ids)?.into_iter().map(|r| (r.op_id, r)).collect();
+        // an op sent twice in this push was received (not yet stored) the first time
+        for r in &records {
+            stored.entry(r.op_id).or_insert_with(|| r.clone());
+        }
+        for i in duplicates {
+            if let Some(first) = stored.get(&results[i].op_id) {
+                results[i].code = first.code.clone();
+                results[i].detail = first.detail.clone();
+            }
+        }
+    }
     if last_op_id != first {
         db::sync::record(conn, &records)?;
         db::sync::set_last_op_id(conn, client_id, last_op_id, db::now())?;
@@ -399,7 +457,7 @@ fn push_adds(
     let t = match db::savepoint(conn, |c| commands::add_many(c, viewer, &run[0].ticket_id, adds, now)) {
         Ok(Some(t)) => t,
         Ok(None) => return Ok(None),
-        Err(e) if e.code == ErrorCode::DatabaseUnavailable => return Err(e),
+        Err(e) if e.is_transient() => return Err(e),
         // anything else (an id added meanwhile by another request): one by one, which explains it
         Err(_) => return Ok(None),
     };
@@ -460,7 +518,9 @@ fn push_one(
     let refusal = match outcome {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e),
-        Err(e) if e.code == ErrorCode::DatabaseUnavailable => return Err(e),
+        // the server failed, not the operation (the database down, a deadlock, a serialization
+        // failure): the whole batch fails, to be run again, and nothing is kept as a refusal
+        Err(e) if e.is_transient() => return Err(e),
         Err(e) => Some(e),
     };
     let refusal = match refusal {

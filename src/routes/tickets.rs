@@ -550,7 +550,7 @@ pub async fn create_ticket(
     let new = body.0.validate(now.and_utc()).map_err(ApiError::validation)?;
     let (code_key, policy) = (state.code_key.clone(), state.settings.sms_policy.clone());
     let view = db::transaction(&state.pool, move |conn| {
-        let viewer = Viewer::load(conn, caller)?;
+        let viewer = Viewer::load(conn, caller.clone())?;
         if let Some(key) = &create_key {
             // the same request again after a crash lost its stored answer: the ticket exists
             if let Some(existing) = db::tickets::find_created_with(conn, &viewer.caller.user_id, key)? {
@@ -569,7 +569,7 @@ pub async fn create_ticket(
         let day = local_day(now, tz);
         let n = db::tickets::next_number(conn, &site.id, &day)?;
         let number = ticket_number(&site.code, &day, n);
-        let row = TicketRow::from_intake(new, number, viewer.caller.user_id.clone(), now);
+        let row = TicketRow::from_intake(new.clone(), number, viewer.caller.user_id.clone(), now);
         db::tickets::insert(conn, &row, create_key.as_deref())?;
         let mut events = vec![NewEvent {
             ticket_id: row.id.clone(),
@@ -590,12 +590,13 @@ pub async fn create_ticket(
                 ..events[0].clone()
             });
         }
-        db::events::append(conn, events)?;
         if row.area == Area::InHome.as_str() {
             // the resident's code for the door goes out with the ticket, in its transaction
             let sms = notify::CodeSms { purpose: Purpose::Arrival, template: messages::ARRIVAL_CODE, extra: &[] };
             notify::issue_code(conn, &code_key, &policy, &row, &site.name, sms, now)?;
         }
+        // the change counter last (the lock order, `db` module doc)
+        db::events::append(conn, events)?;
         viewer.view_one(conn, row)
     })
     .await?;
@@ -823,8 +824,8 @@ pub async fn release_ticket(
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
     let view = db::transaction(&state.pool, move |conn| {
-        let viewer = Viewer::load(conn, caller)?;
-        let t = commands::release(conn, &viewer, &id, body.0, db::now())?;
+        let viewer = Viewer::load(conn, caller.clone())?;
+        let t = commands::release(conn, &viewer, &id, body.0.clone(), db::now())?;
         viewer.view_one(conn, t)
     })
     .await?;
@@ -858,7 +859,7 @@ pub async fn assign_ticket(
     let reason = reason.as_deref().map(commands::reason).transpose()?;
     let id = id.into_inner();
     let view = db::transaction(&state.pool, move |conn| {
-        let viewer = Viewer::load(conn, caller)?;
+        let viewer = Viewer::load(conn, caller.clone())?;
         let t = visible_for_update(conn, &viewer, &id)?;
         if !db::tickets::is_site_technician(conn, &technician_id, &t.site_id)? {
             return Err(ApiError::field("technician_id", "is not an active technician of this ticket's site"));
@@ -915,7 +916,7 @@ pub async fn cancel_ticket(
     let reason = commands::reason(&body.0.reason)?;
     let id = id.into_inner();
     let view = db::transaction(&state.pool, move |conn| {
-        let viewer = Viewer::load(conn, caller)?;
+        let viewer = Viewer::load(conn, caller.clone())?;
         let t = visible_for_update(conn, &viewer, &id)?;
         if !Status::parse(&t.status).is_some_and(Status::can_cancel) {
             return Err(ApiError::new(

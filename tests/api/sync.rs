@@ -67,7 +67,7 @@ async fn a_days_offline_work_is_replayed_in_order_and_duplicates_are_answered_no
 
     // the answer was lost: the phone sends the same batch again
     let again = push(&d.app, &tech, &client, ops).await;
-    assert_eq!(again["results"], json!([]), "duplicates are not applied again");
+    assert_eq!(statuses(&again), ["duplicate"; 5], "duplicates are answered, not applied again");
     assert_eq!(again["last_op_id"], 5);
 
     let ticket: Value = d.app.get(&format!("/api/v1/tickets/{t}"), &d.desk).await.json().await.unwrap();
@@ -128,7 +128,10 @@ async fn a_full_queue_spans_several_transactions_without_losing_or_doubling_an_o
     with_old.extend(resend);
     let second = push(&d.app, &tech, &client, with_old).await;
     let ids: Vec<i64> = second["results"].as_array().unwrap().iter().map(|r| r["op_id"].as_i64().unwrap()).collect();
-    assert_eq!(ids, (501..=520).collect::<Vec<_>>(), "only the new operations are applied");
+    assert_eq!(ids, (301..=520).collect::<Vec<_>>(), "a line for every operation up to the gap");
+    let answered = statuses(&second);
+    assert_eq!(answered[..200], ["duplicate"; 200], "the ones already received are not applied again");
+    assert_eq!(answered[200..], ["applied"; 20], "only the new operations are applied");
     assert_eq!(second["last_op_id"], 520);
     assert_eq!(lines_and_notes(&d, &t).await, (259, 258));
 }
@@ -236,10 +239,15 @@ async fn the_same_queue_pushed_twice_at_once_is_applied_once() {
     let (a, b) = tokio::join!(push(&d.app, &tech, &client, ops.clone()), push(&d.app, &tech, &client, ops));
     let mut ids: Vec<i64> = [&a, &b]
         .iter()
-        .flat_map(|r| r["results"].as_array().unwrap().iter().map(|r| r["op_id"].as_i64().unwrap()))
+        .flat_map(|r| r["results"].as_array().unwrap().iter().filter(|r| r["status"] == "applied"))
+        .map(|r| r["op_id"].as_i64().unwrap())
         .collect();
     ids.sort();
     assert_eq!(ids, (3..=302).collect::<Vec<_>>(), "each operation answered applied by exactly one push");
+    for r in [&a, &b] {
+        let lines: Vec<i64> = r["results"].as_array().unwrap().iter().map(|r| r["op_id"].as_i64().unwrap()).collect();
+        assert_eq!(lines, (3..=302).collect::<Vec<_>>(), "and answered by both, the other's as duplicates");
+    }
     assert_eq!((a["last_op_id"].as_i64(), b["last_op_id"].as_i64()), (Some(302), Some(302)));
     assert_eq!(lines_and_notes(&d, &t).await, (150, 150));
 }
@@ -615,4 +623,127 @@ async fn an_operation_on_another_sites_ticket_is_kept_for_the_pushers_desk_not_t
         assert_eq!(items[0]["args"], note);
         assert_eq!(items[0]["code"], "not_found");
     }
+}
+
+#[tokio::test]
+async fn a_resent_operation_is_answered_as_a_duplicate_with_what_it_got_the_first_time() {
+    let d = desk_with(&[]).await;
+    let (_, tech) = d.technician("tech1").await;
+    let t = tid(&d, public_ticket(&d.site)).await;
+    let client = new_client();
+    let ops = vec![
+        op(1, "claim", &t, json!({})),
+        op(2, "resume", &t, json!({})), // nothing to resume: refused
+        op(3, "add_note", &t, json!({ "id": uuid::Uuid::new_v4(), "note": "水管已关" })),
+    ];
+    let first = push(&d.app, &tech, &client, ops.clone()).await;
+    assert_eq!(statuses(&first), ["applied", "rejected", "applied"]);
+
+    // the answer was lost; the phone sends the queue again with one more operation, and op 3 twice
+    let mut again = ops.clone();
+    again.push(op(4, "add_note", &t, json!({ "id": uuid::Uuid::new_v4(), "note": "换了阀门" })));
+    again.push(ops[2].clone());
+    let second = push(&d.app, &tech, &client, again).await;
+    let ids: Vec<i64> = second["results"].as_array().unwrap().iter().map(|r| r["op_id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [1, 2, 3, 4, 3], "a line for every operation sent");
+    assert_eq!(statuses(&second), ["duplicate", "duplicate", "duplicate", "applied", "duplicate"]);
+    let results = second["results"].as_array().unwrap();
+    assert_eq!(results[0]["code"], Value::Null, "it was applied the first time");
+    assert_eq!(results[1]["code"], "invalid_transition", "it was refused the first time, and why");
+    assert!(results[1]["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    assert_eq!(second["last_op_id"], 4);
+    assert!(second.get("retry_from").is_none());
+
+    // nothing was applied twice, and the refusal is listed once
+    let ticket: Value = d.app.get(&format!("/api/v1/tickets/{t}"), &d.desk).await.json().await.unwrap();
+    assert_eq!(ticket["notes"].as_array().unwrap().len(), 2);
+    let rejected: Value = d.app.get("/api/v1/sync/rejections", &d.desk).await.json().await.unwrap();
+    assert_eq!(rejected["items"].as_array().unwrap().len(), 1);
+}
+
+/// A server that fails pushes reaching operation `op_id` with a serialization failure, `times`
+/// times (every run of the transaction counts).
+async fn desk_with_push_fault(op_id: i64, times: u32) -> Desk {
+    desk_with(&[("REPAIRDESK_FAULT_PUSH_OP", &op_id.to_string()), ("REPAIRDESK_FAULT_PUSH_TIMES", &times.to_string())])
+        .await
+}
+
+#[tokio::test]
+async fn a_database_failure_during_a_push_stops_it_and_the_phone_pushes_the_rest_again() {
+    // the failure outlasts the server's own retries
+    let d = desk_with_push_fault(3, repairdesk::db::TRANSACTION_ATTEMPTS).await;
+    let (tech_id, tech) = d.technician("tech1").await;
+    let (a, b) = (tid(&d, public_ticket(&d.site)).await, tid(&d, public_ticket(&d.site)).await);
+    let client = new_client();
+    let ops = vec![
+        op(1, "claim", &a, json!({})),
+        op(2, "arrive", &a, json!({ "lat": 30.5, "lng": 114.3 })),
+        op(3, "claim", &b, json!({})),
+        op(4, "add_note", &b, json!({ "id": uuid::Uuid::new_v4(), "note": "到场" })),
+    ];
+    let res =
+        d.app.post("/api/v1/sync/push", &tech, &json!({ "client_id": client, "schema_version": 1, "ops": ops })).await;
+    assert_eq!(res.status(), 200, "what was applied before the failure is answered");
+    assert_eq!(res.headers()["retry-after"], "1");
+    let first: Value = res.json().await.unwrap();
+    assert_eq!(statuses(&first), ["applied", "applied"], "the push stopped at the failure");
+    assert_eq!(first["last_op_id"], 2, "the failed operation was not received");
+    assert_eq!(first["retry_from"], 3);
+
+    // nothing of it was kept, nor listed for the desk as the technician's fault
+    let rejected: Value = d.app.get("/api/v1/sync/rejections", &d.desk).await.json().await.unwrap();
+    assert_eq!(rejected["items"], json!([]));
+    let ticket: Value = d.app.get(&format!("/api/v1/tickets/{b}"), &d.desk).await.json().await.unwrap();
+    assert_eq!(ticket["status"], "open");
+
+    // the phone pushes its queue again: the rest is applied
+    let second = push(&d.app, &tech, &client, ops).await;
+    assert_eq!(statuses(&second), ["duplicate", "duplicate", "applied", "applied"]);
+    assert_eq!(second["last_op_id"], 4);
+    assert!(second.get("retry_from").is_none());
+    let ticket: Value = d.app.get(&format!("/api/v1/tickets/{b}"), &d.desk).await.json().await.unwrap();
+    assert_eq!(ticket["status"], "assigned");
+    assert_eq!(ticket["assignee_id"], tech_id.as_str());
+    assert_eq!(ticket["notes"][0]["note"], "到场");
+    let rejected: Value = d.app.get("/api/v1/sync/rejections", &d.desk).await.json().await.unwrap();
+    assert_eq!(rejected["items"], json!([]));
+}
+
+#[tokio::test]
+async fn a_push_the_database_fails_before_any_operation_answers_503_and_applies_when_sent_again() {
+    let d = desk_with_push_fault(1, repairdesk::db::TRANSACTION_ATTEMPTS).await;
+    let (_, tech) = d.technician("tech1").await;
+    let t = tid(&d, public_ticket(&d.site)).await;
+    let client = new_client();
+    let ops = vec![op(1, "claim", &t, json!({})), op(2, "arrive", &t, json!({}))];
+    let body = json!({ "client_id": client, "schema_version": 1, "ops": ops });
+    let res = d.app.post("/api/v1/sync/push", &tech, &body).await;
+    assert_eq!(res.headers()["retry-after"], "1");
+    assert_problem(res, 503, "database_busy").await;
+    let rejected: Value = d.app.get("/api/v1/sync/rejections", &d.desk).await.json().await.unwrap();
+    assert_eq!(rejected["items"], json!([]));
+
+    let again = push(&d.app, &tech, &client, ops).await;
+    assert_eq!(statuses(&again), ["applied", "applied"]);
+    assert_eq!(again["last_op_id"], 2);
+}
+
+#[tokio::test]
+async fn a_conflict_the_server_gets_past_by_running_the_push_again_is_not_seen_by_the_phone() {
+    // one run fewer than the server makes
+    let d = desk_with_push_fault(2, repairdesk::db::TRANSACTION_ATTEMPTS - 1).await;
+    let (_, tech) = d.technician("tech1").await;
+    let t = tid(&d, public_ticket(&d.site)).await;
+    let ops = vec![
+        op(1, "claim", &t, json!({})),
+        op(2, "arrive", &t, json!({})),
+        op(3, "add_note", &t, json!({ "id": uuid::Uuid::new_v4(), "note": "好了" })),
+    ];
+    let first = push(&d.app, &tech, &new_client(), ops).await;
+    assert_eq!(statuses(&first), ["applied"; 3]);
+    assert_eq!(first["last_op_id"], 3);
+    assert!(first.get("retry_from").is_none());
+    let ticket: Value = d.app.get(&format!("/api/v1/tickets/{t}"), &d.desk).await.json().await.unwrap();
+    assert_eq!(ticket["status"], "on_site");
+    assert_eq!(ticket["notes"].as_array().unwrap().len(), 1, "applied once, though run several times");
 }
