@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::db::events::NewEvent;
 use crate::db::{
     self, materials::LineChanges, materials::LineRow, sync::NoteRow, tickets::TicketChanges, tickets::TicketRow,
     users::UserRecord, DbConn,
@@ -16,9 +17,9 @@ use crate::domain::code::{self, Purpose, MAX_FAILED_ATTEMPTS};
 use crate::domain::material::{parse_quantity, SuppliedBy};
 use crate::domain::ticket::{Area, Clock, EscalationKind, HoldReason, Status, Urgency};
 use crate::domain::user::Role;
+use crate::error::Checks;
 use crate::error::{ApiError, ErrorCode};
-use crate::routes::tickets::{apply, claim_refusal, line_view, Viewer};
-use crate::routes::{nullable, Checks};
+use crate::views::{line_view, Viewer};
 
 /// What the commands need from the server's settings.
 #[derive(Clone)]
@@ -841,4 +842,75 @@ pub fn complete(
     let data = json!({ "result": result, "resident_rating": b.resident_rating,
         "fee_collected_cents": b.fee_collected_cents, "rework_of": rework_of });
     apply(conn, &t, &viewer.caller.user_id, "completed", Some(to), changes, data, now)
+}
+
+/// Applies a change if the ticket is still as read and appends its event; a change of status
+/// also resolves the ticket's open escalations (it moved on). Returns the ticket as it now stands.
+#[allow(clippy::too_many_arguments)]
+pub fn apply(
+    conn: &mut DbConn,
+    t: &TicketRow,
+    actor: &str,
+    event_type: &'static str,
+    to: Option<Status>,
+    mut changes: TicketChanges,
+    data: Value,
+    now: NaiveDateTime,
+) -> Result<TicketRow, ApiError> {
+    let from = Status::parse(&t.status);
+    changes.status = to.map(|s| s.as_str().to_owned());
+    changes.last_activity_at = Some(now);
+    let Some(changed) = db::tickets::update_at_version(conn, &t.id, t.version, &changes, 1)? else {
+        return Err(ApiError::new(ErrorCode::TicketChanged, "the ticket changed meanwhile; reload it and try again"));
+    };
+    if to.is_some() && to != from {
+        db::escalations::resolve_for_ticket(conn, &t.id, now)?;
+    }
+    // the update above holds the ticket's row
+    db::events::append_for_locked(
+        conn,
+        vec![NewEvent {
+            ticket_id: t.id.clone(),
+            site_id: t.site_id.clone(),
+            event_type,
+            actor_id: Some(actor.to_owned()),
+            at: now,
+            from_status: from.map(Status::as_str),
+            to_status: to.or(from).map(Status::as_str),
+            data,
+        }],
+    )?;
+    Ok(changed)
+}
+
+/// [`apply`] with a change of status.
+#[allow(clippy::too_many_arguments)]
+pub fn transition(
+    conn: &mut DbConn,
+    t: &TicketRow,
+    actor: &str,
+    event_type: &'static str,
+    to: Status,
+    changes: TicketChanges,
+    data: Value,
+    now: NaiveDateTime,
+) -> Result<TicketRow, ApiError> {
+    apply(conn, t, actor, event_type, Some(to), changes, data, now)
+}
+
+pub fn claim_refusal(t: &TicketRow) -> ApiError {
+    if t.assignee_id.is_some() && Status::parse(&t.status).is_some_and(|s| Status::ACTIVE.contains(&s)) {
+        ApiError::new(ErrorCode::AlreadyClaimed, "another technician claimed this ticket first")
+    } else {
+        ApiError::new(ErrorCode::NotClaimable, format!("the ticket is {}, not open", t.status))
+    }
+}
+
+/// For PATCH bodies: tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+pub fn nullable<'de, T, D>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
 }

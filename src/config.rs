@@ -9,26 +9,8 @@ use crate::domain::messages::Templates;
 use crate::domain::ticket::Clock;
 use crate::jobs::outbox::Delivery;
 use crate::notify::SmsPolicy;
+pub use crate::secret::Secret;
 use crate::sms::SmsSettings;
-
-/// A value that prints as `[redacted]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Settings {

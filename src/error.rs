@@ -336,3 +336,26 @@ impl From<diesel::result::Error> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Collects field errors while a request is checked, so one answer names every bad field.
+#[derive(Default)]
+pub struct Checks(Vec<FieldError>);
+
+impl Checks {
+    /// Keeps the parsed value, or records the message against `field`.
+    pub fn take<T>(&mut self, field: &str, parsed: Result<T, String>) -> Option<T> {
+        parsed.map_err(|m| self.0.push(FieldError::new(field, m))).ok()
+    }
+
+    pub fn fail(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, message));
+    }
+
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::validation(self.0))
+        }
+    }
+}

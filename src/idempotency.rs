@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::db;
 use crate::error::{ApiError, ErrorCode, LeavesTrace};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub const HEADER: &str = "idempotency-key";
 /// A first request older than this with no answer stored died with its process; a retry runs it

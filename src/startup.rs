@@ -16,34 +16,11 @@ use crate::db::{self, users::UserRow, Pool};
 use crate::error::{ApiError, ErrorCode};
 use crate::jobs::{self, feed::Feed};
 use crate::routes;
+use crate::state::AppState;
 use crate::telemetry::RequestId;
 
 /// How often each instance reads new changes for its streams: a phone hears of a change within this.
 const FEED_POLL: Duration = Duration::from_millis(250);
-
-/// What every handler shares.
-pub struct AppState {
-    pub pool: Pool,
-    pub keys: JwtKeys,
-    pub hasher: Hasher,
-    pub feed: Feed,
-    /// Keys the hashes of residents' codes.
-    pub code_key: Vec<u8>,
-    pub settings: Settings,
-    /// Failures to inject, for tests (none unless configured).
-    pub faults: crate::db::faults::Faults,
-}
-
-impl AppState {
-    /// What the field-work commands need from the settings.
-    pub fn commands(&self) -> crate::commands::Ctx {
-        crate::commands::Ctx {
-            code_key: self.code_key.clone(),
-            clock: self.settings.clock,
-            max_active_tickets: self.settings.max_active_tickets,
-        }
-    }
-}
 
 pub struct Application {
     port: u16,

@@ -1,15 +1,7 @@
-//! `Caller`: the authenticated user of a request, checked against the database on every request
-//! so a revoked login or a deactivated user stops at once, not at token expiry.
+//! `Caller`: the authenticated user of a request (read from the request by `routes::caller`).
 
-use std::future::Future;
-use std::pin::Pin;
-
-use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
-
-use crate::db;
 use crate::domain::user::Role;
-use crate::error::{ApiError, ErrorCode};
-use crate::startup::AppState;
+use crate::error::ApiError;
 
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -29,43 +21,5 @@ impl Caller {
 
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
-    }
-}
-
-fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
-    let value = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::new(ErrorCode::MissingToken, "send Authorization: Bearer <access_token>"))?;
-    let value = value.to_str().unwrap_or_default();
-    match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
-            Ok(token.trim().to_owned())
-        }
-        _ => Err(ApiError::new(ErrorCode::MissingToken, "send Authorization: Bearer <access_token>")),
-    }
-}
-
-impl FromRequest for Caller {
-    type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let token = bearer(req);
-        Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::internal("AppState missing"))?;
-            let claims = state
-                .keys
-                .verify(&token?)
-                .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "the access token is invalid or expired"))?;
-            let sid = claims.sid.clone();
-            let sub = claims.sub.clone();
-            let role = db::run(&state.pool, move |conn| Ok(db::tokens::live_session_role(conn, &sid, &sub)?))
-                .await?
-                .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "this login has ended; log in again"))?;
-            let role = Role::parse(&role).ok_or_else(|| ApiError::internal(format!("unknown role {role}")))?;
-            Ok(Caller { user_id: claims.sub, session_id: claims.sid, role })
-        })
     }
 }

@@ -9,7 +9,7 @@ use super::{Checks, JsonBody};
 use crate::auth::{password, throttle, Caller};
 use crate::db::{self, tokens::Refresh};
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // Tokens, the user and their refusals must never sit in a browser's or a proxy's cache.

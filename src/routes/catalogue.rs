@@ -10,7 +10,7 @@ use crate::auth::Caller;
 use crate::db::{self, materials::CatalogueItem};
 use crate::domain::user::Role;
 use crate::error::{ApiError, ApiResult};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(

@@ -8,7 +8,7 @@ use crate::auth::Caller;
 use crate::db;
 use crate::domain::user::Role;
 use crate::error::ApiResult;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/escalations").route(web::get().to(list_escalations)));

@@ -5,7 +5,7 @@ use utoipa::ToSchema;
 
 use crate::db;
 use crate::error::ApiResult;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/healthz").route(web::get().to(healthz)))
@@ -46,5 +46,5 @@ pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
 }
 
 pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(crate::openapi::spec_json())
+    HttpResponse::Ok().content_type("application/json").body(crate::routes::openapi::spec_json())
 }

@@ -1,10 +1,12 @@
 //! HTTP handlers, one file per resource. Handlers parse, authorise, call domain and db, answer.
 
 pub mod auth;
+pub mod caller;
 pub mod catalogue;
 pub mod escalations;
 pub mod health;
 pub mod onsite;
+pub mod openapi;
 pub mod pool;
 pub mod sites;
 pub mod sync;
@@ -18,9 +20,10 @@ use std::pin::Pin;
 use actix_web::error::PayloadError;
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+pub use crate::commands::nullable;
+pub use crate::error::Checks;
 use crate::error::{ApiError, ErrorCode, FieldError};
 
 /// Largest request body accepted (a signature PNG, a day's sync batch).
@@ -257,36 +260,4 @@ pub fn parse_query<T: DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
         let field = if path == "." { "query".to_owned() } else { path };
         ApiError::field(&field, e.into_inner().to_string())
     })
-}
-
-/// For PATCH bodies: tells an absent field (`None`) from an explicit `null` (`Some(None)`).
-pub fn nullable<'de, T, D>(de: D) -> Result<Option<Option<T>>, D::Error>
-where
-    T: Deserialize<'de>,
-    D: Deserializer<'de>,
-{
-    Option::<T>::deserialize(de).map(Some)
-}
-
-/// Collects field errors while a request is checked, so one answer names every bad field.
-#[derive(Default)]
-pub struct Checks(Vec<FieldError>);
-
-impl Checks {
-    /// Keeps the parsed value, or records the message against `field`.
-    pub fn take<T>(&mut self, field: &str, parsed: Result<T, String>) -> Option<T> {
-        parsed.map_err(|m| self.0.push(FieldError::new(field, m))).ok()
-    }
-
-    pub fn fail(&mut self, field: &str, message: impl Into<String>) {
-        self.0.push(FieldError::new(field, message));
-    }
-
-    pub fn finish(self) -> Result<(), ApiError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::validation(self.0))
-        }
-    }
 }

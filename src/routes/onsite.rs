@@ -20,7 +20,8 @@ use crate::domain::ticket::{Area, Status};
 use crate::domain::user::Role;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::notify::{self, Queued};
-use crate::startup::AppState;
+use crate::state::AppState;
+use crate::views::NoteView;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let post = |path: &str, to| web::resource(path.to_owned()).route(to);
@@ -473,27 +474,6 @@ pub async fn decline_quote(
     })
     .await?;
     Ok(HttpResponse::Ok().json(view))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct NoteView {
-    pub id: String,
-    pub author_id: String,
-    pub note: String,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    pub device_time: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-impl From<db::sync::NoteRow> for NoteView {
-    fn from(n: db::sync::NoteRow) -> Self {
-        Self {
-            id: n.id,
-            author_id: n.author_id,
-            note: n.body,
-            created_at: n.created_at.and_utc(),
-            device_time: n.device_time.map(|t| t.and_utc()),
-        }
-    }
 }
 
 /// Write a note on the ticket: the technician holding it, or the desk.

@@ -17,7 +17,7 @@ use crate::domain::ticket::Status;
 use crate::domain::user::Role;
 use crate::error::ApiResult;
 use crate::jobs::feed::{self, Change};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/pool").route(web::get().to(pool)))

@@ -9,7 +9,7 @@ use crate::db::{self, sites::SiteRow};
 use crate::domain::site::{parse_site_code, parse_timezone};
 use crate::domain::user::Role;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/sites").route(web::post().to(create_site)).route(web::get().to(list_sites)));

@@ -26,7 +26,7 @@ use crate::domain::ticket::Status;
 use crate::domain::user::Role;
 use crate::error::{ApiError, ApiResult, ErrorCode, FieldError};
 use crate::jobs::feed::Change;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub const SCHEMA_VERSIONS: [i64; 1] = [1];
 pub const MAX_OPS: usize = 500;

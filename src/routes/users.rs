@@ -11,7 +11,7 @@ use crate::domain::category::Category;
 use crate::domain::phone::parse_phone;
 use crate::domain::user::{parse_display_name, Role, Username};
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/users").route(web::post().to(create_user)).route(web::get().to(list_users)))

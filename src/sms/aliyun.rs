@@ -12,7 +12,7 @@ use serde::Deserialize;
 use sha1::Sha1;
 
 use super::{excerpt, is_retryable_status, transport_error, Accepted, OutgoingSms, SendError, SendFuture, SmsProvider};
-use crate::config::Secret;
+use crate::secret::Secret;
 
 pub const DEFAULT_ENDPOINT: &str = "https://dysmsapi.aliyuncs.com";
 pub const DEFAULT_REGION: &str = "cn-hangzhou";

@@ -15,7 +15,7 @@ use std::time::Duration;
 use reqwest::{StatusCode, Url};
 use serde::Serialize;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 use aliyun::{AliyunProvider, AliyunSettings};
 use log::LogProvider;
 use twilio::{TwilioProvider, TwilioSender, TwilioSettings};

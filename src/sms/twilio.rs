@@ -4,7 +4,7 @@ use reqwest::Client;
 use serde::Deserialize;
 
 use super::{excerpt, is_retryable_status, transport_error, Accepted, OutgoingSms, SendError, SendFuture, SmsProvider};
-use crate::config::Secret;
+use crate::secret::Secret;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
 

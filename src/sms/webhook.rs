@@ -8,7 +8,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use super::{excerpt, is_retryable_status, transport_error, Accepted, OutgoingSms, SendError, SendFuture, SmsProvider};
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// `sha256=` and the lowercase hex HMAC-SHA256 of the raw body, keyed with the shared secret.
 pub const SIGNATURE_HEADER: &str = "X-Repairdesk-Signature";

@@ -7,7 +7,7 @@ use crate::helpers::*;
 /// `UPDATE_OPENAPI=1 cargo test --test api openapi`.
 #[tokio::test]
 async fn the_committed_spec_matches_the_code() {
-    let generated = repairdesk::openapi::spec_json();
+    let generated = repairdesk::routes::openapi::spec_json();
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json");
     if std::env::var("UPDATE_OPENAPI").is_ok_and(|v| v == "1") {
         std::fs::write(path, &generated).unwrap();
@@ -28,7 +28,7 @@ async fn the_committed_spec_matches_the_code() {
 /// Found by schemathesis (`scripts/fuzz.sh`): it flagged each of these as undocumented.
 #[tokio::test]
 async fn the_spec_documents_problem_json_and_the_extractors_errors() {
-    let spec: Value = serde_json::from_str(&repairdesk::openapi::spec_json()).unwrap();
+    let spec: Value = serde_json::from_str(&repairdesk::routes::openapi::spec_json()).unwrap();
     for (path, item) in spec["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             let responses = op["responses"].as_object().unwrap();
@@ -71,7 +71,7 @@ async fn the_spec_documents_problem_json_and_the_extractors_errors() {
 /// `409 idempotency_key_in_use` and `422 idempotency_key_reused`.
 #[test]
 fn every_write_documents_its_idempotency_key_answers() {
-    let spec: Value = serde_json::from_str(&repairdesk::openapi::spec_json()).unwrap();
+    let spec: Value = serde_json::from_str(&repairdesk::routes::openapi::spec_json()).unwrap();
     let mut writes = 0;
     for (path, item) in spec["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
@@ -98,7 +98,7 @@ fn every_write_documents_its_idempotency_key_answers() {
 /// never sent by a generated client, nor by the fuzzer.
 #[test]
 fn path_parameters_are_the_templates_and_query_parameters_are_optional() {
-    let spec: Value = serde_json::from_str(&repairdesk::openapi::spec_json()).unwrap();
+    let spec: Value = serde_json::from_str(&repairdesk::routes::openapi::spec_json()).unwrap();
     let mut queries = Vec::new();
     for (path, item) in spec["paths"].as_object().unwrap() {
         let template: Vec<&str> =

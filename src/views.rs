@@ -1,0 +1,470 @@
+//! The read model: what a ticket looks like to a caller, and who may see it.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::db::{self, escalations::EscalationRow, tickets::TicketRow, DbConn};
+use crate::domain::phone::mask_phone;
+use crate::domain::ticket::Status;
+use crate::domain::user::Role;
+use crate::error::ApiError;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EscalationView {
+    pub id: String,
+    pub ticket_id: String,
+    pub site_id: String,
+    /// `unclaimed | late_arrival | stalled | sms_failed | technician_removed`
+    pub kind: String,
+    pub created_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+impl From<EscalationRow> for EscalationView {
+    fn from(r: EscalationRow) -> Self {
+        Self {
+            id: r.id,
+            ticket_id: r.ticket_id,
+            site_id: r.site_id,
+            kind: r.kind,
+            created_at: r.created_at.and_utc(),
+            resolved_at: r.resolved_at.map(|t| t.and_utc()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketView {
+    pub id: String,
+    /// `{SITE_CODE}-{YYYYMMDD}-{NNNN}`, consecutive per site and local day.
+    pub number: String,
+    pub site_id: String,
+    pub area: String,
+    pub location: String,
+    pub category: String,
+    pub urgency: String,
+    pub paid: bool,
+    pub description: String,
+    pub reporter_name: String,
+    /// Masked for technicians who do not hold the ticket.
+    pub reporter_phone: Option<String>,
+    pub appointment_at: Option<DateTime<Utc>>,
+    pub resident_supplies_parts: bool,
+    pub channel: String,
+    pub requested_technician_id: Option<String>,
+    /// `open | assigned | on_site | on_hold | awaiting_inspection | completed | closed | cancelled`
+    pub status: String,
+    pub assignee_id: Option<String>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub claimed_at: Option<DateTime<Utc>>,
+    pub arrived_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub cancel_reason: Option<String>,
+    /// Bumped by every change; send it back to refuse lost updates.
+    pub version: i64,
+    pub materials: Vec<MaterialLineView>,
+    pub quote: Option<QuoteView>,
+    pub totals: Totals,
+    pub escalations: Vec<EscalationView>,
+    /// The earlier ticket this one is rework (返修) of.
+    pub rework_of: Option<String>,
+    /// Whether the arrival was within the clock's limit (device time when plausible).
+    pub arrival_on_time: Option<bool>,
+    pub arrival_device_time: Option<DateTime<Utc>>,
+    /// `code`, `phone` (the desk verified by calling) or `not_required` (public area).
+    pub arrival_verified_via: Option<String>,
+    pub phone_verified_at: Option<DateTime<Utc>>,
+    /// `awaiting_parts | needs_assessment | resident_absent | other`
+    pub hold_reason: Option<String>,
+    pub hold_note: Option<String>,
+    pub resume_at: Option<DateTime<Utc>>,
+    pub result: Option<String>,
+    pub resident_rating: Option<i64>,
+    pub fee_collected_cents: Option<i64>,
+    pub sms: Vec<SmsView>,
+    pub callbacks: Vec<CallbackView>,
+    pub notes: Vec<NoteView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MaterialLineView {
+    pub id: String,
+    pub catalogue_item_id: Option<String>,
+    pub name: String,
+    pub spec: Option<String>,
+    pub model: Option<String>,
+    /// A decimal string such as `"1.5"`.
+    pub quantity: String,
+    pub unit: String,
+    pub unit_price_cents: i64,
+    /// `company` or `resident` (材料为业主提供: never billed).
+    pub supplied_by: String,
+    pub total_cents: i64,
+    pub billable: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QuoteView {
+    pub amount_cents: i64,
+    pub note: Option<String>,
+    /// `pending | accepted | declined`
+    pub status: String,
+    pub proposed_by: String,
+    pub proposed_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+    /// `code` (the resident's SMS code) or `phone` (the desk recorded consent by phone).
+    pub decided_via: Option<String>,
+    pub decision_note: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct Totals {
+    /// Company-supplied materials.
+    pub materials_cents: i64,
+    /// Resident-supplied materials at their stated price: shown, never billed.
+    pub resident_supplied_cents: i64,
+    /// The accepted quote of a paid job.
+    pub labour_cents: i64,
+    pub billable_cents: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SmsView {
+    pub id: String,
+    pub template: String,
+    /// `pending | sending | sent | failed | superseded` (a newer code replaced it before it went)
+    pub status: String,
+    pub attempts: i64,
+    pub provider: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub provider_status: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub failed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallbackView {
+    pub id: String,
+    pub made_by: String,
+    pub made_at: DateTime<Utc>,
+    pub reached: bool,
+    pub satisfaction: Option<i64>,
+    pub comment: Option<String>,
+}
+
+/// Rows read for many tickets at once, grouped by ticket in one pass, each ticket's in the order
+/// read. Taking one ticket's rows costs the same however many tickets were read.
+pub struct ByTicket<T>(HashMap<String, Vec<T>>);
+
+impl<T> ByTicket<T> {
+    pub fn new(rows: Vec<T>, ticket_of: impl Fn(&T) -> Option<&str>) -> Self {
+        let mut groups: HashMap<String, Vec<T>> = HashMap::new();
+        for row in rows {
+            if let Some(id) = ticket_of(&row) {
+                match groups.get_mut(id) {
+                    Some(group) => group.push(row),
+                    None => {
+                        let id = id.to_owned();
+                        groups.insert(id, vec![row]);
+                    }
+                }
+            }
+        }
+        Self(groups)
+    }
+
+    pub fn take(&mut self, ticket_id: &str) -> Vec<T> {
+        self.0.remove(ticket_id).unwrap_or_default()
+    }
+}
+
+/// What a ticket view shows beside the ticket row, read in one query per kind for many tickets.
+pub struct Extras {
+    escalations: ByTicket<EscalationRow>,
+    lines: ByTicket<db::materials::LineRow>,
+    quotes: ByTicket<db::quotes::QuoteRow>,
+    sms: ByTicket<db::outbox::OutboxRow>,
+    callbacks: ByTicket<db::quotes::CallbackRow>,
+    notes: ByTicket<db::sync::NoteRow>,
+}
+
+impl Extras {
+    pub fn load(conn: &mut DbConn, ids: &[String]) -> Result<Self, ApiError> {
+        Ok(Self {
+            escalations: ByTicket::new(db::escalations::for_tickets(conn, ids)?, |e| Some(&e.ticket_id)),
+            lines: ByTicket::new(db::materials::lines_of(conn, ids)?, |l| Some(&l.ticket_id)),
+            quotes: ByTicket::new(db::quotes::of(conn, ids)?, |q| Some(&q.ticket_id)),
+            sms: ByTicket::new(db::outbox::for_tickets(conn, ids)?, |m| m.ticket_id.as_deref()),
+            callbacks: ByTicket::new(db::quotes::callbacks_of(conn, ids)?, |c| Some(&c.ticket_id)),
+            notes: ByTicket::new(db::sync::notes_of(conn, ids)?, |n| Some(&n.ticket_id)),
+        })
+    }
+}
+
+pub fn line_view(l: db::materials::LineRow) -> MaterialLineView {
+    let billable = l.supplied_by == "company";
+    MaterialLineView {
+        total_cents: crate::domain::material::line_total_cents(l.quantity_milli, l.unit_price_cents),
+        billable,
+        id: l.id,
+        catalogue_item_id: l.catalogue_item_id,
+        name: l.name,
+        spec: l.spec,
+        model: l.model,
+        quantity: l.quantity,
+        unit: l.unit,
+        unit_price_cents: l.unit_price_cents,
+        supplied_by: l.supplied_by,
+        created_at: l.created_at.and_utc(),
+        updated_at: l.updated_at.and_utc(),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TicketList {
+    pub items: Vec<TicketView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketEvent {
+    pub id: String,
+    /// Position in the history of all tickets; later events have larger numbers.
+    pub seq: i64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub actor_id: Option<String>,
+    pub at: DateTime<Utc>,
+    pub from_status: Option<String>,
+    pub to_status: Option<String>,
+    /// The event's details; what they hold depends on its type.
+    // passed on as stored, not parsed again: a pull carries thousands
+    #[schema(value_type = Object)]
+    pub data: Box<RawValue>,
+}
+
+impl From<db::events::EventRow> for TicketEvent {
+    fn from(e: db::events::EventRow) -> Self {
+        Self {
+            id: e.id,
+            seq: e.seq,
+            event_type: e.event_type,
+            actor_id: e.actor_id,
+            at: e.at.and_utc(),
+            from_status: e.from_status,
+            to_status: e.to_status,
+            data: RawValue::from_string(e.data).unwrap_or_else(|_| RawValue::NULL.to_owned()),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TicketEventList {
+    pub items: Vec<TicketEvent>,
+}
+
+fn utc(t: Option<NaiveDateTime>) -> Option<DateTime<Utc>> {
+    t.map(|t| t.and_utc())
+}
+
+/// Who is looking, with the sites and trades that decide what they may see.
+pub struct Viewer {
+    pub caller: Caller,
+    pub sites: Vec<String>,
+    pub trades: Vec<String>,
+}
+
+impl Viewer {
+    pub fn load(conn: &mut DbConn, caller: Caller) -> Result<Self, ApiError> {
+        let sites = db::users::site_ids(conn, &caller.user_id)?;
+        let trades = db::tickets::trades_of(conn, &caller.user_id)?;
+        Ok(Self { caller, sites, trades })
+    }
+
+    fn holds(&self, t: &TicketRow) -> bool {
+        t.assignee_id.as_deref() == Some(self.caller.user_id.as_str())
+    }
+
+    /// A ticket of the technician's sites and trades: theirs to grab when open.
+    fn in_reach(&self, t: &TicketRow) -> bool {
+        self.sites.contains(&t.site_id) && self.trades.contains(&t.category)
+    }
+
+    /// Technicians see their own tickets and their pool, of their sites only (moved off a site,
+    /// they see none of its tickets); the desk its sites'; admins all.
+    pub fn can_see(&self, t: &TicketRow) -> bool {
+        match self.caller.role {
+            Role::Admin => true,
+            Role::Dispatcher | Role::Supervisor => self.sites.contains(&t.site_id),
+            Role::Technician => {
+                self.sites.contains(&t.site_id)
+                    && (self.holds(t) || (t.status == Status::Open.as_str() && self.in_reach(t)))
+            }
+        }
+    }
+
+    pub fn is_site_desk(&self, site_id: &str) -> bool {
+        self.caller.is_admin() || (self.caller.role.is_desk() && self.sites.iter().any(|s| s == site_id))
+    }
+
+    pub fn view(&self, t: TicketRow, extras: &mut Extras) -> TicketView {
+        let masked = self.caller.role == Role::Technician && !self.holds(&t);
+        let id = t.id.clone();
+        let escalations = extras.escalations.take(&id);
+        let materials: Vec<MaterialLineView> = extras.lines.take(&id).into_iter().map(line_view).collect();
+        let quote = extras.quotes.take(&id).pop();
+        let mut totals = Totals::default();
+        for line in &materials {
+            if line.billable {
+                totals.materials_cents += line.total_cents;
+            } else {
+                totals.resident_supplied_cents += line.total_cents;
+            }
+        }
+        totals.labour_cents = quote.as_ref().filter(|q| q.status == "accepted").map_or(0, |q| q.amount_cents);
+        totals.billable_cents = totals.materials_cents + totals.labour_cents;
+        let sms = extras
+            .sms
+            .take(&id)
+            .into_iter()
+            .map(|m| SmsView {
+                id: m.id,
+                template: m.template,
+                status: m.status,
+                attempts: m.attempts,
+                provider: m.provider,
+                provider_message_id: m.provider_message_id,
+                provider_status: m.provider_status,
+                last_error: m.last_error,
+                created_at: m.created_at.and_utc(),
+                sent_at: utc(m.sent_at),
+                failed_at: utc(m.failed_at),
+            })
+            .collect();
+        let callbacks = extras
+            .callbacks
+            .take(&id)
+            .into_iter()
+            .map(|c| CallbackView {
+                id: c.id,
+                made_by: c.made_by,
+                made_at: c.made_at.and_utc(),
+                reached: c.reached,
+                satisfaction: c.satisfaction,
+                comment: c.comment,
+            })
+            .collect();
+        let notes = extras.notes.take(&id).into_iter().map(Into::into).collect();
+        TicketView {
+            reporter_phone: t.reporter_phone.map(|p| if masked { mask_phone(&p) } else { p }),
+            id: t.id,
+            number: t.number,
+            site_id: t.site_id,
+            area: t.area,
+            location: t.location,
+            category: t.category,
+            urgency: t.urgency,
+            paid: t.paid,
+            description: t.description,
+            reporter_name: t.reporter_name,
+            appointment_at: utc(t.appointment_at),
+            resident_supplies_parts: t.resident_supplies_parts,
+            channel: t.channel,
+            requested_technician_id: t.requested_technician_id,
+            status: t.status,
+            assignee_id: t.assignee_id,
+            created_by: t.created_by,
+            created_at: t.created_at.and_utc(),
+            claimed_at: utc(t.claimed_at),
+            arrived_at: utc(t.arrived_at),
+            completed_at: utc(t.completed_at),
+            closed_at: utc(t.closed_at),
+            cancelled_at: utc(t.cancelled_at),
+            cancel_reason: t.cancel_reason,
+            version: t.version,
+            materials,
+            quote: quote.map(|q| QuoteView {
+                amount_cents: q.amount_cents,
+                note: q.note,
+                status: q.status,
+                proposed_by: q.proposed_by,
+                proposed_at: q.proposed_at.and_utc(),
+                decided_at: utc(q.decided_at),
+                decided_via: q.decided_via,
+                decision_note: q.decision_note,
+            }),
+            totals,
+            escalations: escalations.into_iter().map(Into::into).collect(),
+            rework_of: t.rework_of,
+            arrival_on_time: t.arrival_on_time,
+            arrival_device_time: utc(t.arrival_device_time),
+            arrival_verified_via: t.arrival_verified_via,
+            phone_verified_at: utc(t.phone_verified_at),
+            hold_reason: t.hold_reason,
+            hold_note: t.hold_note,
+            resume_at: utc(t.resume_at),
+            result: t.result,
+            resident_rating: t.resident_rating,
+            fee_collected_cents: t.fee_collected_cents,
+            sms,
+            callbacks,
+            notes,
+        }
+    }
+
+    /// Views of many tickets, with what they show beside the row read in one query per kind.
+    pub fn views(&self, conn: &mut DbConn, rows: Vec<TicketRow>) -> Result<Vec<TicketView>, ApiError> {
+        let ids: Vec<String> = rows.iter().map(|t| t.id.clone()).collect();
+        let mut extras = Extras::load(conn, &ids)?;
+        Ok(rows.into_iter().map(|t| self.view(t, &mut extras)).collect())
+    }
+
+    pub fn view_one(&self, conn: &mut DbConn, t: TicketRow) -> Result<TicketView, ApiError> {
+        let mut extras = Extras::load(conn, std::slice::from_ref(&t.id))?;
+        Ok(self.view(t, &mut extras))
+    }
+}
+
+/// The ticket if the viewer may see it; anything else is "not found", never its data.
+pub fn visible(conn: &mut DbConn, viewer: &Viewer, id: &str) -> Result<TicketRow, ApiError> {
+    db::tickets::find(conn, id)?.filter(|t| viewer.can_see(t)).ok_or_else(|| ApiError::not_found("ticket"))
+}
+
+/// [`visible`], locked for a change (see [`db::tickets::find_for_update`]).
+pub fn visible_for_update(conn: &mut DbConn, viewer: &Viewer, id: &str) -> Result<TicketRow, ApiError> {
+    db::tickets::find_for_update(conn, id)?.filter(|t| viewer.can_see(t)).ok_or_else(|| ApiError::not_found("ticket"))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NoteView {
+    pub id: String,
+    pub author_id: String,
+    pub note: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub device_time: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<db::sync::NoteRow> for NoteView {
+    fn from(n: db::sync::NoteRow) -> Self {
+        Self {
+            id: n.id,
+            author_id: n.author_id,
+            note: n.body,
+            created_at: n.created_at.and_utc(),
+            device_time: n.device_time.map(|t| t.and_utc()),
+        }
+    }
+}
