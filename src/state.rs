@@ -20,12 +20,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// What the field-work commands need from the settings.
+    /// What the commands need from the settings.
     pub fn commands(&self) -> crate::commands::Ctx {
         crate::commands::Ctx {
             code_key: self.code_key.clone(),
             clock: self.settings.clock,
             max_active_tickets: self.settings.max_active_tickets,
+            sms_policy: self.settings.sms_policy.clone(),
         }
     }
 }

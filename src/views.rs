@@ -468,3 +468,20 @@ impl From<db::sync::NoteRow> for NoteView {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ByTicket;
+
+    #[test]
+    fn rows_are_grouped_by_ticket_in_the_order_read() {
+        let rows = vec![("a", 1), ("b", 2), ("a", 3), ("-", 4), ("b", 5), ("a", 6)];
+        let mut groups = ByTicket::new(rows, |r| (r.0 != "-").then_some(r.0));
+        assert_eq!(groups.take("a"), vec![("a", 1), ("a", 3), ("a", 6)]);
+        assert_eq!(groups.take("b"), vec![("b", 2), ("b", 5)]);
+        // taken once; rows without a ticket belong to none
+        assert!(groups.take("a").is_empty());
+        assert!(groups.take("-").is_empty());
+        assert!(groups.take("c").is_empty());
+    }
+}

@@ -24,8 +24,9 @@ use repairdesk::domain::category::Category;
 use repairdesk::domain::ticket::{Area, Channel, NewTicket, Urgency};
 use repairdesk::domain::user::Role;
 use repairdesk::error::ApiError;
-use repairdesk::routes::tickets::{claim_and_view, Viewer};
+use repairdesk::routes::tickets::claim_and_view;
 use repairdesk::startup::Application;
+use repairdesk::views::Viewer;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
@@ -511,7 +512,7 @@ fn caller_of(token: &str) -> anyhow::Result<Caller> {
 
 fn bench_ctx() -> anyhow::Result<Ctx> {
     let clock = Settings::from_lookup(|_| None).map_err(anyhow::Error::msg)?.clock;
-    Ok(Ctx { code_key: Vec::new(), clock, max_active_tickets: 1_000_000 })
+    Ok(Ctx { code_key: Vec::new(), clock, max_active_tickets: 1_000_000, sms_policy: Default::default() })
 }
 
 /// Claims `tickets[i]` for `techs[i % techs.len()]` (setup of the flow and push passes), and

@@ -2,13 +2,13 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::tickets::EscalationView;
 use super::Query;
 use crate::auth::Caller;
 use crate::db;
 use crate::domain::user::Role;
 use crate::error::ApiResult;
 use crate::state::AppState;
+use crate::views::EscalationView;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/escalations").route(web::get().to(list_escalations)));

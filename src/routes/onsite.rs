@@ -2,26 +2,20 @@
 //! hold and resume, completion, inspection of public-area work, and the callback (回访).
 
 use actix_web::{web, HttpResponse};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::tickets::{apply, line_view, MaterialLineView, TicketList, TicketView, Viewer};
 use super::{JsonBody, Path, Query};
 use crate::auth::Caller;
 use crate::commands::{
-    self, actable, check_code, code_locked, code_refusal, require_status, text, ArriveBody, CompleteBody, HoldBody,
-    MaterialPatch, NewMaterial, NoteBody, VersionQuery,
+    self, actable, AcceptQuoteBody, ArriveBody, CallbackBody, CompleteBody, DeclineBody, HoldBody, InspectBody,
+    MaterialPatch, NewMaterial, NoteBody, PhoneVerification, QuoteBody, VersionQuery,
 };
-use crate::db::{self, tickets::TicketChanges};
-use crate::domain::code::{Purpose, MAX_FAILED_ATTEMPTS};
-use crate::domain::messages::{self, yuan};
-use crate::domain::ticket::{Area, Status};
+use crate::db;
 use crate::domain::user::Role;
-use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::notify::{self, Queued};
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::views::NoteView;
+use crate::views::{line_view, MaterialLineView, NoteView, TicketList, TicketView, Viewer};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let post = |path: &str, to| web::resource(path.to_owned()).route(to);
@@ -82,12 +76,6 @@ pub async fn arrive(
     Ok(HttpResponse::Ok().json(outcome?))
 }
 
-#[derive(Deserialize, ToSchema)]
-pub struct PhoneVerification {
-    /// Who was called and what they said.
-    pub note: String,
-}
-
 /// The desk called the resident and confirmed the technician is at the door (the seeds'
 /// fallback when the code can't be given). Arrival then needs no code; a lock is lifted.
 #[utoipa::path(
@@ -105,21 +93,10 @@ pub async fn verify_by_phone(
     id: Path<String>,
     body: JsonBody<PhoneVerification>,
 ) -> ApiResult<HttpResponse> {
-    caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
-    let note = text("note", Some(&body.0.note), 500, true)?;
     let id = id.into_inner();
     let view = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller.clone())?;
-        let t = actable(conn, &viewer, &id)?;
-        require_status(&t, &[Status::Open, Status::Assigned], "verify the arrival of")?;
-        let now = db::now();
-        let changes = TicketChanges {
-            phone_verified_at: Some(Some(now)),
-            phone_verified_by: Some(Some(viewer.caller.user_id.clone())),
-            ..Default::default()
-        };
-        let data = json!({ "note": note });
-        let t = apply(conn, &t, &viewer.caller.user_id, "verified_by_phone", None, changes, data, now)?;
+        let t = commands::verify_by_phone(conn, &viewer, &id, body.0.clone(), db::now())?;
         viewer.view_one(conn, t)
     })
     .await?;
@@ -150,45 +127,14 @@ pub struct Resent {
     )
 )]
 pub async fn resend_code(state: web::Data<AppState>, caller: Caller, id: Path<String>) -> ApiResult<HttpResponse> {
-    caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
-    let (key, policy, id) = (state.code_key.clone(), state.settings.sms_policy.clone(), id.into_inner());
+    let (ctx, id) = (state.commands(), id.into_inner());
     let outcome = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller.clone())?;
-        let t = actable(conn, &viewer, &id)?;
-        if t.area != Area::InHome.as_str() {
-            return Err(ApiError::new(ErrorCode::InvalidTransition, "public-area tickets have no resident code"));
-        }
-        require_status(&t, &[Status::Open, Status::Assigned], "resend the code of")?;
-        let now = db::now();
-        let site = db::sites::find(conn, &t.site_id)?.ok_or_else(|| ApiError::not_found("site"))?;
-        let sms = notify::CodeSms { purpose: Purpose::Arrival, template: messages::ARRIVAL_CODE, extra: &[] };
-        let queued = notify::issue_code(conn, &key, &policy, &t, &site.name, sms, now)?;
-        let sms_id = match queued {
-            Queued::Queued(id) => id,
-            Queued::Capped(cap) => {
-                // the escalation is recorded and must commit
-                return Ok(Err(ApiError::new(
-                    ErrorCode::SmsRateLimited,
-                    format!("SMS {cap} reached; the desk was told"),
-                )
-                .retry_after(3600)));
-            }
-            Queued::NoPhone => return Err(ApiError::new(ErrorCode::InvalidTransition, "the ticket has no phone")),
-        };
-        apply(
-            conn,
-            &t,
-            &viewer.caller.user_id,
-            "code_resent",
-            None,
-            TicketChanges::default(),
-            json!({ "sms_id": sms_id }),
-            now,
-        )?;
-        Ok(Ok(Resent { sms_id }))
+        // a refusal for reaching a cap comes back inside `Ok`: its escalation must commit
+        commands::resend_code(conn, &ctx, &viewer, &id, db::now())
     })
     .await?;
-    Ok(HttpResponse::Accepted().json(outcome?))
+    Ok(HttpResponse::Accepted().json(Resent { sms_id: outcome? }))
 }
 
 /// Record a material line.
@@ -279,12 +225,6 @@ pub async fn remove_material(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize, ToSchema)]
-pub struct QuoteBody {
-    pub amount_cents: i64,
-    pub note: Option<String>,
-}
-
 /// Propose the price of paid work; the resident gets a code by SMS to accept it. Quoting again
 /// sends a new code (the old one stops working) under the limits of resending an arrival code.
 /// Wrong codes count for the ticket across quotes: after five the quote is locked until the desk
@@ -310,63 +250,14 @@ pub async fn propose_quote(
     id: Path<String>,
     body: JsonBody<QuoteBody>,
 ) -> ApiResult<HttpResponse> {
-    let QuoteBody { amount_cents, note } = body.0;
-    if !(1..=100_000_000).contains(&amount_cents) {
-        return Err(ApiError::field("amount_cents", "must be 1 to 100000000"));
-    }
-    let note = text("note", note.as_deref(), 500, false)?;
-    let (key, policy, id) = (state.code_key.clone(), state.settings.sms_policy.clone(), id.into_inner());
+    let (ctx, id) = (state.commands(), id.into_inner());
     let view = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller.clone())?;
-        let t = actable(conn, &viewer, &id)?;
-        if !t.paid {
-            return Err(ApiError::new(ErrorCode::InvalidTransition, "only paid work (特约维修) is quoted"));
-        }
-        require_status(&t, &[Status::Assigned, Status::OnSite, Status::OnHold], "quote")?;
-        if db::quotes::find(conn, &t.id)?.is_some_and(|q| q.status == "accepted") {
-            return Err(ApiError::new(ErrorCode::InvalidTransition, "the quote is already accepted"));
-        }
-        // wrong codes count for the ticket, not for one quote: a new quote is no new set of guesses
-        if db::codes::find(conn, &t.id, Purpose::Quote.as_str())?
-            .is_some_and(|c| c.failed_attempts >= MAX_FAILED_ATTEMPTS)
-        {
-            return Err(code_locked(Purpose::Quote));
-        }
-        let now = db::now();
-        db::quotes::replace(
-            conn,
-            &db::quotes::QuoteRow {
-                ticket_id: t.id.clone(),
-                amount_cents,
-                note: note.clone(),
-                status: "pending".into(),
-                proposed_by: viewer.caller.user_id.clone(),
-                proposed_at: now,
-                decided_at: None,
-                decided_by: None,
-                decided_via: None,
-                decision_note: None,
-            },
-        )?;
-        let site = db::sites::find(conn, &t.site_id)?.ok_or_else(|| ApiError::not_found("site"))?;
-        let amount = [("amount", yuan(amount_cents))];
-        let sms = notify::CodeSms { purpose: Purpose::Quote, template: messages::QUOTE_CODE, extra: &amount };
-        notify::issue_code(conn, &key, &policy, &t, &site.name, sms, now)?;
-        let data = json!({ "amount_cents": amount_cents, "note": note });
-        let t = apply(conn, &t, &viewer.caller.user_id, "quoted", None, TicketChanges::default(), data, now)?;
+        let t = commands::propose_quote(conn, &ctx, &viewer, &id, body.0.clone(), db::now())?;
         viewer.view_one(conn, t)
     })
     .await?;
     Ok(HttpResponse::Created().json(view))
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct AcceptQuoteBody {
-    /// The code the resident received by SMS.
-    pub code: Option<String>,
-    /// `code` (default) or `phone`: the desk recorded the resident's consent by phone.
-    pub via: Option<String>,
-    pub note: Option<String>,
 }
 
 /// The resident accepts the quote: with the SMS code, or by phone to the desk (which also works
@@ -392,46 +283,17 @@ pub async fn accept_quote(
     id: Path<String>,
     body: JsonBody<AcceptQuoteBody>,
 ) -> ApiResult<HttpResponse> {
-    let AcceptQuoteBody { code, via, note } = body.0;
-    let via = match via.as_deref().unwrap_or("code") {
-        "code" => "code",
-        "phone" => "phone",
-        _ => return Err(ApiError::field("via", "must be code or phone")),
-    };
-    if via == "phone" {
-        caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
-    }
-    let note = text("note", note.as_deref(), 500, via == "phone")?;
-    let (key, id) = (state.code_key.clone(), id.into_inner());
+    let (ctx, id) = (state.commands(), id.into_inner());
     let outcome = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller.clone())?;
-        let t = actable(conn, &viewer, &id)?;
-        let quote = db::quotes::find(conn, &t.id)?
-            .ok_or_else(|| ApiError::new(ErrorCode::InvalidTransition, "there is no quote"))?;
-        if quote.status != "pending" {
-            return Err(ApiError::new(ErrorCode::InvalidTransition, format!("the quote is {}", quote.status)));
-        }
-        let now = db::now();
-        if via == "code" {
-            let given = code.as_deref().map(str::trim).filter(|c| !c.is_empty());
-            let Some(given) = given else { return Err(ApiError::field("code", "the resident's code is required")) };
-            if let Some(refusal) = code_refusal(check_code(conn, &key, &t, Purpose::Quote, given, now)?, Purpose::Quote)
-            {
-                return Ok(Err(refusal));
-            }
-        }
-        db::quotes::decide(conn, &t.id, "accepted", &viewer.caller.user_id, via, note.clone(), now)?;
-        let data = json!({ "amount_cents": quote.amount_cents, "via": via, "note": note });
-        let t = apply(conn, &t, &viewer.caller.user_id, "quote_accepted", None, TicketChanges::default(), data, now)?;
-        Ok(Ok(viewer.view_one(conn, t)?))
+        Ok(match commands::accept_quote(conn, &ctx, &viewer, &id, body.0.clone(), db::now())? {
+            Ok(t) => Ok(viewer.view_one(conn, t)?),
+            // the wrong try was counted and must commit
+            Err(refusal) => Err(refusal),
+        })
     })
     .await?;
     Ok(HttpResponse::Ok().json(outcome?))
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct DeclineBody {
-    pub note: Option<String>,
 }
 
 /// The resident turns the price down: the ticket ends as `declined`.
@@ -450,26 +312,10 @@ pub async fn decline_quote(
     id: Path<String>,
     body: JsonBody<DeclineBody>,
 ) -> ApiResult<HttpResponse> {
-    let note = text("note", body.0.note.as_deref(), 500, false)?;
     let id = id.into_inner();
     let view = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller.clone())?;
-        let t = actable(conn, &viewer, &id)?;
-        let now = db::now();
-        if !db::quotes::decide(conn, &t.id, "declined", &viewer.caller.user_id, "declined", note.clone(), now)? {
-            return Err(ApiError::new(ErrorCode::InvalidTransition, "there is no pending quote"));
-        }
-        let data = json!({ "note": note });
-        let t = apply(
-            conn,
-            &t,
-            &viewer.caller.user_id,
-            "quote_declined",
-            Some(Status::Declined),
-            TicketChanges::default(),
-            data,
-            now,
-        )?;
+        let t = commands::decline_quote(conn, &viewer, &id, body.0.clone(), db::now())?;
         viewer.view_one(conn, t)
     })
     .await?;
@@ -580,12 +426,6 @@ pub async fn complete(
     Ok(HttpResponse::Ok().json(view))
 }
 
-#[derive(Deserialize, ToSchema)]
-pub struct InspectBody {
-    pub passed: bool,
-    pub note: Option<String>,
-}
-
 /// The desk inspects public-area work: passed completes it; failed sends it back to the technician.
 #[utoipa::path(
     post,
@@ -602,42 +442,14 @@ pub async fn inspect(
     id: Path<String>,
     body: JsonBody<InspectBody>,
 ) -> ApiResult<HttpResponse> {
-    caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
-    let InspectBody { passed, note } = body.0;
-    let note = text("note", note.as_deref(), 500, !passed)?;
     let id = id.into_inner();
     let view = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller.clone())?;
-        let t = actable(conn, &viewer, &id)?;
-        require_status(&t, &[Status::AwaitingInspection], "inspect")?;
-        let now = db::now();
-        let (to, changes) = if passed {
-            (Status::Completed, TicketChanges { completed_at: Some(Some(now)), ..Default::default() })
-        } else {
-            // back to the technician, who must come again
-            let changes = TicketChanges {
-                completed_at: Some(None),
-                arrived_at: Some(None),
-                claimed_at: Some(Some(now)),
-                ..Default::default()
-            };
-            (Status::Assigned, changes)
-        };
-        let data = json!({ "passed": passed, "note": note });
-        let t = apply(conn, &t, &viewer.caller.user_id, "inspected", Some(to), changes, data, now)?;
+        let t = commands::inspect(conn, &viewer, &id, body.0.clone(), db::now())?;
         viewer.view_one(conn, t)
     })
     .await?;
     Ok(HttpResponse::Ok().json(view))
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct CallbackBody {
-    /// Whether the resident answered.
-    pub reached: bool,
-    /// 1 to 5.
-    pub satisfaction: Option<i64>,
-    pub comment: Option<String>,
 }
 
 /// Record a callback (回访). Reaching the resident closes the ticket; otherwise it stays due.
@@ -656,40 +468,10 @@ pub async fn callback(
     id: Path<String>,
     body: JsonBody<CallbackBody>,
 ) -> ApiResult<HttpResponse> {
-    caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
-    let CallbackBody { reached, satisfaction, comment } = body.0;
-    if satisfaction.is_some_and(|s| !(1..=5).contains(&s)) {
-        return Err(ApiError::field("satisfaction", "must be 1 to 5"));
-    }
-    if satisfaction.is_some() && !reached {
-        return Err(ApiError::field("satisfaction", "only a resident who was reached can rate"));
-    }
-    let comment = text("comment", comment.as_deref(), 1000, false)?;
     let id = id.into_inner();
     let view = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller.clone())?;
-        let t = actable(conn, &viewer, &id)?;
-        require_status(&t, &[Status::Completed], "call back")?;
-        let now = db::now();
-        db::quotes::insert_callback(
-            conn,
-            &db::quotes::CallbackRow {
-                id: db::new_id(),
-                ticket_id: t.id.clone(),
-                made_by: viewer.caller.user_id.clone(),
-                made_at: now,
-                reached,
-                satisfaction,
-                comment: comment.clone(),
-            },
-        )?;
-        let (to, changes) = if reached {
-            (Some(Status::Closed), TicketChanges { closed_at: Some(Some(now)), ..Default::default() })
-        } else {
-            (None, TicketChanges::default())
-        };
-        let data = json!({ "reached": reached, "satisfaction": satisfaction, "comment": comment });
-        let t = apply(conn, &t, &viewer.caller.user_id, "callback", to, changes, data, now)?;
+        let t = commands::callback(conn, &viewer, &id, body.0.clone(), db::now())?;
         viewer.view_one(conn, t)
     })
     .await?;

@@ -10,7 +10,6 @@ use serde_json::json;
 use tokio::sync::broadcast::{self, error::RecvError};
 use utoipa::ToSchema;
 
-use super::tickets::{TicketView, Viewer};
 use crate::auth::Caller;
 use crate::db;
 use crate::domain::ticket::Status;
@@ -18,6 +17,7 @@ use crate::domain::user::Role;
 use crate::error::ApiResult;
 use crate::jobs::feed::{self, Change};
 use crate::state::AppState;
+use crate::views::{TicketView, Viewer};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/pool").route(web::get().to(pool)))

@@ -15,7 +15,6 @@ use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::pool::{event_stream, Subscriber};
-use super::tickets::{ByTicket, TicketEvent, TicketView, Viewer};
 use super::{parse_json, parse_json_allowing_nul, scrub_nul, Checks, Query, NUL_MESSAGE};
 use crate::auth::Caller;
 use crate::commands::{
@@ -27,6 +26,7 @@ use crate::domain::user::Role;
 use crate::error::{ApiError, ApiResult, ErrorCode, FieldError};
 use crate::jobs::feed::Change;
 use crate::state::AppState;
+use crate::views::{ByTicket, TicketEvent, TicketView, Viewer};
 
 pub const SCHEMA_VERSIONS: [i64; 1] = [1];
 pub const MAX_OPS: usize = 500;

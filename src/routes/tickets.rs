@@ -3,23 +3,17 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
-use serde_json::json;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::{JsonBody, Path, Query};
 use crate::auth::Caller;
-use crate::commands::{self, ReasonBody};
-pub use crate::commands::{apply, claim_refusal, transition};
-use crate::db::{self, events::NewEvent, tickets::TicketChanges, tickets::TicketFilter, tickets::TicketRow, DbConn};
-use crate::domain::code::Purpose;
-use crate::domain::messages;
-use crate::domain::site::parse_timezone;
-use crate::domain::ticket::{local_day, ticket_number, Area, Status, TicketForm};
+use crate::commands::{self, claim_refusal, AssignBody, ReasonBody};
+use crate::db::{self, tickets::TicketFilter, tickets::TicketRow, DbConn};
+use crate::domain::ticket::{Status, TicketForm};
 use crate::domain::user::Role;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::notify;
 use crate::state::AppState;
-pub use crate::views::*;
+use crate::views::{visible, TicketEvent, TicketEventList, TicketList, TicketView, Viewer};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/tickets").route(web::post().to(create_ticket)).route(web::get().to(list_tickets)))
@@ -51,60 +45,12 @@ pub async fn create_ticket(
     req: HttpRequest,
     body: JsonBody<TicketForm>,
 ) -> ApiResult<HttpResponse> {
-    caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
     let create_key = req.headers().get(crate::idempotency::HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let now = db::now();
-    let new = body.0.validate(now.and_utc()).map_err(ApiError::validation)?;
-    let (code_key, policy) = (state.code_key.clone(), state.settings.sms_policy.clone());
+    let ctx = state.commands();
     let view = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller.clone())?;
-        if let Some(key) = &create_key {
-            // the same request again after a crash lost its stored answer: the ticket exists
-            if let Some(existing) = db::tickets::find_created_with(conn, &viewer.caller.user_id, key)? {
-                return viewer.view_one(conn, existing);
-            }
-        }
-        let site = db::sites::find(conn, &new.site_id)?
-            .filter(|s| viewer.is_site_desk(&s.id))
-            .ok_or_else(|| ApiError::field("site_id", "is not a site of yours"))?;
-        if let Some(tech) = &new.requested_technician_id {
-            if !db::tickets::is_site_technician(conn, tech, &site.id)? {
-                return Err(ApiError::field("requested_technician_id", "is not an active technician of this site"));
-            }
-        }
-        let tz = parse_timezone(&site.timezone).map_err(ApiError::internal)?;
-        let day = local_day(now, tz);
-        let n = db::tickets::next_number(conn, &site.id, &day)?;
-        let number = ticket_number(&site.code, &day, n);
-        let row = TicketRow::from_intake(new.clone(), number, viewer.caller.user_id.clone(), now);
-        db::tickets::insert(conn, &row, create_key.as_deref())?;
-        let mut events = vec![NewEvent {
-            ticket_id: row.id.clone(),
-            site_id: row.site_id.clone(),
-            event_type: "created",
-            actor_id: Some(viewer.caller.user_id.clone()),
-            at: now,
-            from_status: None,
-            to_status: Some(Status::Open.as_str()),
-            data: json!({ "number": row.number, "area": row.area, "channel": row.channel }),
-        }];
-        if let Some(tech) = &row.assignee_id {
-            events.push(NewEvent {
-                event_type: "assigned",
-                from_status: Some(Status::Open.as_str()),
-                to_status: Some(Status::Assigned.as_str()),
-                data: json!({ "technician_id": tech, "reason": "requested at intake" }),
-                ..events[0].clone()
-            });
-        }
-        if row.area == Area::InHome.as_str() {
-            // the resident's code for the door goes out with the ticket, in its transaction
-            let sms = notify::CodeSms { purpose: Purpose::Arrival, template: messages::ARRIVAL_CODE, extra: &[] };
-            notify::issue_code(conn, &code_key, &policy, &row, &site.name, sms, now)?;
-        }
-        // the change counter last (the lock order, `db` module doc)
-        db::events::append(conn, events)?;
-        viewer.view_one(conn, row)
+        let t = commands::create_ticket(conn, &ctx, &viewer, &body.0, create_key.as_deref(), db::now())?;
+        viewer.view_one(conn, t)
     })
     .await?;
     Ok(HttpResponse::Created().json(view))
@@ -295,12 +241,6 @@ pub fn claim_and_view(
     })
 }
 
-#[derive(Deserialize, ToSchema)]
-pub struct AssignBody {
-    pub technician_id: String,
-    pub reason: Option<String>,
-}
-
 /// Put an assigned ticket back into the pool, with a reason: the technician holding it, or the desk.
 #[utoipa::path(
     post,
@@ -353,37 +293,10 @@ pub async fn assign_ticket(
     id: Path<String>,
     body: JsonBody<AssignBody>,
 ) -> ApiResult<HttpResponse> {
-    caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
-    let AssignBody { technician_id, reason } = body.0;
-    let reason = reason.as_deref().map(commands::reason).transpose()?;
     let id = id.into_inner();
     let view = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller.clone())?;
-        let t = visible_for_update(conn, &viewer, &id)?;
-        if !db::tickets::is_site_technician(conn, &technician_id, &t.site_id)? {
-            return Err(ApiError::field("technician_id", "is not an active technician of this ticket's site"));
-        }
-        let status = Status::parse(&t.status);
-        if !status.is_some_and(Status::can_assign) {
-            return Err(ApiError::new(
-                ErrorCode::InvalidTransition,
-                format!("a ticket that is {} cannot be assigned", t.status),
-            ));
-        }
-        if t.assignee_id.as_deref() == Some(technician_id.as_str()) && status == Some(Status::Assigned) {
-            return viewer.view_one(conn, t);
-        }
-        let now = db::now();
-        let previous = t.assignee_id.clone();
-        let event = if previous.is_some() { "reassigned" } else { "assigned" };
-        let changes = TicketChanges {
-            assignee_id: Some(Some(technician_id.clone())),
-            claimed_at: Some(Some(now)),
-            pooled_at: Some(None),
-            ..Default::default()
-        };
-        let data = json!({ "technician_id": technician_id, "previous_assignee_id": previous, "reason": reason });
-        let t = transition(conn, &t, &viewer.caller.user_id, event, Status::Assigned, changes, data, now)?;
+        let t = commands::assign(conn, &viewer, &id, body.0.clone(), db::now())?;
         viewer.view_one(conn, t)
     })
     .await?;
@@ -411,46 +324,12 @@ pub async fn cancel_ticket(
     id: Path<String>,
     body: JsonBody<ReasonBody>,
 ) -> ApiResult<HttpResponse> {
-    caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
-    let reason = commands::reason(&body.0.reason)?;
     let id = id.into_inner();
     let view = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller.clone())?;
-        let t = visible_for_update(conn, &viewer, &id)?;
-        if !Status::parse(&t.status).is_some_and(Status::can_cancel) {
-            return Err(ApiError::new(
-                ErrorCode::InvalidTransition,
-                format!("a ticket that is {} cannot be cancelled", t.status),
-            ));
-        }
-        let now = db::now();
-        let changes = TicketChanges {
-            cancelled_at: Some(Some(now)),
-            cancel_reason: Some(Some(reason.clone())),
-            pooled_at: Some(None),
-            ..Default::default()
-        };
-        let data = json!({ "reason": reason, "previous_assignee_id": t.assignee_id });
-        let t = transition(conn, &t, &viewer.caller.user_id, "cancelled", Status::Cancelled, changes, data, now)?;
+        let t = commands::cancel(conn, &viewer, &id, body.0.clone(), db::now())?;
         viewer.view_one(conn, t)
     })
     .await?;
     Ok(HttpResponse::Ok().json(view))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ByTicket;
-
-    #[test]
-    fn rows_are_grouped_by_ticket_in_the_order_read() {
-        let rows = vec![("a", 1), ("b", 2), ("a", 3), ("-", 4), ("b", 5), ("a", 6)];
-        let mut groups = ByTicket::new(rows, |r| (r.0 != "-").then_some(r.0));
-        assert_eq!(groups.take("a"), vec![("a", 1), ("a", 3), ("a", 6)]);
-        assert_eq!(groups.take("b"), vec![("b", 2), ("b", 5)]);
-        // taken once; rows without a ticket belong to none
-        assert!(groups.take("a").is_empty());
-        assert!(groups.take("-").is_empty());
-        assert!(groups.take("c").is_empty());
-    }
 }

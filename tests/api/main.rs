@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod commands;
 mod errors;
 mod helpers;
 mod input;

@@ -1,0 +1,352 @@
+//! What the desk (dispatchers, supervisors, admins of a site) does with a ticket: register it,
+//! hand it to a technician, cancel it, stand in for the resident's code, inspect public-area work
+//! and call the resident back.
+
+use chrono::NaiveDateTime;
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::{actable, apply, reason, require_status, text, transition, Ctx, ReasonBody};
+use crate::db::{self, events::NewEvent, tickets::TicketChanges, tickets::TicketRow, users::UserRecord, DbConn};
+use crate::domain::code::Purpose;
+use crate::domain::messages;
+use crate::domain::site::parse_timezone;
+use crate::domain::ticket::{local_day, ticket_number, Area, EscalationKind, NewTicket, Status, TicketForm};
+use crate::domain::user::Role;
+use crate::error::{ApiError, ErrorCode};
+use crate::notify::{self, Queued};
+use crate::views::{visible_for_update, Viewer};
+
+/// The roles that make up a site's desk.
+pub const DESK: [Role; 3] = [Role::Admin, Role::Dispatcher, Role::Supervisor];
+
+/// Register a ticket from the intake form: numbered by the site's local day, assigned at once
+/// when a technician is requested, and (in-home) the resident's code for the door queued in the
+/// same transaction. `create_key` (the request's idempotency key) finds the ticket a lost answer
+/// already created.
+pub fn create_ticket(
+    conn: &mut DbConn,
+    ctx: &Ctx,
+    viewer: &Viewer,
+    form: &TicketForm,
+    create_key: Option<&str>,
+    now: NaiveDateTime,
+) -> Result<TicketRow, ApiError> {
+    viewer.caller.require(&DESK)?;
+    let new: NewTicket = form.validate(now.and_utc()).map_err(ApiError::validation)?;
+    if let Some(key) = create_key {
+        // the same request again after a crash lost its stored answer: the ticket exists
+        if let Some(existing) = db::tickets::find_created_with(conn, &viewer.caller.user_id, key)? {
+            return Ok(existing);
+        }
+    }
+    let site = db::sites::find(conn, &new.site_id)?
+        .filter(|s| viewer.is_site_desk(&s.id))
+        .ok_or_else(|| ApiError::field("site_id", "is not a site of yours"))?;
+    if let Some(tech) = &new.requested_technician_id {
+        if !db::tickets::is_site_technician(conn, tech, &site.id)? {
+            return Err(ApiError::field("requested_technician_id", "is not an active technician of this site"));
+        }
+    }
+    let tz = parse_timezone(&site.timezone).map_err(ApiError::internal)?;
+    let day = local_day(now, tz);
+    let n = db::tickets::next_number(conn, &site.id, &day)?;
+    let number = ticket_number(&site.code, &day, n);
+    let row = TicketRow::from_intake(new, number, viewer.caller.user_id.clone(), now);
+    db::tickets::insert(conn, &row, create_key)?;
+    let mut events = vec![NewEvent {
+        ticket_id: row.id.clone(),
+        site_id: row.site_id.clone(),
+        event_type: "created",
+        actor_id: Some(viewer.caller.user_id.clone()),
+        at: now,
+        from_status: None,
+        to_status: Some(Status::Open.as_str()),
+        data: json!({ "number": row.number, "area": row.area, "channel": row.channel }),
+    }];
+    if let Some(tech) = &row.assignee_id {
+        events.push(NewEvent {
+            event_type: "assigned",
+            from_status: Some(Status::Open.as_str()),
+            to_status: Some(Status::Assigned.as_str()),
+            data: json!({ "technician_id": tech, "reason": "requested at intake" }),
+            ..events[0].clone()
+        });
+    }
+    if row.area == Area::InHome.as_str() {
+        // the resident's code for the door goes out with the ticket, in its transaction
+        let sms = notify::CodeSms { purpose: Purpose::Arrival, template: messages::ARRIVAL_CODE, extra: &[] };
+        notify::issue_code(conn, &ctx.code_key, &ctx.sms_policy, &row, &site.name, sms, now)?;
+    }
+    // the change counter last (the lock order, `db` module doc)
+    db::events::append(conn, events)?;
+    Ok(row)
+}
+
+#[derive(Clone, Deserialize, ToSchema)]
+pub struct AssignBody {
+    pub technician_id: String,
+    pub reason: Option<String>,
+}
+
+/// Assign or reassign a ticket to a technician of its site. Assigning it to the technician who
+/// already holds it changes nothing.
+pub fn assign(
+    conn: &mut DbConn,
+    viewer: &Viewer,
+    id: &str,
+    body: AssignBody,
+    now: NaiveDateTime,
+) -> Result<TicketRow, ApiError> {
+    viewer.caller.require(&DESK)?;
+    let AssignBody { technician_id, reason } = body;
+    let reason = reason.as_deref().map(super::reason).transpose()?;
+    let t = visible_for_update(conn, viewer, id)?;
+    if !db::tickets::is_site_technician(conn, &technician_id, &t.site_id)? {
+        return Err(ApiError::field("technician_id", "is not an active technician of this ticket's site"));
+    }
+    let status = Status::parse(&t.status);
+    if !status.is_some_and(Status::can_assign) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidTransition,
+            format!("a ticket that is {} cannot be assigned", t.status),
+        ));
+    }
+    if t.assignee_id.as_deref() == Some(technician_id.as_str()) && status == Some(Status::Assigned) {
+        return Ok(t);
+    }
+    let previous = t.assignee_id.clone();
+    let event = if previous.is_some() { "reassigned" } else { "assigned" };
+    let changes = TicketChanges {
+        assignee_id: Some(Some(technician_id.clone())),
+        claimed_at: Some(Some(now)),
+        pooled_at: Some(None),
+        ..Default::default()
+    };
+    let data = json!({ "technician_id": technician_id, "previous_assignee_id": previous, "reason": reason });
+    transition(conn, &t, &viewer.caller.user_id, event, Status::Assigned, changes, data, now)
+}
+
+/// Void a ticket before it is completed. It keeps its number and stays listed.
+pub fn cancel(
+    conn: &mut DbConn,
+    viewer: &Viewer,
+    id: &str,
+    body: ReasonBody,
+    now: NaiveDateTime,
+) -> Result<TicketRow, ApiError> {
+    viewer.caller.require(&DESK)?;
+    let reason = reason(&body.reason)?;
+    let t = visible_for_update(conn, viewer, id)?;
+    if !Status::parse(&t.status).is_some_and(Status::can_cancel) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidTransition,
+            format!("a ticket that is {} cannot be cancelled", t.status),
+        ));
+    }
+    let changes = TicketChanges {
+        cancelled_at: Some(Some(now)),
+        cancel_reason: Some(Some(reason.clone())),
+        pooled_at: Some(None),
+        ..Default::default()
+    };
+    let data = json!({ "reason": reason, "previous_assignee_id": t.assignee_id });
+    transition(conn, &t, &viewer.caller.user_id, "cancelled", Status::Cancelled, changes, data, now)
+}
+
+#[derive(Clone, Deserialize, ToSchema)]
+pub struct PhoneVerification {
+    /// Who was called and what they said.
+    pub note: String,
+}
+
+/// The desk called the resident and confirmed the technician is at the door (the seeds'
+/// fallback when the code can't be given). Arrival then needs no code.
+pub fn verify_by_phone(
+    conn: &mut DbConn,
+    viewer: &Viewer,
+    id: &str,
+    body: PhoneVerification,
+    now: NaiveDateTime,
+) -> Result<TicketRow, ApiError> {
+    viewer.caller.require(&DESK)?;
+    let note = text("note", Some(&body.note), 500, true)?;
+    let t = actable(conn, viewer, id)?;
+    require_status(&t, &[Status::Open, Status::Assigned], "verify the arrival of")?;
+    let changes = TicketChanges {
+        phone_verified_at: Some(Some(now)),
+        phone_verified_by: Some(Some(viewer.caller.user_id.clone())),
+        ..Default::default()
+    };
+    apply(conn, &t, &viewer.caller.user_id, "verified_by_phone", None, changes, json!({ "note": note }), now)
+}
+
+/// Send the resident a new arrival code (the old one stops working). Answers the outbox id of the
+/// message. Held back by the code limits (`notify::code_rate_limit`); reaching a daily cap is
+/// refused inside `Ok`, because the escalation it records must commit.
+pub fn resend_code(
+    conn: &mut DbConn,
+    ctx: &Ctx,
+    viewer: &Viewer,
+    id: &str,
+    now: NaiveDateTime,
+) -> Result<Result<String, ApiError>, ApiError> {
+    viewer.caller.require(&DESK)?;
+    let t = actable(conn, viewer, id)?;
+    if t.area != Area::InHome.as_str() {
+        return Err(ApiError::new(ErrorCode::InvalidTransition, "public-area tickets have no resident code"));
+    }
+    require_status(&t, &[Status::Open, Status::Assigned], "resend the code of")?;
+    let site = db::sites::find(conn, &t.site_id)?.ok_or_else(|| ApiError::not_found("site"))?;
+    let sms = notify::CodeSms { purpose: Purpose::Arrival, template: messages::ARRIVAL_CODE, extra: &[] };
+    let sms_id = match notify::issue_code(conn, &ctx.code_key, &ctx.sms_policy, &t, &site.name, sms, now)? {
+        Queued::Queued(id) => id,
+        Queued::Capped(cap) => {
+            return Ok(Err(ApiError::new(ErrorCode::SmsRateLimited, format!("SMS {cap} reached; the desk was told"))
+                .retry_after(3600)));
+        }
+        Queued::NoPhone => return Err(ApiError::new(ErrorCode::InvalidTransition, "the ticket has no phone")),
+    };
+    let data = json!({ "sms_id": sms_id });
+    apply(conn, &t, &viewer.caller.user_id, "code_resent", None, TicketChanges::default(), data, now)?;
+    Ok(Ok(sms_id))
+}
+
+#[derive(Clone, Deserialize, ToSchema)]
+pub struct InspectBody {
+    pub passed: bool,
+    /// Required when the work failed: what must be done again.
+    pub note: Option<String>,
+}
+
+/// The desk inspects public-area work: passed completes it; failed sends it back to the
+/// technician, who must come again.
+pub fn inspect(
+    conn: &mut DbConn,
+    viewer: &Viewer,
+    id: &str,
+    body: InspectBody,
+    now: NaiveDateTime,
+) -> Result<TicketRow, ApiError> {
+    viewer.caller.require(&DESK)?;
+    let InspectBody { passed, note } = body;
+    let note = text("note", note.as_deref(), 500, !passed)?;
+    let t = actable(conn, viewer, id)?;
+    require_status(&t, &[Status::AwaitingInspection], "inspect")?;
+    let (to, changes) = if passed {
+        (Status::Completed, TicketChanges { completed_at: Some(Some(now)), ..Default::default() })
+    } else {
+        let changes = TicketChanges {
+            completed_at: Some(None),
+            arrived_at: Some(None),
+            claimed_at: Some(Some(now)),
+            ..Default::default()
+        };
+        (Status::Assigned, changes)
+    };
+    let data = json!({ "passed": passed, "note": note });
+    transition(conn, &t, &viewer.caller.user_id, "inspected", to, changes, data, now)
+}
+
+#[derive(Clone, Deserialize, ToSchema)]
+pub struct CallbackBody {
+    /// Whether the resident answered.
+    pub reached: bool,
+    /// 1 to 5.
+    pub satisfaction: Option<i64>,
+    pub comment: Option<String>,
+}
+
+/// Record a callback (回访). Reaching the resident closes the ticket; otherwise it stays due.
+pub fn callback(
+    conn: &mut DbConn,
+    viewer: &Viewer,
+    id: &str,
+    body: CallbackBody,
+    now: NaiveDateTime,
+) -> Result<TicketRow, ApiError> {
+    viewer.caller.require(&DESK)?;
+    let CallbackBody { reached, satisfaction, comment } = body;
+    if satisfaction.is_some_and(|s| !(1..=5).contains(&s)) {
+        return Err(ApiError::field("satisfaction", "must be 1 to 5"));
+    }
+    if satisfaction.is_some() && !reached {
+        return Err(ApiError::field("satisfaction", "only a resident who was reached can rate"));
+    }
+    let comment = text("comment", comment.as_deref(), 1000, false)?;
+    let t = actable(conn, viewer, id)?;
+    require_status(&t, &[Status::Completed], "call back")?;
+    db::quotes::insert_callback(
+        conn,
+        &db::quotes::CallbackRow {
+            id: db::new_id(),
+            ticket_id: t.id.clone(),
+            made_by: viewer.caller.user_id.clone(),
+            made_at: now,
+            reached,
+            satisfaction,
+            comment: comment.clone(),
+        },
+    )?;
+    let (to, changes) = if reached {
+        (Some(Status::Closed), TicketChanges { closed_at: Some(Some(now)), ..Default::default() })
+    } else {
+        (None, TicketChanges::default())
+    };
+    let data = json!({ "reached": reached, "satisfaction": satisfaction, "comment": comment });
+    apply(conn, &t, &viewer.caller.user_id, "callback", to, changes, data, now)
+}
+
+/// Why an admin's change of a user took tickets away from them.
+fn removal_reason(before: &UserRecord, after: &UserRecord) -> Option<&'static str> {
+    if !after.row.active {
+        Some("technician_deactivated")
+    } else if after.row.role != Role::Technician.as_str() {
+        Some("no_longer_a_technician")
+    } else if before.site_ids.iter().any(|s| !after.site_ids.contains(s)) {
+        Some("technician_removed_from_site")
+    } else {
+        None
+    }
+}
+
+/// After an admin changed a user (`before` → `after`, inside the same transaction): the active
+/// tickets they may no longer hold go back to the pool at once. A user deactivated or no longer a
+/// technician lets go of all of them; a technician moved off sites, of those sites' tickets. Each
+/// ticket gets an `unassigned` event with the reason, its `unclaimed` clock starts again, and the
+/// desk gets a `technician_removed` escalation. Returns the tickets put back.
+pub fn release_removed_technician(
+    conn: &mut DbConn,
+    admin_id: &str,
+    before: &UserRecord,
+    after: &UserRecord,
+    now: NaiveDateTime,
+) -> Result<Vec<TicketRow>, ApiError> {
+    let Some(reason) = removal_reason(before, after) else { return Ok(Vec::new()) };
+    let user_id = after.row.id.as_str();
+    let keeps_all_but = reason == "technician_removed_from_site";
+    let mut released = Vec::new();
+    for id in db::tickets::active_of(conn, user_id)? {
+        let Some(t) = db::tickets::find_for_update(conn, &id)? else { continue };
+        let still_held = t.assignee_id.as_deref() == Some(user_id)
+            && Status::parse(&t.status).is_some_and(|s| Status::ACTIVE.contains(&s));
+        if !still_held || (keeps_all_but && after.site_ids.contains(&t.site_id)) {
+            continue;
+        }
+        let changes = TicketChanges {
+            assignee_id: Some(None),
+            claimed_at: Some(None),
+            pooled_at: Some(Some(now)),
+            ..Default::default()
+        };
+        let data = json!({ "reason": reason, "previous_assignee_id": user_id });
+        let t = apply(conn, &t, admin_id, "unassigned", Some(Status::Open), changes, data, now)?;
+        let kind = EscalationKind::TechnicianRemoved.as_str();
+        let data = json!({ "reason": reason, "removed_technician_id": user_id });
+        let occurrence = format!("{user_id}:{}", now.and_utc().timestamp_micros());
+        db::escalations::record(conn, &t, kind, &occurrence, data, now)?;
+        released.push(t);
+    }
+    Ok(released)
+}

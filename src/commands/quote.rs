@@ -1,0 +1,164 @@
+//! Paid work (特约维修): the price is proposed, and the resident accepts it with the code sent
+//! to their phone (or to the desk by phone) or turns it down, before any work is recorded.
+
+use chrono::NaiveDateTime;
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::desk::DESK;
+use super::{actable, apply, check_code, code_locked, code_refusal, require_status, text, Ctx};
+use crate::db::{self, tickets::TicketChanges, tickets::TicketRow, DbConn};
+use crate::domain::code::{Purpose, MAX_FAILED_ATTEMPTS};
+use crate::domain::messages::{self, yuan};
+use crate::domain::ticket::Status;
+use crate::error::{ApiError, ErrorCode};
+use crate::notify;
+use crate::views::Viewer;
+
+/// A ticket is quoted, and its quote decided, while someone holds it and before it is done.
+const QUOTABLE: [Status; 3] = [Status::Assigned, Status::OnSite, Status::OnHold];
+
+#[derive(Clone, Deserialize, ToSchema)]
+pub struct QuoteBody {
+    /// 1 to 100000000.
+    pub amount_cents: i64,
+    pub note: Option<String>,
+}
+
+/// Propose the price of paid work; the resident gets a code by SMS to accept it. Quoting again
+/// replaces the quote and sends a new code under the limits of resending an arrival code. Wrong
+/// codes count for the ticket across quotes: after five, quoting again is refused (`code_locked`)
+/// until the desk accepts by phone.
+pub fn propose_quote(
+    conn: &mut DbConn,
+    ctx: &Ctx,
+    viewer: &Viewer,
+    id: &str,
+    body: QuoteBody,
+    now: NaiveDateTime,
+) -> Result<TicketRow, ApiError> {
+    let QuoteBody { amount_cents, note } = body;
+    if !(1..=100_000_000).contains(&amount_cents) {
+        return Err(ApiError::field("amount_cents", "must be 1 to 100000000"));
+    }
+    let note = text("note", note.as_deref(), 500, false)?;
+    let t = actable(conn, viewer, id)?;
+    if !t.paid {
+        return Err(ApiError::new(ErrorCode::InvalidTransition, "only paid work (特约维修) is quoted"));
+    }
+    require_status(&t, &QUOTABLE, "quote")?;
+    if db::quotes::find(conn, &t.id)?.is_some_and(|q| q.status == "accepted") {
+        return Err(ApiError::new(ErrorCode::InvalidTransition, "the quote is already accepted"));
+    }
+    // wrong codes count for the ticket, not for one quote: a new quote is no new set of guesses
+    if db::codes::find(conn, &t.id, Purpose::Quote.as_str())?.is_some_and(|c| c.failed_attempts >= MAX_FAILED_ATTEMPTS)
+    {
+        return Err(code_locked(Purpose::Quote));
+    }
+    db::quotes::replace(
+        conn,
+        &db::quotes::QuoteRow {
+            ticket_id: t.id.clone(),
+            amount_cents,
+            note: note.clone(),
+            status: "pending".into(),
+            proposed_by: viewer.caller.user_id.clone(),
+            proposed_at: now,
+            decided_at: None,
+            decided_by: None,
+            decided_via: None,
+            decision_note: None,
+        },
+    )?;
+    let site = db::sites::find(conn, &t.site_id)?.ok_or_else(|| ApiError::not_found("site"))?;
+    let amount = [("amount", yuan(amount_cents))];
+    let sms = notify::CodeSms { purpose: Purpose::Quote, template: messages::QUOTE_CODE, extra: &amount };
+    notify::issue_code(conn, &ctx.code_key, &ctx.sms_policy, &t, &site.name, sms, now)?;
+    let data = json!({ "amount_cents": amount_cents, "note": note });
+    apply(conn, &t, &viewer.caller.user_id, "quoted", None, TicketChanges::default(), data, now)
+}
+
+#[derive(Clone, Deserialize, ToSchema)]
+pub struct AcceptQuoteBody {
+    /// The code the resident received by SMS.
+    pub code: Option<String>,
+    /// `code` (default) or `phone`: the desk recorded the resident's consent by phone.
+    pub via: Option<String>,
+    /// Required with `via: phone`: who was called and what they said.
+    pub note: Option<String>,
+}
+
+/// The resident accepts the quote: with the SMS code, or by phone to the desk (which also works
+/// once five wrong codes locked the quote). A wrong code is refused inside `Ok`: its counting
+/// must commit.
+pub fn accept_quote(
+    conn: &mut DbConn,
+    ctx: &Ctx,
+    viewer: &Viewer,
+    id: &str,
+    body: AcceptQuoteBody,
+    now: NaiveDateTime,
+) -> Result<Result<TicketRow, ApiError>, ApiError> {
+    let AcceptQuoteBody { code, via, note } = body;
+    let via = match via.as_deref().unwrap_or("code") {
+        "code" => "code",
+        "phone" => "phone",
+        _ => return Err(ApiError::field("via", "must be code or phone")),
+    };
+    if via == "phone" {
+        viewer.caller.require(&DESK)?;
+    }
+    let note = text("note", note.as_deref(), 500, via == "phone")?;
+    let t = actable(conn, viewer, id)?;
+    let quote = db::quotes::find(conn, &t.id)?
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidTransition, "there is no quote"))?;
+    if quote.status != "pending" {
+        return Err(ApiError::new(ErrorCode::InvalidTransition, format!("the quote is {}", quote.status)));
+    }
+    require_status(&t, &QUOTABLE, "accept the quote of")?;
+    if via == "code" {
+        let given = code.as_deref().map(str::trim).filter(|c| !c.is_empty());
+        let Some(given) = given else { return Err(ApiError::field("code", "the resident's code is required")) };
+        let check = check_code(conn, &ctx.code_key, &t, Purpose::Quote, given, now)?;
+        if let Some(refusal) = code_refusal(check, Purpose::Quote) {
+            return Ok(Err(refusal));
+        }
+    }
+    db::quotes::decide(conn, &t.id, "accepted", &viewer.caller.user_id, via, note.clone(), now)?;
+    let data = json!({ "amount_cents": quote.amount_cents, "via": via, "note": note });
+    Ok(Ok(apply(conn, &t, &viewer.caller.user_id, "quote_accepted", None, TicketChanges::default(), data, now)?))
+}
+
+#[derive(Clone, Deserialize, ToSchema)]
+pub struct DeclineBody {
+    pub note: Option<String>,
+}
+
+/// The resident turns the price down: the ticket ends as `declined`. The technician holding it
+/// or the desk records it, while the quote is pending.
+pub fn decline_quote(
+    conn: &mut DbConn,
+    viewer: &Viewer,
+    id: &str,
+    body: DeclineBody,
+    now: NaiveDateTime,
+) -> Result<TicketRow, ApiError> {
+    let note = text("note", body.note.as_deref(), 500, false)?;
+    let t = actable(conn, viewer, id)?;
+    require_status(&t, &QUOTABLE, "decline the quote of")?;
+    if !db::quotes::decide(conn, &t.id, "declined", &viewer.caller.user_id, "declined", note.clone(), now)? {
+        return Err(ApiError::new(ErrorCode::InvalidTransition, "there is no pending quote"));
+    }
+    let data = json!({ "note": note });
+    super::transition(
+        conn,
+        &t,
+        &viewer.caller.user_id,
+        "quote_declined",
+        Status::Declined,
+        TicketChanges::default(),
+        data,
+        now,
+    )
+}
