@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use crate::auth::Caller;
 use crate::db::{self, escalations::EscalationRow, tickets::TicketRow, DbConn};
 use crate::domain::phone::mask_phone;
-use crate::domain::ticket::Status;
+use crate::domain::ticket::{QuoteStatus, Status};
 use crate::domain::user::Role;
 use crate::error::ApiError;
 
@@ -57,8 +57,7 @@ pub struct TicketView {
     pub resident_supplies_parts: bool,
     pub channel: String,
     pub requested_technician_id: Option<String>,
-    /// `open | assigned | on_site | on_hold | awaiting_inspection | completed | closed | cancelled`
-    pub status: String,
+    pub status: Status,
     pub assignee_id: Option<String>,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
@@ -117,8 +116,7 @@ pub struct MaterialLineView {
 pub struct QuoteView {
     pub amount_cents: i64,
     pub note: Option<String>,
-    /// `pending | accepted | declined`
-    pub status: String,
+    pub status: QuoteStatus,
     pub proposed_by: String,
     pub proposed_at: DateTime<Utc>,
     pub decided_at: Option<DateTime<Utc>>,
@@ -310,8 +308,7 @@ impl Viewer {
             Role::Admin => true,
             Role::Dispatcher | Role::Supervisor => self.sites.contains(&t.site_id),
             Role::Technician => {
-                self.sites.contains(&t.site_id)
-                    && (self.holds(t) || (t.status == Status::Open.as_str() && self.in_reach(t)))
+                self.sites.contains(&t.site_id) && (self.holds(t) || (t.status == Status::Open && self.in_reach(t)))
             }
         }
     }
@@ -334,7 +331,8 @@ impl Viewer {
                 totals.resident_supplied_cents += line.total_cents;
             }
         }
-        totals.labour_cents = quote.as_ref().filter(|q| q.status == "accepted").map_or(0, |q| q.amount_cents);
+        totals.labour_cents =
+            quote.as_ref().filter(|q| q.status == QuoteStatus::Accepted).map_or(0, |q| q.amount_cents);
         totals.billable_cents = totals.materials_cents + totals.labour_cents;
         let sms = extras
             .sms

@@ -7,12 +7,12 @@ use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::{actable, apply, reason, require_status, text, transition, Ctx, ReasonBody};
+use super::{actable, apply, reason, require_move, text, transition, Ctx, ReasonBody};
 use crate::db::{self, events::NewEvent, tickets::TicketChanges, tickets::TicketRow, users::UserRecord, DbConn};
 use crate::domain::code::Purpose;
 use crate::domain::messages;
 use crate::domain::site::parse_timezone;
-use crate::domain::ticket::{local_day, ticket_number, Area, EscalationKind, NewTicket, Status, TicketForm};
+use crate::domain::ticket::{local_day, ticket_number, Area, EscalationKind, Move, NewTicket, Status, TicketForm};
 use crate::domain::user::Role;
 use crate::error::{ApiError, ErrorCode};
 use crate::notify::{self, Queued};
@@ -106,14 +106,8 @@ pub fn assign(
     if !db::tickets::is_site_technician(conn, &technician_id, &t.site_id)? {
         return Err(ApiError::field("technician_id", "is not an active technician of this ticket's site"));
     }
-    let status = Status::parse(&t.status);
-    if !status.is_some_and(Status::can_assign) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidTransition,
-            format!("a ticket that is {} cannot be assigned", t.status),
-        ));
-    }
-    if t.assignee_id.as_deref() == Some(technician_id.as_str()) && status == Some(Status::Assigned) {
+    require_move(&t, viewer, Move::Assign)?;
+    if t.assignee_id.as_deref() == Some(technician_id.as_str()) && t.status == Status::Assigned {
         return Ok(t);
     }
     let previous = t.assignee_id.clone();
@@ -139,12 +133,7 @@ pub fn cancel(
     viewer.caller.require(&DESK)?;
     let reason = reason(&body.reason)?;
     let t = visible_for_update(conn, viewer, id)?;
-    if !Status::parse(&t.status).is_some_and(Status::can_cancel) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidTransition,
-            format!("a ticket that is {} cannot be cancelled", t.status),
-        ));
-    }
+    require_move(&t, viewer, Move::Cancel)?;
     let changes = TicketChanges {
         cancelled_at: Some(Some(now)),
         cancel_reason: Some(Some(reason.clone())),
@@ -173,7 +162,7 @@ pub fn verify_by_phone(
     viewer.caller.require(&DESK)?;
     let note = text("note", Some(&body.note), 500, true)?;
     let t = actable(conn, viewer, id)?;
-    require_status(&t, &[Status::Open, Status::Assigned], "verify the arrival of")?;
+    require_move(&t, viewer, Move::VerifyByPhone)?;
     let changes = TicketChanges {
         phone_verified_at: Some(Some(now)),
         phone_verified_by: Some(Some(viewer.caller.user_id.clone())),
@@ -197,7 +186,7 @@ pub fn resend_code(
     if t.area != Area::InHome.as_str() {
         return Err(ApiError::new(ErrorCode::InvalidTransition, "public-area tickets have no resident code"));
     }
-    require_status(&t, &[Status::Open, Status::Assigned], "resend the code of")?;
+    require_move(&t, viewer, Move::ResendCode)?;
     let site = db::sites::find(conn, &t.site_id)?.ok_or_else(|| ApiError::not_found("site"))?;
     let sms = notify::CodeSms { purpose: Purpose::Arrival, template: messages::ARRIVAL_CODE, extra: &[] };
     let sms_id = match notify::issue_code(conn, &ctx.code_key, &ctx.sms_policy, &t, &site.name, sms, now)? {
@@ -233,7 +222,7 @@ pub fn inspect(
     let InspectBody { passed, note } = body;
     let note = text("note", note.as_deref(), 500, !passed)?;
     let t = actable(conn, viewer, id)?;
-    require_status(&t, &[Status::AwaitingInspection], "inspect")?;
+    require_move(&t, viewer, Move::Inspect)?;
     let (to, changes) = if passed {
         (Status::Completed, TicketChanges { completed_at: Some(Some(now)), ..Default::default() })
     } else {
@@ -276,7 +265,7 @@ pub fn callback(
     }
     let comment = text("comment", comment.as_deref(), 1000, false)?;
     let t = actable(conn, viewer, id)?;
-    require_status(&t, &[Status::Completed], "call back")?;
+    require_move(&t, viewer, Move::Callback)?;
     db::quotes::insert_callback(
         conn,
         &db::quotes::CallbackRow {
@@ -329,8 +318,7 @@ pub fn release_removed_technician(
     let mut released = Vec::new();
     for id in db::tickets::active_of(conn, user_id)? {
         let Some(t) = db::tickets::find_for_update(conn, &id)? else { continue };
-        let still_held = t.assignee_id.as_deref() == Some(user_id)
-            && Status::parse(&t.status).is_some_and(|s| Status::ACTIVE.contains(&s));
+        let still_held = t.assignee_id.as_deref() == Some(user_id) && Status::ACTIVE.contains(&t.status);
         if !still_held || (keeps_all_but && after.site_ids.contains(&t.site_id)) {
             continue;
         }

@@ -8,14 +8,14 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     actable, apply, check_code, claim_refusal, client_id, code_refusal, nullable, reason, require_accepted_quote,
-    require_status, require_version, text, Ctx, ReasonBody,
+    require_move, require_version, text, Ctx, ReasonBody,
 };
 use crate::db::{
     self, materials::LineChanges, materials::LineRow, sync::NoteRow, tickets::TicketChanges, tickets::TicketRow, DbConn,
 };
 use crate::domain::code::Purpose;
 use crate::domain::material::{parse_quantity, SuppliedBy};
-use crate::domain::ticket::{Area, HoldReason, Status, Urgency};
+use crate::domain::ticket::{Area, HoldReason, Move, Status, Urgency};
 use crate::domain::user::Role;
 use crate::error::{ApiError, Checks, ErrorCode};
 use crate::views::{line_view, Viewer};
@@ -80,8 +80,8 @@ pub fn check_price(checks: &mut Checks, cents: i64) {
     }
 }
 
-pub fn materials_allowed(conn: &mut DbConn, t: &TicketRow) -> Result<(), ApiError> {
-    require_status(t, &[Status::OnSite, Status::OnHold], "record materials on")?;
+pub fn materials_allowed(conn: &mut DbConn, viewer: &Viewer, t: &TicketRow) -> Result<(), ApiError> {
+    require_move(t, viewer, Move::Materials)?;
     require_accepted_quote(conn, t)
 }
 
@@ -143,14 +143,14 @@ pub fn claim(
     let t = db::tickets::find_for_update(conn, id)?
         .filter(|t| viewer.sites.contains(&t.site_id))
         .ok_or_else(|| ApiError::not_found("ticket"))?;
-    if t.assignee_id.as_deref() == Some(me.as_str()) && t.status == Status::Assigned.as_str() {
+    if t.assignee_id.as_deref() == Some(me.as_str()) && t.status == Status::Assigned {
         // a retry of a claim whose answer was lost: it is already yours
         return Ok(t);
     }
     if !viewer.trades.contains(&t.category) {
         return Err(ApiError::new(ErrorCode::NotClaimable, "this ticket is not in one of your trades"));
     }
-    if t.status != Status::Open.as_str() {
+    if !Move::Claim.allowed_from(t.status) {
         return Err(claim_refusal(&t));
     }
     db::tickets::lock_technician(conn, &me)?;
@@ -193,12 +193,7 @@ pub fn release(
 ) -> Result<TicketRow, ApiError> {
     let reason = reason(&body.reason)?;
     let t = actable(conn, viewer, id)?;
-    if t.status != Status::Assigned.as_str() {
-        return Err(ApiError::new(
-            ErrorCode::InvalidTransition,
-            format!("only an assigned ticket goes back to the pool; this one is {}", t.status),
-        ));
-    }
+    require_move(&t, viewer, Move::Release)?;
     let changes = TicketChanges {
         assignee_id: Some(None),
         claimed_at: Some(None),
@@ -225,10 +220,10 @@ pub fn arrive(
         return Err(ApiError::field("lat", "lat must be within ±90 and lng within ±180"));
     }
     let t = actable(conn, viewer, id)?;
-    if t.status == Status::OnSite.as_str() {
+    if t.status == Status::OnSite {
         return Ok(Ok(t));
     }
-    require_status(&t, &[Status::Assigned], "check in at")?;
+    require_move(&t, viewer, Move::Arrive)?;
     let verified_via = if t.area == Area::Public.as_str() {
         "not_required"
     } else if t.phone_verified_at.is_some() {
@@ -281,7 +276,7 @@ pub fn add_material(
         }
         return Ok(existing);
     }
-    materials_allowed(conn, &t)?;
+    materials_allowed(conn, viewer, &t)?;
     require_version(m.version, &t)?;
     let item = match &m.catalogue_item_id {
         Some(item_id) => Some(
@@ -391,7 +386,7 @@ pub fn update_material(
         // a delete wins over a concurrent edit
         return Err(ApiError::new(ErrorCode::InvalidTransition, "this material line was removed"));
     }
-    materials_allowed(conn, &t)?;
+    materials_allowed(conn, viewer, &t)?;
     if let Err(e) = require_version(p.version, &t) {
         return Err(e.with("current", serde_json::to_value(line_view(before)).unwrap_or(Value::Null)));
     }
@@ -430,7 +425,7 @@ pub fn remove_material(
     if line.deleted_at.is_some() {
         return Ok(());
     }
-    materials_allowed(conn, &t)?;
+    materials_allowed(conn, viewer, &t)?;
     require_version(version, &t)?;
     let changes = LineChanges { deleted_at: Some(Some(now)), updated_at: Some(now), ..Default::default() };
     db::materials::update_line(conn, line_id, &changes)?;
@@ -537,7 +532,7 @@ pub fn add_many(
         return Ok(None);
     }
     let Ok(t) = actable(conn, viewer, id) else { return Ok(None) };
-    if !lines.is_empty() && materials_allowed(conn, &t).is_err() {
+    if !lines.is_empty() && materials_allowed(conn, viewer, &t).is_err() {
         return Ok(None);
     }
     if db::materials::any_line(conn, &line_ids)? || db::sync::any_note(conn, &note_ids)? {
@@ -545,7 +540,7 @@ pub fn add_many(
     }
     db::materials::insert_lines(conn, &lines)?;
     db::sync::insert_notes(conn, &notes)?;
-    let status = Status::parse(&t.status).map(Status::as_str);
+    let status = Some(t.status.as_str());
     let events: Vec<_> = happened
         .into_iter()
         .map(|(event_type, data, at)| db::events::NewEvent {
@@ -584,7 +579,7 @@ pub fn hold(
         return Err(ApiError::field("resume_at", "must be in the future"));
     }
     let t = actable(conn, viewer, id)?;
-    require_status(&t, &[Status::OnSite], "hold")?;
+    require_move(&t, viewer, Move::Hold)?;
     let changes = TicketChanges {
         hold_reason: Some(Some(reason.as_str().to_owned())),
         hold_note: Some(note.clone()),
@@ -598,7 +593,7 @@ pub fn hold(
 /// Work goes on.
 pub fn resume(conn: &mut DbConn, viewer: &Viewer, id: &str, now: NaiveDateTime) -> Result<TicketRow, ApiError> {
     let t = actable(conn, viewer, id)?;
-    require_status(&t, &[Status::OnHold], "resume")?;
+    require_move(&t, viewer, Move::Resume)?;
     let changes =
         TicketChanges { hold_reason: Some(None), hold_note: Some(None), resume_at: Some(None), ..Default::default() };
     apply(conn, &t, &viewer.caller.user_id, "resumed", Some(Status::OnSite), changes, json!({}), now)
@@ -630,7 +625,7 @@ pub fn complete(
     checks.finish()?;
     let result = result.flatten();
     let t = actable(conn, viewer, id)?;
-    require_status(&t, &[Status::OnSite], "complete")?;
+    require_move(&t, viewer, Move::Complete)?;
     require_accepted_quote(conn, &t)?;
     let in_home = t.area == Area::InHome.as_str();
     let rework_of = if in_home { db::tickets::rework_candidate(conn, &t, now - Duration::days(30))? } else { None };

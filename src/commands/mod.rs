@@ -26,7 +26,7 @@ use utoipa::ToSchema;
 use crate::db::events::NewEvent;
 use crate::db::{self, tickets::TicketChanges, tickets::TicketRow, DbConn};
 use crate::domain::code::{self, Purpose, MAX_FAILED_ATTEMPTS};
-use crate::domain::ticket::{Clock, Status};
+use crate::domain::ticket::{Actor, Clock, Move, QuoteStatus, Status};
 use crate::domain::user::Role;
 use crate::error::{ApiError, ErrorCode};
 use crate::notify::SmsPolicy;
@@ -53,11 +53,26 @@ pub fn actable(conn: &mut DbConn, viewer: &Viewer, id: &str) -> Result<TicketRow
     Ok(t)
 }
 
-pub fn require_status(t: &TicketRow, allowed: &[Status], doing: &str) -> Result<(), ApiError> {
-    if Status::parse(&t.status).is_some_and(|s| allowed.contains(&s)) {
+/// Refuses a move that the ticket's status does not allow, or that the caller may not make: the
+/// table is [`crate::domain::ticket::MOVES`].
+pub fn require_move(t: &TicketRow, viewer: &Viewer, what: Move) -> Result<(), ApiError> {
+    let rule = what.transition();
+    let actor = match viewer.caller.role {
+        Role::Admin | Role::Dispatcher | Role::Supervisor => Actor::Desk,
+        Role::Technician if t.assignee_id.as_deref() == Some(viewer.caller.user_id.as_str()) => Actor::Holder,
+        Role::Technician => Actor::Technician,
+    };
+    if !rule.by.contains(&actor) {
+        return Err(ApiError::forbidden(format!("only {} may {} a ticket", by_names(rule.by), rule.doing)));
+    }
+    if what.allowed_from(t.status) {
         return Ok(());
     }
-    Err(ApiError::new(ErrorCode::InvalidTransition, format!("cannot {doing} a ticket that is {}", t.status)))
+    Err(ApiError::new(ErrorCode::InvalidTransition, format!("cannot {} a ticket that is {}", rule.doing, t.status)))
+}
+
+fn by_names(by: &[Actor]) -> String {
+    by.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(" or ")
 }
 
 pub fn require_version(expected: Option<i64>, t: &TicketRow) -> Result<(), ApiError> {
@@ -77,7 +92,7 @@ pub fn require_accepted_quote(conn: &mut DbConn, t: &TicketRow) -> Result<(), Ap
         return Ok(());
     }
     match db::quotes::find(conn, &t.id)? {
-        Some(q) if q.status == "accepted" => Ok(()),
+        Some(q) if q.status == QuoteStatus::Accepted => Ok(()),
         _ => Err(ApiError::new(ErrorCode::QuoteRequired, "this is paid work: the resident must accept a quote first")),
     }
 }
@@ -185,13 +200,13 @@ pub fn apply(
     data: Value,
     now: NaiveDateTime,
 ) -> Result<TicketRow, ApiError> {
-    let from = Status::parse(&t.status);
-    changes.status = to.map(|s| s.as_str().to_owned());
+    let from = t.status;
+    changes.status = to;
     changes.last_activity_at = Some(now);
     let Some(changed) = db::tickets::update_at_version(conn, &t.id, t.version, &changes, 1)? else {
         return Err(ApiError::new(ErrorCode::TicketChanged, "the ticket changed meanwhile; reload it and try again"));
     };
-    if to.is_some() && to != from {
+    if to.is_some_and(|to| to != from) {
         db::escalations::resolve_for_ticket(conn, &t.id, now)?;
     }
     // the update above holds the ticket's row
@@ -203,8 +218,8 @@ pub fn apply(
             event_type,
             actor_id: Some(actor.to_owned()),
             at: now,
-            from_status: from.map(Status::as_str),
-            to_status: to.or(from).map(Status::as_str),
+            from_status: Some(from.as_str()),
+            to_status: Some(to.unwrap_or(from).as_str()),
             data,
         }],
     )?;
@@ -227,7 +242,7 @@ pub fn transition(
 }
 
 pub fn claim_refusal(t: &TicketRow) -> ApiError {
-    if t.assignee_id.is_some() && Status::parse(&t.status).is_some_and(|s| Status::ACTIVE.contains(&s)) {
+    if t.assignee_id.is_some() && Status::ACTIVE.contains(&t.status) {
         ApiError::new(ErrorCode::AlreadyClaimed, "another technician claimed this ticket first")
     } else {
         ApiError::new(ErrorCode::NotClaimable, format!("the ticket is {}, not open", t.status))

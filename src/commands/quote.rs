@@ -7,17 +7,14 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::desk::DESK;
-use super::{actable, apply, check_code, code_locked, code_refusal, require_status, text, Ctx};
+use super::{actable, apply, check_code, code_locked, code_refusal, require_move, text, Ctx};
 use crate::db::{self, tickets::TicketChanges, tickets::TicketRow, DbConn};
 use crate::domain::code::{Purpose, MAX_FAILED_ATTEMPTS};
 use crate::domain::messages::{self, yuan};
-use crate::domain::ticket::Status;
+use crate::domain::ticket::{Move, QuoteStatus, Status};
 use crate::error::{ApiError, ErrorCode};
 use crate::notify;
 use crate::views::Viewer;
-
-/// A ticket is quoted, and its quote decided, while someone holds it and before it is done.
-const QUOTABLE: [Status; 3] = [Status::Assigned, Status::OnSite, Status::OnHold];
 
 #[derive(Clone, Deserialize, ToSchema)]
 pub struct QuoteBody {
@@ -47,8 +44,8 @@ pub fn propose_quote(
     if !t.paid {
         return Err(ApiError::new(ErrorCode::InvalidTransition, "only paid work (特约维修) is quoted"));
     }
-    require_status(&t, &QUOTABLE, "quote")?;
-    if db::quotes::find(conn, &t.id)?.is_some_and(|q| q.status == "accepted") {
+    require_move(&t, viewer, Move::Quote)?;
+    if db::quotes::find(conn, &t.id)?.is_some_and(|q| q.status == QuoteStatus::Accepted) {
         return Err(ApiError::new(ErrorCode::InvalidTransition, "the quote is already accepted"));
     }
     // wrong codes count for the ticket, not for one quote: a new quote is no new set of guesses
@@ -62,7 +59,7 @@ pub fn propose_quote(
             ticket_id: t.id.clone(),
             amount_cents,
             note: note.clone(),
-            status: "pending".into(),
+            status: QuoteStatus::Pending,
             proposed_by: viewer.caller.user_id.clone(),
             proposed_at: now,
             decided_at: None,
@@ -113,10 +110,10 @@ pub fn accept_quote(
     let t = actable(conn, viewer, id)?;
     let quote = db::quotes::find(conn, &t.id)?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidTransition, "there is no quote"))?;
-    if quote.status != "pending" {
+    if quote.status != QuoteStatus::Pending {
         return Err(ApiError::new(ErrorCode::InvalidTransition, format!("the quote is {}", quote.status)));
     }
-    require_status(&t, &QUOTABLE, "accept the quote of")?;
+    require_move(&t, viewer, Move::AcceptQuote)?;
     if via == "code" {
         let given = code.as_deref().map(str::trim).filter(|c| !c.is_empty());
         let Some(given) = given else { return Err(ApiError::field("code", "the resident's code is required")) };
@@ -125,7 +122,7 @@ pub fn accept_quote(
             return Ok(Err(refusal));
         }
     }
-    db::quotes::decide(conn, &t.id, "accepted", &viewer.caller.user_id, via, note.clone(), now)?;
+    db::quotes::decide(conn, &t.id, QuoteStatus::Accepted, &viewer.caller.user_id, via, note.clone(), now)?;
     let data = json!({ "amount_cents": quote.amount_cents, "via": via, "note": note });
     Ok(Ok(apply(conn, &t, &viewer.caller.user_id, "quote_accepted", None, TicketChanges::default(), data, now)?))
 }
@@ -146,8 +143,8 @@ pub fn decline_quote(
 ) -> Result<TicketRow, ApiError> {
     let note = text("note", body.note.as_deref(), 500, false)?;
     let t = actable(conn, viewer, id)?;
-    require_status(&t, &QUOTABLE, "decline the quote of")?;
-    if !db::quotes::decide(conn, &t.id, "declined", &viewer.caller.user_id, "declined", note.clone(), now)? {
+    require_move(&t, viewer, Move::DeclineQuote)?;
+    if !db::quotes::decide(conn, &t.id, QuoteStatus::Declined, &viewer.caller.user_id, "declined", note.clone(), now)? {
         return Err(ApiError::new(ErrorCode::InvalidTransition, "there is no pending quote"));
     }
     let data = json!({ "note": note });

@@ -55,6 +55,7 @@ pub mod sites;
 pub mod sync;
 pub mod tickets;
 pub mod tokens;
+pub mod types;
 pub mod users;
 
 use std::path::PathBuf;

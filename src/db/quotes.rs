@@ -3,6 +3,7 @@ use diesel::prelude::*;
 
 use super::schema::{callbacks, quotes};
 use super::DbConn;
+use crate::domain::ticket::QuoteStatus;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = quotes)]
@@ -10,7 +11,7 @@ pub struct QuoteRow {
     pub ticket_id: String,
     pub amount_cents: i64,
     pub note: Option<String>,
-    pub status: String,
+    pub status: QuoteStatus,
     pub proposed_by: String,
     pub proposed_at: NaiveDateTime,
     pub decided_at: Option<NaiveDateTime>,
@@ -41,13 +42,13 @@ pub fn of(conn: &mut DbConn, ticket_ids: &[String]) -> QueryResult<Vec<QuoteRow>
 pub fn decide(
     conn: &mut DbConn,
     ticket_id: &str,
-    status: &str,
+    status: QuoteStatus,
     by: &str,
     via: &str,
     note: Option<String>,
     at: NaiveDateTime,
 ) -> QueryResult<bool> {
-    let changed = diesel::update(quotes::table.find(ticket_id).filter(quotes::status.eq("pending")))
+    let changed = diesel::update(quotes::table.find(ticket_id).filter(quotes::status.eq(QuoteStatus::Pending)))
         .set((
             quotes::status.eq(status),
             quotes::decided_at.eq(at),

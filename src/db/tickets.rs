@@ -25,7 +25,7 @@ pub struct TicketRow {
     pub resident_supplies_parts: bool,
     pub channel: String,
     pub requested_technician_id: Option<String>,
-    pub status: String,
+    pub status: Status,
     pub assignee_id: Option<String>,
     pub created_by: String,
     pub created_at: NaiveDateTime,
@@ -76,7 +76,7 @@ impl TicketRow {
             channel: new.channel.as_str().to_owned(),
             assignee_id: new.requested_technician_id.clone(),
             requested_technician_id: new.requested_technician_id,
-            status: if assigned { Status::Assigned } else { Status::Open }.as_str().to_owned(),
+            status: if assigned { Status::Assigned } else { Status::Open },
             created_by,
             created_at: now,
             pooled_at: (!assigned).then_some(now),
@@ -110,7 +110,7 @@ impl TicketRow {
 #[derive(Debug, Default, AsChangeset)]
 #[diesel(table_name = tickets)]
 pub struct TicketChanges {
-    pub status: Option<String>,
+    pub status: Option<Status>,
     pub assignee_id: Option<Option<String>>,
     pub pooled_at: Option<Option<NaiveDateTime>>,
     pub claimed_at: Option<Option<NaiveDateTime>>,
@@ -192,18 +192,20 @@ pub fn update_at_version(
 /// can be claimed, so of any number of concurrent claims exactly one updates a row. The ticket as
 /// claimed, or `None` when it was no longer open.
 pub fn claim(conn: &mut DbConn, id: &str, technician_id: &str, at: NaiveDateTime) -> QueryResult<Option<TicketRow>> {
-    on_engine!(conn, |c| diesel::update(tickets::table.filter(tickets::id.eq(id)).filter(tickets::status.eq("open")))
-        .set((
-            tickets::status.eq(Status::Assigned.as_str()),
-            tickets::assignee_id.eq(technician_id),
-            tickets::claimed_at.eq(at),
-            tickets::pooled_at.eq(None::<NaiveDateTime>),
-            tickets::last_activity_at.eq(at),
-            tickets::version.eq(tickets::version + 1),
-        ))
-        .returning(TicketRow::as_returning())
-        .get_result(c)
-        .optional())
+    on_engine!(conn, |c| diesel::update(
+        tickets::table.filter(tickets::id.eq(id)).filter(tickets::status.eq(Status::Open))
+    )
+    .set((
+        tickets::status.eq(Status::Assigned),
+        tickets::assignee_id.eq(technician_id),
+        tickets::claimed_at.eq(at),
+        tickets::pooled_at.eq(None::<NaiveDateTime>),
+        tickets::last_activity_at.eq(at),
+        tickets::version.eq(tickets::version + 1),
+    ))
+    .returning(TicketRow::as_returning())
+    .get_result(c)
+    .optional())
 }
 
 /// Serialises one technician's claims on PostgreSQL so the active-ticket cap can't be overrun by
@@ -222,7 +224,7 @@ pub fn lock_technician(conn: &mut DbConn, technician_id: &str) -> QueryResult<()
 pub fn active_of(conn: &mut DbConn, technician_id: &str) -> QueryResult<Vec<String>> {
     tickets::table
         .filter(tickets::assignee_id.eq(technician_id))
-        .filter(tickets::status.eq_any(Status::ACTIVE.map(Status::as_str)))
+        .filter(tickets::status.eq_any(Status::ACTIVE))
         .order(tickets::id.asc())
         .select(tickets::id)
         .load(conn)
@@ -231,7 +233,7 @@ pub fn active_of(conn: &mut DbConn, technician_id: &str) -> QueryResult<Vec<Stri
 pub fn active_count(conn: &mut DbConn, technician_id: &str) -> QueryResult<i64> {
     tickets::table
         .filter(tickets::assignee_id.eq(technician_id))
-        .filter(tickets::status.eq_any(Status::ACTIVE.map(Status::as_str)))
+        .filter(tickets::status.eq_any(Status::ACTIVE))
         .count()
         .get_result(conn)
 }
@@ -239,7 +241,7 @@ pub fn active_count(conn: &mut DbConn, technician_id: &str) -> QueryResult<i64> 
 /// Open tickets of `sites` in `trades`: emergencies first, then oldest.
 pub fn pool(conn: &mut DbConn, sites: &[String], trades: &[String]) -> QueryResult<Vec<TicketRow>> {
     tickets::table
-        .filter(tickets::status.eq(Status::Open.as_str()))
+        .filter(tickets::status.eq(Status::Open))
         .filter(tickets::site_id.eq_any(sites.to_vec()))
         .filter(tickets::category.eq_any(trades.to_vec()))
         // "emergency" sorts before "normal"
@@ -251,7 +253,7 @@ pub fn pool(conn: &mut DbConn, sites: &[String], trades: &[String]) -> QueryResu
 
 #[derive(Debug, Default, Clone)]
 pub struct TicketFilter {
-    pub statuses: Vec<String>,
+    pub statuses: Vec<Status>,
     /// Limit to these sites (`None`: all).
     pub sites: Option<Vec<String>>,
     pub assignee_id: Option<String>,
@@ -293,7 +295,7 @@ pub fn list(conn: &mut DbConn, f: &TicketFilter) -> QueryResult<Vec<TicketRow>> 
 /// Open tickets that entered the pool at or before `before`.
 pub fn unclaimed_since(conn: &mut DbConn, before: NaiveDateTime) -> QueryResult<Vec<TicketRow>> {
     tickets::table
-        .filter(tickets::status.eq(Status::Open.as_str()))
+        .filter(tickets::status.eq(Status::Open))
         .filter(tickets::pooled_at.le(before))
         .limit(1000)
         .select(TicketRow::as_select())
@@ -308,7 +310,7 @@ pub fn not_arrived(
     now: NaiveDateTime,
 ) -> QueryResult<Vec<TicketRow>> {
     tickets::table
-        .filter(tickets::status.eq(Status::Assigned.as_str()))
+        .filter(tickets::status.eq(Status::Assigned))
         .filter(tickets::claimed_at.le(claimed_before).or(tickets::appointment_at.le(now)))
         .limit(1000)
         .select(TicketRow::as_select())
@@ -318,7 +320,7 @@ pub fn not_arrived(
 /// Held tickets with no activity since `before`.
 pub fn quiet_since(conn: &mut DbConn, before: NaiveDateTime) -> QueryResult<Vec<TicketRow>> {
     tickets::table
-        .filter(tickets::status.eq_any(Status::ACTIVE.map(Status::as_str)))
+        .filter(tickets::status.eq_any(Status::ACTIVE))
         .filter(tickets::last_activity_at.le(before))
         .limit(1000)
         .select(TicketRow::as_select())
@@ -361,7 +363,7 @@ pub fn rework_candidate(conn: &mut DbConn, t: &TicketRow, since: NaiveDateTime) 
 /// Completed tickets of `sites` with no callback that reached the resident, oldest first.
 pub fn callbacks_due(conn: &mut DbConn, sites: Option<&[String]>, limit: i64) -> QueryResult<Vec<TicketRow>> {
     let mut query = tickets::table
-        .filter(tickets::status.eq(Status::Completed.as_str()))
+        .filter(tickets::status.eq(Status::Completed))
         .order((tickets::completed_at.asc(), tickets::id.asc()))
         .limit(limit)
         .select(TicketRow::as_select())

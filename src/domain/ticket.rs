@@ -8,12 +8,24 @@ use super::category::Category;
 use super::phone::parse_phone;
 use crate::error::FieldError;
 
+/// An enum stored and sent as snake_case text.
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema,
+            diesel::AsExpression, diesel::FromSqlRow,
+        )]
         #[serde(rename_all = "snake_case")]
+        // stored as its text in a TEXT column (the conversions: `db::types`)
+        #[diesel(sql_type = diesel::sql_types::Text)]
         pub enum $name { $($variant),+ }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
@@ -71,19 +83,263 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// A paid job's price, as the resident answered it.
+    QuoteStatus { Pending => "pending", Accepted => "accepted", Declined => "declined" }
+);
+
+/// Who makes a move on a ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    /// The site's dispatchers and supervisors, and admins.
+    Desk,
+    /// The technician holding the ticket.
+    Holder,
+    /// A technician of the ticket's site and trade who does not hold it (the pool).
+    Technician,
+    /// An admin's change of a user that takes their tickets away.
+    Removal,
+}
+
+impl Actor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Actor::Desk => "the desk",
+            Actor::Holder => "the technician holding it",
+            Actor::Technician => "a technician of its site and trade",
+            Actor::Removal => "an admin removing its technician",
+        }
+    }
+}
+
+/// Everything that is done to a ticket once it exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Move {
+    Claim,
+    Release,
+    Assign,
+    Cancel,
+    VerifyByPhone,
+    ResendCode,
+    Arrive,
+    Quote,
+    AcceptQuote,
+    DeclineQuote,
+    Materials,
+    Note,
+    Hold,
+    Resume,
+    Complete,
+    Inspect,
+    Callback,
+    Unassign,
+}
+
+/// One row of [`MOVES`]: a move, the statuses it is allowed from, the statuses it may lead to
+/// (none: the status stays), and who may make it.
+#[derive(Debug, Clone, Copy)]
+pub struct Transition {
+    pub what: Move,
+    /// The verb of a refusal: "cannot {doing} a ticket that is on_site".
+    pub doing: &'static str,
+    /// The event the move records.
+    pub event: &'static str,
+    pub from: &'static [Status],
+    pub to: &'static [Status],
+    pub by: &'static [Actor],
+}
+
+use Actor::{Desk, Holder, Removal, Technician};
+use Status::{Assigned, AwaitingInspection, Cancelled, Closed, Completed, Declined, OnHold, OnSite, Open};
+
+/// The statuses where someone holds the ticket and a paid job's price is settled.
+const HELD: &[Status] = &[Assigned, OnSite, OnHold];
+
+/// Which move is allowed from which status, and to whom: the one place the commands ask. A
+/// ticket is created `open`, or `assigned` when the desk names its technician at intake.
+pub const MOVES: &[Transition] = &[
+    Transition {
+        what: Move::Claim,
+        doing: "claim",
+        event: "claimed",
+        from: &[Open],
+        to: &[Assigned],
+        by: &[Technician],
+    },
+    Transition {
+        what: Move::Release,
+        doing: "release",
+        event: "released",
+        from: &[Assigned],
+        to: &[Open],
+        by: &[Holder, Desk],
+    },
+    Transition {
+        what: Move::Assign,
+        doing: "assign",
+        event: "assigned, reassigned",
+        from: &[Open, Assigned, OnHold],
+        to: &[Assigned],
+        by: &[Desk],
+    },
+    Transition {
+        what: Move::Cancel,
+        doing: "cancel",
+        event: "cancelled",
+        from: &[Open, Assigned, OnSite, OnHold, AwaitingInspection],
+        to: &[Cancelled],
+        by: &[Desk],
+    },
+    Transition {
+        what: Move::VerifyByPhone,
+        doing: "verify the arrival of",
+        event: "verified_by_phone",
+        from: &[Open, Assigned],
+        to: &[],
+        by: &[Desk],
+    },
+    Transition {
+        what: Move::ResendCode,
+        doing: "resend the code of",
+        event: "code_resent",
+        from: &[Open, Assigned],
+        to: &[],
+        by: &[Desk],
+    },
+    Transition {
+        what: Move::Arrive,
+        doing: "check in at",
+        event: "arrived",
+        from: &[Assigned],
+        to: &[OnSite],
+        by: &[Holder],
+    },
+    Transition { what: Move::Quote, doing: "quote", event: "quoted", from: HELD, to: &[], by: &[Holder, Desk] },
+    Transition {
+        what: Move::AcceptQuote,
+        doing: "accept the quote of",
+        event: "quote_accepted",
+        from: HELD,
+        to: &[],
+        by: &[Holder, Desk],
+    },
+    Transition {
+        what: Move::DeclineQuote,
+        doing: "decline the quote of",
+        event: "quote_declined",
+        from: HELD,
+        to: &[Declined],
+        by: &[Holder, Desk],
+    },
+    Transition {
+        what: Move::Materials,
+        doing: "record materials on",
+        event: "material_added, material_updated, material_removed",
+        from: &[OnSite, OnHold],
+        to: &[],
+        by: &[Holder, Desk],
+    },
+    Transition {
+        what: Move::Note,
+        doing: "write a note on",
+        event: "note_added",
+        from: Status::ALL,
+        to: &[],
+        by: &[Holder, Desk],
+    },
+    Transition { what: Move::Hold, doing: "hold", event: "held", from: &[OnSite], to: &[OnHold], by: &[Holder, Desk] },
+    Transition {
+        what: Move::Resume,
+        doing: "resume",
+        event: "resumed",
+        from: &[OnHold],
+        to: &[OnSite],
+        by: &[Holder, Desk],
+    },
+    Transition {
+        what: Move::Complete,
+        doing: "complete",
+        event: "completed",
+        from: &[OnSite],
+        to: &[Completed, AwaitingInspection],
+        by: &[Holder],
+    },
+    Transition {
+        what: Move::Inspect,
+        doing: "inspect",
+        event: "inspected",
+        from: &[AwaitingInspection],
+        to: &[Completed, Assigned],
+        by: &[Desk],
+    },
+    Transition {
+        what: Move::Callback,
+        doing: "call back",
+        event: "callback",
+        from: &[Completed],
+        to: &[Closed],
+        by: &[Desk],
+    },
+    Transition {
+        what: Move::Unassign,
+        doing: "unassign",
+        event: "unassigned",
+        from: HELD,
+        to: &[Open],
+        by: &[Removal],
+    },
+];
+
+impl Move {
+    pub fn transition(self) -> &'static Transition {
+        MOVES.iter().find(|t| t.what == self).expect("every move is in MOVES")
+    }
+
+    /// Whether the move is allowed from `status`.
+    pub fn allowed_from(self, status: Status) -> bool {
+        self.transition().from.contains(&status)
+    }
+}
+
 impl Status {
     /// Held by a technician: counts against the active-ticket cap.
-    pub const ACTIVE: [Status; 3] = [Status::Assigned, Status::OnSite, Status::OnHold];
+    pub const ACTIVE: [Status; 3] = [Assigned, OnSite, OnHold];
 
     pub fn can_cancel(self) -> bool {
-        !matches!(self, Status::Completed | Status::Closed | Status::Cancelled | Status::Declined)
+        Move::Cancel.allowed_from(self)
     }
 
     /// The desk may hand the ticket (again) to a technician before anyone has arrived, or while
     /// it is on hold (the first technician could not finish).
     pub fn can_assign(self) -> bool {
-        matches!(self, Status::Open | Status::Assigned | Status::OnHold)
+        Move::Assign.allowed_from(self)
     }
+
+    /// No move leads anywhere from here.
+    pub fn is_final(self) -> bool {
+        MOVES.iter().all(|t| !t.from.contains(&self) || t.to.is_empty() || t.what == Move::Note)
+    }
+}
+
+/// The table as the Markdown of `docs/transitions.md` (checked by a test to be the committed one).
+pub fn transitions_markdown() -> String {
+    let list = |s: &[Status]| s.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
+    let mut out = String::from(
+        "# Ticket statuses and moves\n\n\
+         Generated from `MOVES` in `src/domain/ticket.rs`; a test checks this file against it \
+         (`UPDATE_DOCS=1 cargo test --test api transitions` rewrites it).\n\n\
+         A ticket is created `open`, or `assigned` when the desk names its technician at intake.\n\n\
+         | move | event | from | to | by |\n| --- | --- | --- | --- | --- |\n",
+    );
+    for t in MOVES {
+        let to = if t.to.is_empty() { "(stays)".to_owned() } else { list(t.to) };
+        let from = if t.from == Status::ALL { "any".to_owned() } else { list(t.from) };
+        let by = t.by.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ");
+        out.push_str(&format!("| {} | {} | {from} | {to} | {by} |\n", t.doing, t.event));
+    }
+    let finals: Vec<Status> = Status::ALL.iter().copied().filter(|s| s.is_final()).collect();
+    out.push_str(&format!("\nFinal statuses (only notes are added): {}.\n", list(&finals)));
+    out
 }
 
 /// The intake form as sent: every field optional, so that one answer can name every bad field.
@@ -333,6 +589,30 @@ mod tests {
         assert_eq!(errors[0].field, "reporter_phone");
         f.area = Some("public".into());
         assert!(f.validate(Utc::now()).is_ok());
+    }
+
+    #[test]
+    fn every_move_has_one_row_and_every_status_is_reached() {
+        for (i, t) in MOVES.iter().enumerate() {
+            assert!(MOVES[i + 1..].iter().all(|other| other.what != t.what), "{:?} twice", t.what);
+            assert!(!t.by.is_empty() && !t.from.is_empty(), "{:?} is made by nobody or from nowhere", t.what);
+        }
+        // created open (or assigned): every other status is where some move leads
+        for s in Status::ALL.iter().filter(|s| **s != Status::Open) {
+            assert!(MOVES.iter().any(|t| t.to.contains(s)), "nothing leads to {s}");
+        }
+        assert_eq!(
+            Status::ALL.iter().copied().filter(|s| s.is_final()).collect::<Vec<_>>(),
+            [Status::Closed, Status::Cancelled, Status::Declined]
+        );
+    }
+
+    #[test]
+    fn the_desk_assigns_and_cancels_only_unfinished_work() {
+        assert!(Status::OnHold.can_assign() && !Status::OnSite.can_assign());
+        assert!(Status::AwaitingInspection.can_cancel() && !Status::Completed.can_cancel());
+        assert!(Move::Note.allowed_from(Status::Closed));
+        assert!(!Move::Materials.allowed_from(Status::Assigned));
     }
 
     #[test]

@@ -36,20 +36,20 @@ pub fn scan(conn: &mut DbConn, clock: &Clock, now: NaiveDateTime) -> Result<usiz
     let mut recorded = 0;
     for t in db::tickets::unclaimed_since(conn, now - clock.claim_timeout)? {
         recorded += escalate(conn, &t.id, EscalationKind::Unclaimed, now, |t| {
-            (t.status == Status::Open.as_str()).then_some(t.pooled_at).flatten()
+            (t.status == Status::Open).then_some(t.pooled_at).flatten()
         })?;
     }
     let soonest = clock.emergency_arrival.min(clock.arrival);
     for t in db::tickets::not_arrived(conn, now - soonest, now)? {
         recorded += escalate(conn, &t.id, EscalationKind::LateArrival, now, |t| {
-            let claimed_at = t.claimed_at.filter(|_| t.status == Status::Assigned.as_str())?;
+            let claimed_at = t.claimed_at.filter(|_| t.status == Status::Assigned)?;
             let urgency = Urgency::parse(&t.urgency).unwrap_or(Urgency::Normal);
             (clock.arrival_deadline(claimed_at, urgency, t.appointment_at) <= now).then_some(claimed_at)
         })?;
     }
     for t in db::tickets::quiet_since(conn, now - clock.stalled_after)? {
         recorded += escalate(conn, &t.id, EscalationKind::Stalled, now, |t| {
-            let held = Status::parse(&t.status).is_some_and(|s| Status::ACTIVE.contains(&s));
+            let held = Status::ACTIVE.contains(&t.status);
             let quiet_since = stalled_clock_start(t);
             (held && quiet_since <= now - clock.stalled_after).then_some(quiet_since)
         })?;
@@ -63,9 +63,9 @@ pub fn scan(conn: &mut DbConn, clock: &Clock, now: NaiveDateTime) -> Result<usiz
 /// Silence counts from the last activity, but not before an appointment (a job booked for the
 /// afternoon is not stalled in the morning) nor before a hold's resume time.
 fn stalled_clock_start(t: &TicketRow) -> NaiveDateTime {
-    let waits_for = match Status::parse(&t.status) {
-        Some(Status::Assigned) => t.appointment_at,
-        Some(Status::OnHold) => t.resume_at,
+    let waits_for = match t.status {
+        Status::Assigned => t.appointment_at,
+        Status::OnHold => t.resume_at,
         _ => None,
     };
     waits_for.map_or(t.last_activity_at, |at| t.last_activity_at.max(at))

@@ -21,7 +21,6 @@ use crate::commands::{
     self, Add, ArriveBody, CompleteBody, HoldBody, MaterialPatch, NewMaterial, NoteBody, ReasonBody,
 };
 use crate::db::{self, faults::Faults, sync::OpRow, DbConn};
-use crate::domain::ticket::Status;
 use crate::domain::user::Role;
 use crate::error::{ApiError, ApiResult, ErrorCode, FieldError};
 use crate::jobs::feed::Change;
@@ -195,8 +194,8 @@ fn arrival_elsewhere(
             event_type: "arrival_unassigned",
             actor_id: Some(me.to_owned()),
             at: now,
-            from_status: Status::parse(&t.status).map(Status::as_str),
-            to_status: Status::parse(&t.status).map(Status::as_str),
+            from_status: Some(t.status.as_str()),
+            to_status: Some(t.status.as_str()),
             data,
         }],
     )?;

@@ -105,14 +105,11 @@ pub async fn list_tickets(
     if !(1..=200).contains(&limit) {
         checks.fail("limit", "must be between 1 and 200");
     }
-    let statuses: Vec<String> = q
-        .status
-        .as_deref()
-        .map(|s| s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect())
-        .unwrap_or_default();
-    for s in &statuses {
-        if Status::parse(s).is_none() {
-            checks.fail("status", format!("{s:?} is not one of {}", Status::names()));
+    let mut statuses = Vec::new();
+    for s in q.status.as_deref().unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match Status::parse(s) {
+            Some(status) => statuses.push(status),
+            None => checks.fail("status", format!("{s:?} is not one of {}", Status::names())),
         }
     }
     let after = match q.cursor.as_deref() {

@@ -128,3 +128,36 @@ fn path_parameters_are_the_templates_and_query_parameters_are_optional() {
         assert!(queries.iter().any(|q| q == expected), "{expected} is a query parameter: {queries:?}");
     }
 }
+
+/// `docs/transitions.md` is the transition table the commands check (`domain::ticket::MOVES`).
+/// Rewrite it with `UPDATE_DOCS=1 cargo test --test api transitions`.
+#[test]
+fn the_transitions_doc_is_the_table_the_commands_check() {
+    let generated = repairdesk::domain::ticket::transitions_markdown();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/transitions.md");
+    if std::env::var("UPDATE_DOCS").is_ok_and(|v| v == "1") {
+        std::fs::write(path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "docs/transitions.md is stale: run UPDATE_DOCS=1 cargo test --test api transitions"
+    );
+}
+
+/// The ticket's and the quote's statuses in the API doc are the domain's, every one of them.
+#[test]
+fn the_spec_lists_every_status_of_the_domain() {
+    use repairdesk::domain::ticket::{QuoteStatus, Status};
+    let spec: Value = serde_json::from_str(&repairdesk::routes::openapi::spec_json()).unwrap();
+    let schemas = &spec["components"]["schemas"];
+    let listed = |name: &str| -> Vec<String> {
+        let values = schemas[name]["enum"].as_array().unwrap_or_else(|| panic!("{name} has no enum"));
+        values.iter().map(|v| v.as_str().unwrap().to_owned()).collect()
+    };
+    let statuses: Vec<String> = Status::ALL.iter().map(|s| s.as_str().to_owned()).collect();
+    assert_eq!(listed("Status"), statuses);
+    let quote_statuses: Vec<String> = QuoteStatus::ALL.iter().map(|s| s.as_str().to_owned()).collect();
+    assert_eq!(listed("QuoteStatus"), quote_statuses);
+    assert_eq!(schemas["TicketView"]["properties"]["status"]["$ref"], "#/components/schemas/Status");
+}
