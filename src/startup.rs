@@ -18,6 +18,7 @@ use crate::jobs::{self, feed::Feed};
 use crate::routes;
 use crate::state::AppState;
 use crate::telemetry::RequestId;
+use utoipa_actix_web::AppExt;
 
 /// How often each instance reads new changes for its streams: a phone hears of a change within this.
 const FEED_POLL: Duration = Duration::from_millis(250);
@@ -95,8 +96,10 @@ impl Application {
                     web::QueryConfig::default().error_handler(|e, _| ApiError::field("query", e.to_string()).into()),
                 )
                 .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::not_found("resource").into()))
+                .into_utoipa_app()
                 .configure(routes::configure)
-                .default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::not_found("route")) }))
+                .into_app()
+                .default_service(web::to(no_route))
                 .wrap(actix_web::middleware::from_fn(crate::idempotency::middleware))
                 .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
                 .wrap(RequestId)
@@ -203,6 +206,20 @@ pub fn create_user(
     };
     db::users::insert(conn, &row, &[], &[])?;
     Ok(())
+}
+
+/// A request no route takes: 405 with `Allow` when the path is served with other methods
+/// (each route answers only its own method), else 404.
+async fn no_route(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    let allowed = routes::openapi::methods_for(req.path());
+    if allowed.is_empty() {
+        return Err(ApiError::not_found("route"));
+    }
+    let refusal = ApiError::new(ErrorCode::MethodNotAllowed, format!("{} is not allowed here", req.method()));
+    let mut res = actix_web::ResponseError::error_response(&refusal);
+    res.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_str(&allowed.join(", ")).expect("methods are ASCII"));
+    Ok(res)
 }
 
 /// actix answers some errors itself (unknown method on a route, for one) with an empty body;

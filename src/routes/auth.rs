@@ -1,8 +1,10 @@
 use actix_web::http::header;
 use actix_web::middleware::DefaultHeaders;
+use actix_web::{get, post};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::users::UserView;
 use super::{Checks, JsonBody};
@@ -11,14 +13,13 @@ use crate::db::{self, tokens::Refresh};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    // Tokens, the user and their refusals must never sit in a browser's or a proxy's cache.
-    let no_store = || DefaultHeaders::new().add((header::CACHE_CONTROL, "no-store"));
-    cfg.service(web::resource("/auth/login").wrap(no_store()).route(web::post().to(login)))
-        .service(web::resource("/auth/refresh").wrap(no_store()).route(web::post().to(refresh)))
-        .service(web::resource("/auth/logout").wrap(no_store()).route(web::post().to(logout)))
-        .service(web::resource("/me").wrap(no_store()).route(web::get().to(me)))
-        .service(web::resource("/me/password").wrap(no_store()).route(web::post().to(change_password)));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(login).service(refresh).service(logout).service(me).service(change_password);
+}
+
+/// Tokens, the user and their refusals must never sit in a browser's or a proxy's cache.
+fn no_store() -> DefaultHeaders {
+    DefaultHeaders::new().add((header::CACHE_CONTROL, "no-store"))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -51,8 +52,6 @@ pub struct TokenResponse {
 
 /// Log in with a username and password.
 #[utoipa::path(
-    post,
-    path = "/api/v1/auth/login",
     tag = "auth",
     request_body = LoginRequest,
     responses(
@@ -61,6 +60,7 @@ pub struct TokenResponse {
         (status = 429, description = "`too_many_attempts`, with Retry-After", body = crate::error::Problem),
     )
 )]
+#[post("/auth/login", wrap = "no_store()")]
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -148,8 +148,6 @@ fn token_response(state: &AppState, session_id: &str, refresh_token: String, use
 /// Trade a refresh token for new tokens. The presented token is used up; presenting it again
 /// ends the whole login, except a retry within 30 s whose new token has not been used yet.
 #[utoipa::path(
-    post,
-    path = "/api/v1/auth/refresh",
     tag = "auth",
     request_body = RefreshRequest,
     responses(
@@ -157,6 +155,7 @@ fn token_response(state: &AppState, session_id: &str, refresh_token: String, use
         (status = 401, description = "`invalid_refresh_token`", body = crate::error::Problem),
     )
 )]
+#[post("/auth/refresh", wrap = "no_store()")]
 pub async fn refresh(state: web::Data<AppState>, body: JsonBody<RefreshRequest>) -> ApiResult<HttpResponse> {
     let presented = body.0.refresh_token;
     let ttl = state.settings.refresh_token_ttl_secs;
@@ -178,12 +177,11 @@ pub async fn refresh(state: web::Data<AppState>, body: JsonBody<RefreshRequest>)
 
 /// End the login the refresh token belongs to. Always 204.
 #[utoipa::path(
-    post,
-    path = "/api/v1/auth/logout",
     tag = "auth",
     request_body = RefreshRequest,
     responses((status = 204, description = "logged out"))
 )]
+#[post("/auth/logout", wrap = "no_store()")]
 pub async fn logout(state: web::Data<AppState>, body: JsonBody<RefreshRequest>) -> ApiResult<HttpResponse> {
     let presented = body.0.refresh_token;
     db::run(&state.pool, move |conn| Ok(db::tokens::revoke_by_token(conn, &presented)?)).await?;
@@ -192,12 +190,11 @@ pub async fn logout(state: web::Data<AppState>, body: JsonBody<RefreshRequest>) 
 
 /// The calling user.
 #[utoipa::path(
-    get,
-    path = "/api/v1/me",
     tag = "auth",
     security(("bearer" = [])),
     responses((status = 200, body = UserView), (status = 401, body = crate::error::Problem))
 )]
+#[get("/me", wrap = "no_store()")]
 pub async fn me(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
     let record = db::run(&state.pool, move |conn| Ok(db::users::find(conn, &caller.user_id)?))
         .await?
@@ -209,8 +206,6 @@ pub async fn me(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpRes
 /// password counts as a failed login of yours from this address (and answers 403, not 401: the
 /// login itself is fine); too many of them answer 429 like the login does.
 #[utoipa::path(
-    post,
-    path = "/api/v1/me/password",
     tag = "auth",
     security(("bearer" = [])),
     request_body = ChangePasswordRequest,
@@ -222,6 +217,7 @@ pub async fn me(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpRes
         (status = 429, description = "`too_many_attempts`, with Retry-After", body = crate::error::Problem),
     )
 )]
+#[post("/me/password", wrap = "no_store()")]
 pub async fn change_password(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -1,9 +1,11 @@
 //! A site's materials catalogue: what lines may refer to, with default prices.
 
+use actix_web::{get, post};
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{Checks, JsonBody, Path};
 use crate::auth::Caller;
@@ -12,10 +14,8 @@ use crate::domain::user::Role;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/sites/{id}/materials").route(web::post().to(add_item)).route(web::get().to(list_items)),
-    );
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(add_item).service(list_items);
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -78,14 +78,13 @@ fn optional(checks: &mut Checks, field: &str, raw: Option<String>) -> Option<Str
 
 /// Add an item to a site's catalogue. The desk of the site and admins.
 #[utoipa::path(
-    post,
-    path = "/api/v1/sites/{id}/materials",
     tag = "on site",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "site id")),
     request_body = NewItem,
     responses((status = 201, body = ItemView), (status = 403, body = crate::error::Problem), (status = 422, body = crate::error::Problem))
 )]
+#[post("/sites/{id}/materials")]
 pub async fn add_item(
     state: web::Data<AppState>,
     caller: Caller,
@@ -131,13 +130,12 @@ pub async fn add_item(
 
 /// A site's catalogue, by name. Everyone of the site.
 #[utoipa::path(
-    get,
-    path = "/api/v1/sites/{id}/materials",
     tag = "on site",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "site id")),
     responses((status = 200, body = ItemList), (status = 404, body = crate::error::Problem))
 )]
+#[get("/sites/{id}/materials")]
 pub async fn list_items(state: web::Data<AppState>, caller: Caller, site_id: Path<String>) -> ApiResult<HttpResponse> {
     let site_id = site_id.into_inner();
     let items = db::run(&state.pool, move |conn| {

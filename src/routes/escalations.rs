@@ -1,6 +1,8 @@
+use actix_web::get;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::Query;
 use crate::auth::Caller;
@@ -10,8 +12,8 @@ use crate::error::ApiResult;
 use crate::state::AppState;
 use crate::views::EscalationView;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/escalations").route(web::get().to(list_escalations)));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(list_escalations);
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -29,13 +31,12 @@ pub struct EscalationList {
 
 /// Tickets past a service level, for the desk of their sites; newest first.
 #[utoipa::path(
-    get,
-    path = "/api/v1/escalations",
     tag = "tickets",
     security(("bearer" = [])),
     params(EscalationQuery),
     responses((status = 200, body = EscalationList), (status = 403, body = crate::error::Problem))
 )]
+#[get("/escalations")]
 pub async fn list_escalations(
     state: web::Data<AppState>,
     caller: Caller,

@@ -1,16 +1,17 @@
+use actix_web::get;
 use actix_web::{web, HttpResponse};
 use diesel::connection::SimpleConnection;
 use serde::Serialize;
 use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::db;
 use crate::error::ApiResult;
 use crate::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/healthz").route(web::get().to(healthz)))
-        .service(web::resource("/readyz").route(web::get().to(readyz)))
-        .service(web::resource("/openapi.json").route(web::get().to(openapi_json)));
+pub fn configure(cfg: &mut ServiceConfig) {
+    // the spec itself is served but not documented in it
+    cfg.service(healthz).service(readyz).route("/openapi.json", web::get().to(openapi_json));
 }
 
 #[derive(Serialize, ToSchema)]
@@ -19,7 +20,8 @@ pub struct Health {
 }
 
 /// The process is alive.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+#[utoipa::path(tag = "operations", responses((status = 200, body = Health)))]
+#[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok" })
 }
@@ -35,11 +37,10 @@ pub struct Readiness {
 
 /// The database answers; says which SMS gateway this instance sends through.
 #[utoipa::path(
-    get,
-    path = "/readyz",
     tag = "operations",
     responses((status = 200, body = Readiness), (status = 503, body = crate::error::Problem))
 )]
+#[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     db::run(&state.pool, |conn| conn.batch_execute("SELECT 1").map_err(Into::into)).await?;
     Ok(HttpResponse::Ok().json(Readiness { status: "ready", sms_provider: state.settings.sms.provider.name() }))

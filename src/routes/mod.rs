@@ -21,6 +21,7 @@ use actix_web::error::PayloadError;
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use utoipa_actix_web::{scope, service_config::ServiceConfig};
 
 pub use crate::commands::nullable;
 pub use crate::error::Checks;
@@ -29,9 +30,12 @@ use crate::error::{ApiError, ErrorCode, FieldError};
 /// Largest request body accepted (a signature PNG, a day's sync batch).
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Every route, registered once: a handler's `#[utoipa::path]` and its actix route macro are
+/// its spec entry and its route, collected together (`utoipa-actix-web`), so what is served is
+/// what is documented. The spec is built from this same function (`openapi::spec`).
+pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(
-        web::scope("/api/v1")
+        scope("/api/v1")
             .configure(auth::configure)
             .configure(sites::configure)
             .configure(users::configure)
@@ -41,7 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(onsite::configure)
             .configure(catalogue::configure)
             .configure(sync::configure)
-            .service(web::resource("/openapi.json").route(web::get().to(health::openapi_json))),
+            .route("/openapi.json", web::get().to(health::openapi_json)),
     )
     .configure(health::configure);
 }

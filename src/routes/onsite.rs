@@ -1,9 +1,11 @@
 //! From the door to the callback: arrival with the resident's code, materials, paid quotes,
 //! hold and resume, completion, inspection of public-area work, and the callback (回访).
 
+use actix_web::{delete, get, patch, post};
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{JsonBody, Path, Query};
 use crate::auth::Caller;
@@ -17,34 +19,28 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::views::{line_view, MaterialLineView, NoteView, TicketList, TicketView, Viewer};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    let post = |path: &str, to| web::resource(path.to_owned()).route(to);
-    cfg.service(post("/tickets/{id}/arrive", web::post().to(arrive)))
-        .service(post("/tickets/{id}/verify-by-phone", web::post().to(verify_by_phone)))
-        .service(post("/tickets/{id}/resend-code", web::post().to(resend_code)))
-        .service(post("/tickets/{id}/materials", web::post().to(add_material)))
-        .service(
-            web::resource("/tickets/{id}/materials/{line_id}")
-                .route(web::patch().to(update_material))
-                .route(web::delete().to(remove_material)),
-        )
-        .service(post("/tickets/{id}/quote", web::post().to(propose_quote)))
-        .service(post("/tickets/{id}/quote/accept", web::post().to(accept_quote)))
-        .service(post("/tickets/{id}/quote/decline", web::post().to(decline_quote)))
-        .service(post("/tickets/{id}/notes", web::post().to(add_note)))
-        .service(post("/tickets/{id}/hold", web::post().to(hold)))
-        .service(post("/tickets/{id}/resume", web::post().to(resume)))
-        .service(post("/tickets/{id}/complete", web::post().to(complete)))
-        .service(post("/tickets/{id}/inspect", web::post().to(inspect)))
-        .service(post("/tickets/{id}/callback", web::post().to(callback)))
-        .service(web::resource("/tickets/{id}/signature").route(web::get().to(signature)))
-        .service(web::resource("/callbacks/due").route(web::get().to(callbacks_due)));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(arrive)
+        .service(verify_by_phone)
+        .service(resend_code)
+        .service(add_material)
+        .service(update_material)
+        .service(remove_material)
+        .service(propose_quote)
+        .service(accept_quote)
+        .service(decline_quote)
+        .service(add_note)
+        .service(hold)
+        .service(resume)
+        .service(complete)
+        .service(inspect)
+        .service(callback)
+        .service(callbacks_due)
+        .service(signature);
 }
 
 /// Check in at the door. In-home tickets need the resident's code.
 #[utoipa::path(
-    post,
-    path = "/api/v1/tickets/{id}/arrive",
     tag = "on site",
     security(("bearer" = [])),
     params(("id" = String, Path)),
@@ -57,6 +53,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         (status = 423, description = "`code_locked` after five wrong codes", body = crate::error::Problem),
     )
 )]
+#[post("/tickets/{id}/arrive")]
 pub async fn arrive(
     state: web::Data<AppState>,
     caller: Caller,
@@ -79,14 +76,13 @@ pub async fn arrive(
 /// The desk called the resident and confirmed the technician is at the door (the seeds'
 /// fallback when the code can't be given). Arrival then needs no code; a lock is lifted.
 #[utoipa::path(
-    post,
-    path = "/api/v1/tickets/{id}/verify-by-phone",
     tag = "on site",
     security(("bearer" = [])),
     params(("id" = String, Path)),
     request_body = PhoneVerification,
     responses((status = 200, body = TicketView), (status = 403, description = "`forbidden`: the desk only", body = crate::error::Problem), (status = 409, body = crate::error::Problem))
 )]
+#[post("/tickets/{id}/verify-by-phone")]
 pub async fn verify_by_phone(
     state: web::Data<AppState>,
     caller: Caller,
@@ -114,8 +110,6 @@ pub struct Resent {
 /// `REPAIRDESK_SMS_CODE_INTERVAL_SECS`), and the ticket's messages in 24 hours stay below the
 /// number's daily cap.
 #[utoipa::path(
-    post,
-    path = "/api/v1/tickets/{id}/resend-code",
     tag = "on site",
     security(("bearer" = [])),
     params(("id" = String, Path)),
@@ -126,6 +120,7 @@ pub struct Resent {
         (status = 429, description = "`sms_rate_limited`, with Retry-After", body = crate::error::Problem),
     )
 )]
+#[post("/tickets/{id}/resend-code")]
 pub async fn resend_code(state: web::Data<AppState>, caller: Caller, id: Path<String>) -> ApiResult<HttpResponse> {
     let (ctx, id) = (state.commands(), id.into_inner());
     let outcome = db::transaction(&state.pool, move |conn| {
@@ -139,8 +134,6 @@ pub async fn resend_code(state: web::Data<AppState>, caller: Caller, id: Path<St
 
 /// Record a material line.
 #[utoipa::path(
-    post,
-    path = "/api/v1/tickets/{id}/materials",
     tag = "on site",
     security(("bearer" = [])),
     params(("id" = String, Path)),
@@ -151,6 +144,7 @@ pub async fn resend_code(state: web::Data<AppState>, caller: Caller, id: Path<St
         (status = 422, body = crate::error::Problem),
     )
 )]
+#[post("/tickets/{id}/materials")]
 pub async fn add_material(
     state: web::Data<AppState>,
     caller: Caller,
@@ -168,8 +162,6 @@ pub async fn add_material(
 
 /// Change a material line. A stale `version` answers 409 with the line as it stands.
 #[utoipa::path(
-    patch,
-    path = "/api/v1/tickets/{id}/materials/{line_id}",
     tag = "on site",
     security(("bearer" = [])),
     params(("id" = String, Path), ("line_id" = String, Path)),
@@ -181,6 +173,7 @@ pub async fn add_material(
         (status = 422, body = crate::error::Problem),
     )
 )]
+#[patch("/tickets/{id}/materials/{line_id}")]
 pub async fn update_material(
     state: web::Data<AppState>,
     caller: Caller,
@@ -198,8 +191,6 @@ pub async fn update_material(
 
 /// Remove a material line (it stays in the ticket's history).
 #[utoipa::path(
-    delete,
-    path = "/api/v1/tickets/{id}/materials/{line_id}",
     tag = "on site",
     security(("bearer" = [])),
     params(("id" = String, Path), ("line_id" = String, Path), VersionQuery),
@@ -209,6 +200,7 @@ pub async fn update_material(
         (status = 409, body = crate::error::Problem),
     )
 )]
+#[delete("/tickets/{id}/materials/{line_id}")]
 pub async fn remove_material(
     state: web::Data<AppState>,
     caller: Caller,
@@ -230,8 +222,6 @@ pub async fn remove_material(
 /// Wrong codes count for the ticket across quotes: after five the quote is locked until the desk
 /// accepts it by phone (`via: phone`), and quoting again answers 423.
 #[utoipa::path(
-    post,
-    path = "/api/v1/tickets/{id}/quote",
     tag = "on site",
     security(("bearer" = [])),
     params(("id" = String, Path)),
@@ -244,6 +234,7 @@ pub async fn remove_material(
         (status = 429, description = "`sms_rate_limited`, with Retry-After: quoted again too soon or too often", body = crate::error::Problem),
     )
 )]
+#[post("/tickets/{id}/quote")]
 pub async fn propose_quote(
     state: web::Data<AppState>,
     caller: Caller,
@@ -263,8 +254,6 @@ pub async fn propose_quote(
 /// The resident accepts the quote: with the SMS code, or by phone to the desk (which also works
 /// once five wrong codes locked the quote).
 #[utoipa::path(
-    post,
-    path = "/api/v1/tickets/{id}/quote/accept",
     tag = "on site",
     security(("bearer" = [])),
     params(("id" = String, Path)),
@@ -277,6 +266,7 @@ pub async fn propose_quote(
         (status = 423, description = "`code_locked`: five wrong codes for this ticket, across quotes; the desk accepts by phone", body = crate::error::Problem),
     )
 )]
+#[post("/tickets/{id}/quote/accept")]
 pub async fn accept_quote(
     state: web::Data<AppState>,
     caller: Caller,
@@ -298,14 +288,13 @@ pub async fn accept_quote(
 
 /// The resident turns the price down: the ticket ends as `declined`.
 #[utoipa::path(
-    post,
-    path = "/api/v1/tickets/{id}/quote/decline",
     tag = "on site",
     security(("bearer" = [])),
     params(("id" = String, Path)),
     request_body = DeclineBody,
     responses((status = 200, body = TicketView), (status = 409, body = crate::error::Problem))
 )]
+#[post("/tickets/{id}/quote/decline")]
 pub async fn decline_quote(
     state: web::Data<AppState>,
     caller: Caller,
@@ -324,14 +313,13 @@ pub async fn decline_quote(
 
 /// Write a note on the ticket: the technician holding it, or the desk.
 #[utoipa::path(
-    post,
-    path = "/api/v1/tickets/{id}/notes",
     tag = "on site",
     security(("bearer" = [])),
     params(("id" = String, Path)),
     request_body = NoteBody,
     responses((status = 201, body = NoteView), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem))
 )]
+#[post("/tickets/{id}/notes")]
 pub async fn add_note(
     state: web::Data<AppState>,
     caller: Caller,
@@ -349,14 +337,13 @@ pub async fn add_note(
 
 /// Work can't go on now (parts missing, longer job): the ticket stays open, on hold.
 #[utoipa::path(
-    post,
-    path = "/api/v1/tickets/{id}/hold",
     tag = "on site",
     security(("bearer" = [])),
     params(("id" = String, Path)),
     request_body = HoldBody,
     responses((status = 200, body = TicketView), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem))
 )]
+#[post("/tickets/{id}/hold")]
 pub async fn hold(
     state: web::Data<AppState>,
     caller: Caller,
@@ -375,13 +362,12 @@ pub async fn hold(
 
 /// Work goes on.
 #[utoipa::path(
-    post,
-    path = "/api/v1/tickets/{id}/resume",
     tag = "on site",
     security(("bearer" = [])),
     params(("id" = String, Path)),
     responses((status = 200, body = TicketView), (status = 409, body = crate::error::Problem))
 )]
+#[post("/tickets/{id}/resume")]
 pub async fn resume(state: web::Data<AppState>, caller: Caller, id: Path<String>) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
     let view = db::transaction(&state.pool, move |conn| {
@@ -397,8 +383,6 @@ pub async fn resume(state: web::Data<AppState>, caller: Caller, id: Path<String>
 /// to `awaiting_inspection`. A repeat of a job at the same place and trade within 30 days is
 /// linked as rework (返修).
 #[utoipa::path(
-    post,
-    path = "/api/v1/tickets/{id}/complete",
     tag = "on site",
     security(("bearer" = [])),
     params(("id" = String, Path)),
@@ -410,6 +394,7 @@ pub async fn resume(state: web::Data<AppState>, caller: Caller, id: Path<String>
         (status = 422, body = crate::error::Problem),
     )
 )]
+#[post("/tickets/{id}/complete")]
 pub async fn complete(
     state: web::Data<AppState>,
     caller: Caller,
@@ -428,14 +413,13 @@ pub async fn complete(
 
 /// The desk inspects public-area work: passed completes it; failed sends it back to the technician.
 #[utoipa::path(
-    post,
-    path = "/api/v1/tickets/{id}/inspect",
     tag = "on site",
     security(("bearer" = [])),
     params(("id" = String, Path)),
     request_body = InspectBody,
     responses((status = 200, body = TicketView), (status = 403, description = "`forbidden`: the desk only", body = crate::error::Problem), (status = 409, body = crate::error::Problem))
 )]
+#[post("/tickets/{id}/inspect")]
 pub async fn inspect(
     state: web::Data<AppState>,
     caller: Caller,
@@ -454,14 +438,13 @@ pub async fn inspect(
 
 /// Record a callback (回访). Reaching the resident closes the ticket; otherwise it stays due.
 #[utoipa::path(
-    post,
-    path = "/api/v1/tickets/{id}/callback",
     tag = "on site",
     security(("bearer" = [])),
     params(("id" = String, Path)),
     request_body = CallbackBody,
     responses((status = 200, body = TicketView), (status = 403, description = "`forbidden`: the desk only", body = crate::error::Problem), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem))
 )]
+#[post("/tickets/{id}/callback")]
 pub async fn callback(
     state: web::Data<AppState>,
     caller: Caller,
@@ -480,12 +463,11 @@ pub async fn callback(
 
 /// Completed tickets whose resident has not been reached yet, oldest first.
 #[utoipa::path(
-    get,
-    path = "/api/v1/callbacks/due",
     tag = "on site",
     security(("bearer" = [])),
     responses((status = 200, body = TicketList), (status = 403, body = crate::error::Problem))
 )]
+#[get("/callbacks/due")]
 pub async fn callbacks_due(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
     let items = db::run(&state.pool, move |conn| {
@@ -500,13 +482,12 @@ pub async fn callbacks_due(state: web::Data<AppState>, caller: Caller) -> ApiRes
 
 /// The resident's signature, as signed on completion.
 #[utoipa::path(
-    get,
-    path = "/api/v1/tickets/{id}/signature",
     tag = "on site",
     security(("bearer" = [])),
     params(("id" = String, Path)),
     responses((status = 200, content_type = "image/png", body = Vec<u8>), (status = 404, body = crate::error::Problem))
 )]
+#[get("/tickets/{id}/signature")]
 pub async fn signature(state: web::Data<AppState>, caller: Caller, id: Path<String>) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
     let png = db::run(&state.pool, move |conn| {

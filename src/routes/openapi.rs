@@ -7,63 +7,15 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::Required;
 use utoipa::openapi::{Content, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
+use utoipa_actix_web::AppExt;
 
 use crate::routes;
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "repairdesk", description = "Repair desk and field technicians: tickets, the grab pool, on-site work, offline sync."),
-    paths(
-        routes::health::healthz,
-        routes::health::readyz,
-        routes::auth::login,
-        routes::auth::refresh,
-        routes::auth::logout,
-        routes::auth::me,
-        routes::auth::change_password,
-        routes::sites::create_site,
-        routes::sites::list_sites,
-        routes::users::create_user,
-        routes::users::list_users,
-        routes::users::get_user,
-        routes::users::update_user,
-        routes::tickets::create_ticket,
-        routes::tickets::list_tickets,
-        routes::tickets::get_ticket,
-        routes::tickets::ticket_events,
-        routes::tickets::claim_ticket,
-        routes::tickets::release_ticket,
-        routes::tickets::assign_ticket,
-        routes::tickets::cancel_ticket,
-        routes::pool::pool,
-        routes::pool::pool_stream,
-        routes::escalations::list_escalations,
-        routes::onsite::arrive,
-        routes::onsite::verify_by_phone,
-        routes::onsite::resend_code,
-        routes::onsite::add_material,
-        routes::onsite::update_material,
-        routes::onsite::remove_material,
-        routes::onsite::propose_quote,
-        routes::onsite::accept_quote,
-        routes::onsite::decline_quote,
-        routes::onsite::add_note,
-        routes::onsite::hold,
-        routes::onsite::resume,
-        routes::onsite::complete,
-        routes::onsite::inspect,
-        routes::onsite::callback,
-        routes::onsite::callbacks_due,
-        routes::onsite::signature,
-        routes::catalogue::add_item,
-        routes::catalogue::list_items,
-        routes::sync::push,
-        routes::sync::pull,
-        routes::sync::rejections,
-        routes::sync::stream,
-    ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
-    modifiers(&BearerAuth, &ProblemResponses, &IdempotencyKeys)
+    modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
 
@@ -210,9 +162,56 @@ fn problem_content_type(response: &mut Response) {
     }
 }
 
+/// The document: what [`routes::configure`] registers, with what every operation shares.
+pub fn spec() -> utoipa::openapi::OpenApi {
+    let (_, mut api) = actix_web::App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(routes::configure)
+        .split_for_parts();
+    // these look at every operation, so they run once the routes are in
+    ProblemResponses.modify(&mut api);
+    IdempotencyKeys.modify(&mut api);
+    api
+}
+
 /// The document as committed: pretty JSON with a final newline.
 pub fn spec_json() -> String {
-    let mut json = ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serialises");
-    json.push('\n');
-    json
+    static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    JSON.get_or_init(|| {
+        let mut json = spec().to_pretty_json().expect("the OpenAPI document serialises");
+        json.push('\n');
+        json
+    })
+    .clone()
+}
+
+/// The methods the spec documents for a request path (empty: no such route). The router answers
+/// 405 with these in `Allow` when a path is served but not with the method asked.
+pub fn methods_for(path: &str) -> Vec<&'static str> {
+    static ROUTES: std::sync::OnceLock<Vec<(actix_web::dev::ResourceDef, Vec<&'static str>)>> =
+        std::sync::OnceLock::new();
+    let routes = ROUTES.get_or_init(|| {
+        let api = spec();
+        let mut routes: Vec<_> = api
+            .paths
+            .paths
+            .iter()
+            .map(|(template, item)| {
+                let methods = [
+                    ("GET", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ];
+                let methods = methods.into_iter().filter(|(_, on)| *on).map(|(m, _)| m).collect();
+                (actix_web::dev::ResourceDef::new(template.as_str()), methods)
+            })
+            .collect();
+        routes.push((actix_web::dev::ResourceDef::new("/openapi.json"), vec!["GET"]));
+        routes.push((actix_web::dev::ResourceDef::new("/api/v1/openapi.json"), vec!["GET"]));
+        routes
+    });
+    routes.iter().filter(|(def, _)| def.is_match(path)).flat_map(|(_, m)| m.iter().copied()).collect()
 }

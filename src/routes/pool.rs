@@ -1,8 +1,10 @@
 //! The grab pool (抢单) a technician's phone shows, and its live stream.
 
+use actix_web::get;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
@@ -19,9 +21,8 @@ use crate::jobs::feed::{self, Change};
 use crate::state::AppState;
 use crate::views::{TicketView, Viewer};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/pool").route(web::get().to(pool)))
-        .service(web::resource("/pool/stream").route(web::get().to(pool_stream)));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(pool).service(pool_stream);
 }
 
 #[derive(Serialize, ToSchema)]
@@ -32,12 +33,11 @@ pub struct PoolList {
 /// Open tickets the calling technician may claim: their sites, their trades; emergencies first,
 /// then oldest. The reporter's phone is masked until the ticket is theirs.
 #[utoipa::path(
-    get,
-    path = "/api/v1/pool",
     tag = "pool",
     security(("bearer" = [])),
     responses((status = 200, body = PoolList), (status = 403, body = crate::error::Problem))
 )]
+#[get("/pool")]
 pub async fn pool(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Technician])?;
     let items = db::run(&state.pool, move |conn| {
@@ -103,13 +103,12 @@ struct StreamState {
 /// the pool: this stream fell behind). Event ids are sequence numbers: reconnect with
 /// `Last-Event-ID` to receive what was missed. Comments (`: ping`) keep proxies from closing it.
 #[utoipa::path(
-    get,
-    path = "/api/v1/pool/stream",
     tag = "pool",
     security(("bearer" = [])),
     params(("Last-Event-ID" = Option<i64>, Header, description = "the last event id received")),
     responses((status = 200, description = "text/event-stream", content_type = "text/event-stream", body = String))
 )]
+#[get("/pool/stream")]
 pub async fn pool_stream(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Technician])?;
     event_stream(state, caller, req, |sub| Box::new(move |c| sub.pool_event(c))).await

@@ -1,7 +1,9 @@
+use actix_web::{get, post};
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{Checks, JsonBody};
 use crate::auth::Caller;
@@ -11,8 +13,8 @@ use crate::domain::user::Role;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/sites").route(web::post().to(create_site)).route(web::get().to(list_sites)));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(create_site).service(list_sites);
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -46,8 +48,6 @@ impl From<SiteRow> for SiteView {
 
 /// Create a site (管理处). Admins only.
 #[utoipa::path(
-    post,
-    path = "/api/v1/sites",
     tag = "admin",
     security(("bearer" = [])),
     request_body = NewSite,
@@ -58,6 +58,7 @@ impl From<SiteRow> for SiteView {
         (status = 422, body = crate::error::Problem),
     )
 )]
+#[post("/sites")]
 pub async fn create_site(
     state: web::Data<AppState>,
     caller: Caller,
@@ -88,12 +89,11 @@ pub async fn create_site(
 
 /// Sites: all for admins, one's own for everyone else.
 #[utoipa::path(
-    get,
-    path = "/api/v1/sites",
     tag = "admin",
     security(("bearer" = [])),
     responses((status = 200, body = SiteList))
 )]
+#[get("/sites")]
 pub async fn list_sites(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
     let rows = db::run(&state.pool, move |conn| {
         if caller.is_admin() {

@@ -3,7 +3,9 @@
 //! routes) and keeps every one with its result. A pull returns what changed since a cursor that
 //! follows commit order, so no change is ever skipped. See docs/sync.md.
 
+use actix_web::{get, post};
 use std::collections::HashMap;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -36,11 +38,8 @@ pub const MAX_PUSH_BYTES: usize = 1024 * 1024;
 /// A cursor older than this answers `reset: true` with the whole current view.
 pub const CURSOR_RETENTION: Duration = Duration::days(30);
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/sync/push").route(web::post().to(push)))
-        .service(web::resource("/sync/pull").route(web::post().to(pull)))
-        .service(web::resource("/sync/rejections").route(web::get().to(rejections)))
-        .service(web::resource("/sync/stream").route(web::get().to(stream)));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(push).service(pull).service(rejections).service(stream);
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -241,8 +240,6 @@ async fn own_client(state: &AppState, caller: &Caller, client_id: &str) -> Resul
 /// the answer's `retry_from` says where to push again from (a `503` problem when nothing was
 /// reached).
 #[utoipa::path(
-    post,
-    path = "/api/v1/sync/push",
     tag = "sync",
     security(("bearer" = [])),
     request_body = PushRequest,
@@ -254,6 +251,7 @@ async fn own_client(state: &AppState, caller: &Caller, client_id: &str) -> Resul
         (status = 503, description = "`database_unavailable` or `database_busy` before any operation was reached: push again later", body = crate::error::Problem),
     )
 )]
+#[post("/sync/push")]
 pub async fn push(
     state: web::Data<AppState>,
     caller: Caller,
@@ -624,13 +622,12 @@ fn decode_cursor(raw: &str) -> Option<(Cursor, NaiveDateTime)> {
 
 /// What changed since the cursor, in commit order, as full ticket snapshots.
 #[utoipa::path(
-    post,
-    path = "/api/v1/sync/pull",
     tag = "sync",
     security(("bearer" = [])),
     request_body = PullRequest,
     responses((status = 200, body = PullResponse), (status = 403, body = crate::error::Problem), (status = 422, body = crate::error::Problem))
 )]
+#[post("/sync/pull")]
 pub async fn pull(
     state: web::Data<AppState>,
     caller: Caller,
@@ -741,13 +738,12 @@ pub struct RejectionQuery {
 /// Operations phones pushed that the server refused, newest first: work done offline that the
 /// desk must look at.
 #[utoipa::path(
-    get,
-    path = "/api/v1/sync/rejections",
     tag = "sync",
     security(("bearer" = [])),
     params(RejectionQuery),
     responses((status = 200, body = RejectionList), (status = 403, body = crate::error::Problem))
 )]
+#[get("/sync/rejections")]
 pub async fn rejections(
     state: web::Data<AppState>,
     caller: Caller,
@@ -799,12 +795,11 @@ fn concerns(sub: &Subscriber, role: Role, c: &Change) -> bool {
 /// Server-sent `changed` events whenever something the caller can see changes: the phone pulls.
 /// Event ids are sequence numbers; `Last-Event-ID` replays what a reconnecting phone missed.
 #[utoipa::path(
-    get,
-    path = "/api/v1/sync/stream",
     tag = "sync",
     security(("bearer" = [])),
     responses((status = 200, description = "text/event-stream", content_type = "text/event-stream", body = String))
 )]
+#[get("/sync/stream")]
 pub async fn stream(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let role = caller.role;
     event_stream(state, caller, req, move |sub| Box::new(move |c| concerns(&sub, role, c).then_some("changed"))).await
@@ -877,11 +872,11 @@ mod properties {
         fn the_push_decoder_names_the_field_it_refuses(value in json_value()) {
             let bytes = serde_json::to_vec(&value).unwrap();
             match parse_json::<PushRequest>(&bytes) {
-                Ok(push) => {
+                Ok(request) => {
                     // it decodes only when the required fields were there, with their types
-                    prop_assert_eq!(value["client_id"].as_str(), Some(push.client_id.as_str()));
-                    prop_assert_eq!(value["schema_version"].as_i64(), Some(push.schema_version));
-                    prop_assert_eq!(value["ops"].as_array().map(Vec::len), Some(push.ops.len()));
+                    prop_assert_eq!(value["client_id"].as_str(), Some(request.client_id.as_str()));
+                    prop_assert_eq!(value["schema_version"].as_i64(), Some(request.schema_version));
+                    prop_assert_eq!(value["ops"].as_array().map(Vec::len), Some(request.ops.len()));
                 }
                 Err(e) => {
                     prop_assert_eq!(e.code, ErrorCode::ValidationFailed);

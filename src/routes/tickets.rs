@@ -1,9 +1,11 @@
+use actix_web::{get, post};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{JsonBody, Path, Query};
 use crate::auth::Caller;
@@ -15,20 +17,19 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 use crate::views::{visible, TicketEvent, TicketEventList, TicketList, TicketView, Viewer};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/tickets").route(web::post().to(create_ticket)).route(web::get().to(list_tickets)))
-        .service(web::resource("/tickets/{id}").route(web::get().to(get_ticket)))
-        .service(web::resource("/tickets/{id}/events").route(web::get().to(ticket_events)))
-        .service(web::resource("/tickets/{id}/claim").route(web::post().to(claim_ticket)))
-        .service(web::resource("/tickets/{id}/release").route(web::post().to(release_ticket)))
-        .service(web::resource("/tickets/{id}/assign").route(web::post().to(assign_ticket)))
-        .service(web::resource("/tickets/{id}/cancel").route(web::post().to(cancel_ticket)));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(create_ticket)
+        .service(list_tickets)
+        .service(get_ticket)
+        .service(ticket_events)
+        .service(claim_ticket)
+        .service(release_ticket)
+        .service(assign_ticket)
+        .service(cancel_ticket);
 }
 
 /// Register a ticket. Dispatchers, supervisors and admins of the ticket's site.
 #[utoipa::path(
-    post,
-    path = "/api/v1/tickets",
     tag = "tickets",
     security(("bearer" = [])),
     request_body = TicketForm,
@@ -39,6 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         (status = 422, description = "`validation_failed` naming each bad field", body = crate::error::Problem),
     )
 )]
+#[post("/tickets")]
 pub async fn create_ticket(
     state: web::Data<AppState>,
     caller: Caller,
@@ -87,13 +89,12 @@ fn decode_cursor(raw: &str) -> Option<(NaiveDateTime, String)> {
 
 /// Tickets the caller may see, newest first, a page at a time.
 #[utoipa::path(
-    get,
-    path = "/api/v1/tickets",
     tag = "tickets",
     security(("bearer" = [])),
     params(TicketQuery),
     responses((status = 200, body = TicketList), (status = 422, body = crate::error::Problem))
 )]
+#[get("/tickets")]
 pub async fn list_tickets(
     state: web::Data<AppState>,
     caller: Caller,
@@ -152,13 +153,12 @@ pub async fn list_tickets(
 
 /// One ticket.
 #[utoipa::path(
-    get,
-    path = "/api/v1/tickets/{id}",
     tag = "tickets",
     security(("bearer" = [])),
     params(("id" = String, Path)),
     responses((status = 200, body = TicketView), (status = 404, body = crate::error::Problem))
 )]
+#[get("/tickets/{id}")]
 pub async fn get_ticket(state: web::Data<AppState>, caller: Caller, id: Path<String>) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
     let view = db::run(&state.pool, move |conn| {
@@ -172,13 +172,12 @@ pub async fn get_ticket(state: web::Data<AppState>, caller: Caller, id: Path<Str
 
 /// A ticket's history, oldest first. Events never change or disappear.
 #[utoipa::path(
-    get,
-    path = "/api/v1/tickets/{id}/events",
     tag = "tickets",
     security(("bearer" = [])),
     params(("id" = String, Path)),
     responses((status = 200, body = TicketEventList), (status = 404, body = crate::error::Problem))
 )]
+#[get("/tickets/{id}/events")]
 pub async fn ticket_events(state: web::Data<AppState>, caller: Caller, id: Path<String>) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
     let rows = db::run(&state.pool, move |conn| {
@@ -193,8 +192,6 @@ pub async fn ticket_events(state: web::Data<AppState>, caller: Caller, id: Path<
 
 /// Grab a ticket from the pool (抢单). Of any number of technicians racing, exactly one wins.
 #[utoipa::path(
-    post,
-    path = "/api/v1/tickets/{id}/claim",
     tag = "tickets",
     security(("bearer" = [])),
     params(("id" = String, Path)),
@@ -205,6 +202,7 @@ pub async fn ticket_events(state: web::Data<AppState>, caller: Caller, id: Path<
         (status = 409, description = "`already_claimed`, `not_claimable` or `too_many_active`", body = crate::error::Problem),
     )
 )]
+#[post("/tickets/{id}/claim")]
 pub async fn claim_ticket(state: web::Data<AppState>, caller: Caller, id: Path<String>) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Technician])?;
     let (ctx, id) = (state.commands(), id.into_inner());
@@ -240,8 +238,6 @@ pub fn claim_and_view(
 
 /// Put an assigned ticket back into the pool, with a reason: the technician holding it, or the desk.
 #[utoipa::path(
-    post,
-    path = "/api/v1/tickets/{id}/release",
     tag = "tickets",
     security(("bearer" = [])),
     params(("id" = String, Path)),
@@ -252,6 +248,7 @@ pub fn claim_and_view(
         (status = 409, description = "`invalid_transition`", body = crate::error::Problem),
     )
 )]
+#[post("/tickets/{id}/release")]
 pub async fn release_ticket(
     state: web::Data<AppState>,
     caller: Caller,
@@ -270,8 +267,6 @@ pub async fn release_ticket(
 
 /// Assign or reassign a ticket to a technician of its site. Dispatchers, supervisors, admins.
 #[utoipa::path(
-    post,
-    path = "/api/v1/tickets/{id}/assign",
     tag = "tickets",
     security(("bearer" = [])),
     params(("id" = String, Path)),
@@ -284,6 +279,7 @@ pub async fn release_ticket(
         (status = 422, body = crate::error::Problem),
     )
 )]
+#[post("/tickets/{id}/assign")]
 pub async fn assign_ticket(
     state: web::Data<AppState>,
     caller: Caller,
@@ -302,8 +298,6 @@ pub async fn assign_ticket(
 
 /// Void a ticket before it is completed. It keeps its number and stays listed.
 #[utoipa::path(
-    post,
-    path = "/api/v1/tickets/{id}/cancel",
     tag = "tickets",
     security(("bearer" = [])),
     params(("id" = String, Path)),
@@ -315,6 +309,7 @@ pub async fn assign_ticket(
         (status = 409, description = "`invalid_transition`", body = crate::error::Problem),
     )
 )]
+#[post("/tickets/{id}/cancel")]
 pub async fn cancel_ticket(
     state: web::Data<AppState>,
     caller: Caller,

@@ -1,7 +1,9 @@
+use actix_web::{get, patch, post};
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{nullable, Checks, JsonBody, Path, Query};
 use crate::auth::{password, Caller};
@@ -13,9 +15,8 @@ use crate::domain::user::{parse_display_name, Role, Username};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/users").route(web::post().to(create_user)).route(web::get().to(list_users)))
-        .service(web::resource("/users/{id}").route(web::get().to(get_user)).route(web::patch().to(update_user)));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(create_user).service(list_users).service(get_user).service(update_user);
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -125,8 +126,6 @@ fn check_sites(conn: &mut DbConn, role: Role, site_ids: &[String]) -> Result<(),
 
 /// Create a user. Admins only.
 #[utoipa::path(
-    post,
-    path = "/api/v1/users",
     tag = "admin",
     security(("bearer" = [])),
     request_body = NewUser,
@@ -137,6 +136,7 @@ fn check_sites(conn: &mut DbConn, role: Role, site_ids: &[String]) -> Result<(),
         (status = 422, body = crate::error::Problem),
     )
 )]
+#[post("/users")]
 pub async fn create_user(
     state: web::Data<AppState>,
     caller: Caller,
@@ -186,13 +186,12 @@ pub async fn create_user(
 
 /// Users: all for admins; the users of one's sites for dispatchers and supervisors.
 #[utoipa::path(
-    get,
-    path = "/api/v1/users",
     tag = "admin",
     security(("bearer" = [])),
     params(UserFilter),
     responses((status = 200, body = UserList), (status = 403, body = crate::error::Problem))
 )]
+#[get("/users")]
 pub async fn list_users(
     state: web::Data<AppState>,
     caller: Caller,
@@ -241,13 +240,12 @@ async fn visible_user(state: &AppState, caller: &Caller, id: String) -> ApiResul
 
 /// One user.
 #[utoipa::path(
-    get,
-    path = "/api/v1/users/{id}",
     tag = "admin",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "user id")),
     responses((status = 200, body = UserView), (status = 404, body = crate::error::Problem))
 )]
+#[get("/users/{id}")]
 pub async fn get_user(state: web::Data<AppState>, caller: Caller, id: Path<String>) -> ApiResult<HttpResponse> {
     let record = visible_user(&state, &caller, id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(UserView::from(record)))
@@ -259,8 +257,6 @@ pub async fn get_user(state: web::Data<AppState>, caller: Caller, id: Path<Strin
 /// they held there (all of them unless moved): each goes back to the pool with an `unassigned`
 /// event naming the reason, and the desk gets a `technician_removed` escalation.
 #[utoipa::path(
-    patch,
-    path = "/api/v1/users/{id}",
     tag = "admin",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "user id")),
@@ -272,6 +268,7 @@ pub async fn get_user(state: web::Data<AppState>, caller: Caller, id: Path<Strin
         (status = 422, body = crate::error::Problem),
     )
 )]
+#[patch("/users/{id}")]
 pub async fn update_user(
     state: web::Data<AppState>,
     caller: Caller,

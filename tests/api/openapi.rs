@@ -161,3 +161,38 @@ fn the_spec_lists_every_status_of_the_domain() {
     assert_eq!(listed("QuoteStatus"), quote_statuses);
     assert_eq!(schemas["TicketView"]["properties"]["status"]["$ref"], "#/components/schemas/Status");
 }
+
+/// What is served is what is documented: every documented operation reaches its handler (none
+/// answers "route not found" or 405), and every other method on a documented path answers 405
+/// with exactly the documented methods in `Allow`.
+#[tokio::test]
+async fn the_router_serves_exactly_the_documented_operations() {
+    let app = spawn_app().await;
+    let spec: Value = serde_json::from_str(&repairdesk::routes::openapi::spec_json()).unwrap();
+    let all = [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
+    let mut operations = 0;
+    for (template, item) in spec["paths"].as_object().unwrap() {
+        let path = template.replace("{id}", "no-such-id").replace("{line_id}", "no-such-line");
+        assert!(!path.contains('{'), "{template}: a path parameter this test does not fill");
+        let documented: Vec<&Method> = all.iter().filter(|m| item.get(m.as_str().to_lowercase()).is_some()).collect();
+        for method in &all {
+            // a token-less request: stopped by auth or by the handler, never by the router
+            let res = app.request(method.clone(), &path, None, None).await;
+            let status = res.status().as_u16();
+            let allow = res.headers().get("allow").map(|v| v.to_str().unwrap().to_owned());
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            if documented.contains(&method) {
+                operations += 1;
+                assert_ne!(status, 405, "{method} {template} is documented but refused: {body}");
+                assert_ne!(body["detail"], "route not found", "{method} {template} is documented but not served");
+            } else {
+                assert_eq!(status, 405, "{method} {template} is not documented but answered {status}: {body}");
+                let expected: Vec<&str> = documented.iter().map(|m| m.as_str()).collect();
+                assert_eq!(allow.as_deref(), Some(expected.join(", ").as_str()), "{template}");
+            }
+        }
+    }
+    assert!(operations >= 47, "only {operations} operations documented");
+    let res = app.request(Method::GET, "/api/v1/tickets/x/nothing-here", None, None).await;
+    assert_problem(res, 404, "not_found").await;
+}
