@@ -151,7 +151,7 @@ pub struct Resent {
 )]
 pub async fn resend_code(state: web::Data<AppState>, caller: Caller, id: Path<String>) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Admin, Role::Dispatcher, Role::Supervisor])?;
-    let (key, policy, id) = (state.code_key.clone(), state.settings.sms_policy.clone(), id.into_inner());
+    let (key, policy, id) = (state.code_key.clone(), state.sms_policy.clone(), id.into_inner());
     let outcome = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller.clone())?;
         let t = actable(conn, &viewer, &id)?;
@@ -315,7 +315,7 @@ pub async fn propose_quote(
         return Err(ApiError::field("amount_cents", "must be 1 to 100000000"));
     }
     let note = text("note", note.as_deref(), 500, false)?;
-    let (key, policy, id) = (state.code_key.clone(), state.settings.sms_policy.clone(), id.into_inner());
+    let (key, policy, id) = (state.code_key.clone(), state.sms_policy.clone(), id.into_inner());
     let view = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller.clone())?;
         let t = actable(conn, &viewer, &id)?;

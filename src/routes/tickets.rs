@@ -55,7 +55,7 @@ pub async fn create_ticket(
     let create_key = req.headers().get(crate::idempotency::HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let now = db::now();
     let new = body.0.validate(now.and_utc()).map_err(ApiError::validation)?;
-    let (code_key, policy) = (state.code_key.clone(), state.settings.sms_policy.clone());
+    let (code_key, policy) = (state.code_key.clone(), state.sms_policy.clone());
     let view = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller.clone())?;
         if let Some(key) = &create_key {
