@@ -1,14 +1,18 @@
 """What the fault scripts share: HTTP calls, a server process, a fresh database with a site and
-its users, an SMS gateway stub, and latency figures. Standard library only, plus psql for
-PostgreSQL. The scripts put their own folder on sys.path and import this module.
+its users, an SMS gateway stub, latency figures, and how a run ends (`run`: PASS or FAIL last,
+also when the run itself breaks). Standard library only, plus psql for PostgreSQL. The scripts put
+their own folder on sys.path and import this module.
 """
 import hashlib
 import hmac
 import json
 import os
+import socket
 import subprocess
+import sys
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.request
 import uuid
@@ -17,6 +21,71 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # One HTTP exchange. status is None when no answer came; body is then the error's text.
 Reply = namedtuple("Reply", "status content_type body seconds")
+
+
+class Broken(Exception):
+    """The run could not go on (no binary, a server that does not start, an answer not as
+    expected): reported as a problem and FAIL, not as a traceback."""
+
+
+def default_binary():
+    """The debug build `cargo build` makes, in $CARGO_TARGET_DIR when set."""
+    return os.path.join(os.environ.get("CARGO_TARGET_DIR") or "target", "debug", "repairdesk")
+
+
+def free_port():
+    """A port nothing listens on now, so runs beside other servers (or another run) never meet."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def where(e):
+    """`file:line in function` of the innermost frame of exception `e`."""
+    frames = traceback.extract_tb(e.__traceback__)
+    if not frames:
+        return "?"
+    f = frames[-1]
+    return f"{os.path.basename(f.filename)}:{f.lineno} in {f.name}"
+
+
+def broke(e):
+    """One line saying why and where the run broke."""
+    if isinstance(e, Broken):
+        return str(e)
+    if isinstance(e, subprocess.CalledProcessError):
+        err = (e.stderr or "").strip() if isinstance(e.stderr, str) else ""
+        return f"{' '.join(map(str, e.cmd))} exited with {e.returncode}" + (f": {err[:300]}" if err else "")
+    return f"{type(e).__name__}: {str(e)[:300]} at {where(e)}"
+
+
+def run(main):
+    """Runs a script's `main()`, which returns its exit status, and exits with it. When the run
+    itself breaks, the last lines say why and FAIL (exit status 1); FAULT_TRACEBACK=1 adds the
+    traceback."""
+    try:
+        status = main()
+    except KeyboardInterrupt:
+        print("problem: interrupted")
+        status = verdict(["interrupted"])
+    except Exception as e:
+        if os.environ.get("FAULT_TRACEBACK") == "1":
+            traceback.print_exc()
+        status = verdict([f"the run broke: {broke(e)}"])
+    sys.stdout.flush()
+    sys.exit(status)
+
+
+def guarded(work, problems, lock):
+    """`work` for a thread: an exception in it becomes a problem (and the thread ends), not a
+    traceback from a silently dead thread."""
+    def go(*args):
+        try:
+            work(*args)
+        except Exception as e:
+            with lock:
+                problems.append(f"{work.__name__} broke: {broke(e)}")
+    return go
 
 
 def _decode(raw):
@@ -48,10 +117,14 @@ def call(base, method, path, token=None, body=None, headers=None, timeout=5):
 
 
 class Server:
-    """One repairdesk process on 127.0.0.1:`port`, logging to `workdir`/`log_name`."""
+    """One repairdesk process on 127.0.0.1:`port` (a free one when None), logging to
+    `workdir`/`log_name`."""
 
     def __init__(self, binary, port, env, workdir, log_name="server.log"):
+        if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+            raise Broken(f"no server binary at {binary}: run `cargo build` first, or pass --binary")
         self.binary = binary
+        port = port or free_port()
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
         self.env = dict(os.environ, REPAIRDESK_ADDR=f"127.0.0.1:{port}", **env)
@@ -67,12 +140,13 @@ class Server:
 
     def wait_healthy(self, attempts=100):
         for _ in range(attempts):
-            if self.request("GET", "/healthz").status == 200:
-                return self.proc
+            # ours must still run: a 200 from whatever else listens on the port would not count
             if self.proc.poll() is not None:
-                raise SystemExit(f"server on port {self.port} exited with {self.proc.returncode}; see {self.log_path}")
+                raise Broken(f"server on port {self.port} exited with {self.proc.returncode}; see {self.log_path}")
+            if self.request("GET", "/healthz").status == 200 and self.proc.poll() is None:
+                return self.proc
             time.sleep(0.1)
-        raise SystemExit(f"server on port {self.port} did not start; see {self.log_path}")
+        raise Broken(f"server on port {self.port} did not answer /healthz within {attempts / 10:g} s; see {self.log_path}")
 
     def start(self, attempts=100):
         """Starts the process and waits until /healthz answers 200."""
@@ -93,8 +167,15 @@ class Server:
 
     def login(self, username, password):
         r = self.request("POST", "/api/v1/auth/login", body={"username": username, "password": password})
-        assert r.status == 200, (r.status, r.body)
+        expect(r, 200, f"login of {username}")
         return r.body["access_token"]
+
+
+def expect(r, status, what):
+    """`r` answered `status` with a JSON object, or the run is Broken."""
+    if r.status != status or not isinstance(r.body, dict):
+        raise Broken(f"{what} answered {r.status} {str(r.body)[:300]}, not {status}")
+    return r.body
 
 
 class Database:
@@ -109,8 +190,15 @@ class Database:
             self.path = os.path.join(workdir, "rd.db")
             self.url = f"sqlite://{self.path}"
         else:
-            self.pg_db = f"{prefix}_{uuid.uuid4().hex[:12]}"
-            subprocess.run(["psql", f"{pg}/postgres", "-qc", f"CREATE DATABASE {self.pg_db}"], check=True)
+            name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+            try:
+                subprocess.run(["psql", f"{pg}/postgres", "-Xqc", f"CREATE DATABASE {name}"],
+                               check=True, capture_output=True, text=True)
+            except FileNotFoundError:
+                raise Broken("psql is not installed: the PostgreSQL runs need it") from None
+            except subprocess.CalledProcessError as e:
+                raise Broken(f"cannot create a database on {pg}: {e.stderr.strip()[:300]}") from None
+            self.pg_db = name
             self.url = f"{pg}/{self.pg_db}"
 
     def query(self, sql):
@@ -128,14 +216,16 @@ class Database:
 
     def drop(self):
         if self.pg_db:
-            subprocess.run(["psql", f"{self.pg}/postgres", "-qc", f"DROP DATABASE IF EXISTS {self.pg_db} WITH (FORCE)"])
+            done = subprocess.run(["psql", f"{self.pg}/postgres", "-Xqc", f"DROP DATABASE IF EXISTS {self.pg_db} WITH (FORCE)"],
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                print(f"note: database {self.pg_db} was not dropped: {done.stderr.strip()[:200]}")
             self.pg_db = None
 
 
 def create_site(server, admin_token, code, name):
     r = server.request("POST", "/api/v1/sites", admin_token, {"code": code, "name": name, "timezone": "Asia/Shanghai"})
-    assert r.status == 201, (r.status, r.body)
-    return r.body
+    return expect(r, 201, f"creating site {code}")
 
 
 def create_user(server, admin_token, username, password, role, site_ids, trades=None):
@@ -143,8 +233,7 @@ def create_user(server, admin_token, username, password, role, site_ids, trades=
     if trades is not None:
         body["trades"] = trades
     r = server.request("POST", "/api/v1/users", admin_token, body)
-    assert r.status == 201, (r.status, r.body)
-    return r.body
+    return expect(r, 201, f"creating user {username}")
 
 
 def verdict(problems):
@@ -168,7 +257,7 @@ def percentiles(seconds):
 
 
 class SmsGateway:
-    """A webhook SMS gateway on 127.0.0.1:`port` that checks the X-Repairdesk-Signature HMAC and
+    """A webhook SMS gateway on 127.0.0.1:`port` (a free one when None) that checks the X-Repairdesk-Signature HMAC and
     answers according to `mode`:
       ok    2xx: the message is accepted (counted in `accepted`);
       429   429 with Retry-After;  500  500;
@@ -181,10 +270,10 @@ class SmsGateway:
     MODES = ("ok", "down", "slow", "429", "500")
 
     def __init__(self, port, secret, slow_secs=2.5):
-        self.port = port
+        self.port = port or free_port()
         self.secret = secret.encode()
         self.slow_secs = slow_secs
-        self.url = f"http://127.0.0.1:{port}/sms"
+        self.url = f"http://127.0.0.1:{self.port}/sms"
         self.lock = threading.Lock()
         self.mode = "ok"
         self.received = Counter()   # message id -> requests with a good signature

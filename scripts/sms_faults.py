@@ -5,9 +5,9 @@ it is back.
 
 Usage: scripts/sms_faults.py [--engine sqlite|postgres] [--binary target/debug/repairdesk]
                              [--pg postgres://postgres@127.0.0.1:5432] [--phase-secs 5]
-                             [--p99-ms 500]
+                             [--p99-ms 500] [--quick]
 
-The server sends SMS through the webhook provider to a gateway stub in this script (port 18301),
+The server sends SMS through the webhook provider to a gateway stub in this script (a free port),
 which checks the HMAC signature and counts, per message id, the requests it received and those it
 answered 2xx ("accepted": the only answer that counts as a delivery). The server runs with
 REPAIRDESK_SMS_TIMEOUT_SECS=1, REPAIRDESK_OUTBOX_INTERVAL_MS=200, REPAIRDESK_SMS_RETRY_BASE_MS=200.
@@ -26,7 +26,9 @@ Checks: in every phase no 5xx, no unanswered request, p99 of all requests under 
 generous for a debug build: the requests never wait on the gateway, whose attempts take up to
 the 1 s timeout); every outbox row is sent and was accepted by the stub exactly once, or is
 superseded and was never accepted, and the stub accepted nothing else; outbox rows = SMS-causing requests answered 2xx; no bad signature; no
-sms_failed escalation. Exits 0 when all hold; the last line is PASS or FAIL.
+sms_failed escalation. Exits 0 when all hold; the last line is PASS or FAIL, also when the run
+itself breaks. --quick (CI) is --phase-secs 2, about 20 s on a debug build. The binary defaults to
+$CARGO_TARGET_DIR/debug/repairdesk (target/ when unset).
 """
 import argparse
 import os
@@ -37,10 +39,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Database, Server, SmsGateway, create_site, create_user, percentiles, verdict  # noqa: E402
+from harness import (Database, Server, SmsGateway, create_site, create_user, default_binary, guarded,  # noqa: E402
+                     percentiles, run, verdict)
 
-PORT = 18300
-GATEWAY_PORT = 18301
 SECRET = "sms-faults-webhook-secret"
 ADMIN_PASSWORD = "sms-faults-admin"
 TIMEOUT_SECS = 1
@@ -51,16 +52,31 @@ PHASES = ["ok", "down", "slow", "429", "500"]
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--engine", default="sqlite", choices=["sqlite", "postgres"])
-    ap.add_argument("--binary", default="target/debug/repairdesk")
+    ap.add_argument("--binary", default=default_binary())
     ap.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
-    ap.add_argument("--phase-secs", type=float, default=5.0)
+    ap.add_argument("--phase-secs", type=float, help="length of each gateway phase (5; --quick 2)")
     ap.add_argument("--p99-ms", type=float, default=500.0)
+    ap.add_argument("--quick", action="store_true", help="the short form CI runs")
     args = ap.parse_args()
+    args.phase_secs = args.phase_secs or (2.0 if args.quick else 5.0)
 
     workdir = tempfile.mkdtemp(prefix="rd-smsfaults-")
-    gateway = SmsGateway(GATEWAY_PORT, SECRET, slow_secs=TIMEOUT_SECS + 1.5)
-    db = Database(args.engine, workdir, args.pg, prefix="rd_smsfaults")
-    server = Server(args.binary, PORT, {
+    gateway = db = None
+    problems = []
+    lock = threading.Lock()
+    try:
+        gateway = SmsGateway(None, SECRET, slow_secs=TIMEOUT_SECS + 1.5)
+        db = Database(args.engine, workdir, args.pg, prefix="rd_smsfaults")
+        return run_phases(args, workdir, gateway, db, problems, lock)
+    finally:
+        if gateway:
+            gateway.close()
+        if db:
+            db.drop()
+
+
+def run_phases(args, workdir, gateway, db, problems, lock):
+    server = Server(args.binary, None, {
         "DATABASE_URL": db.url, "REPAIRDESK_ADMIN_PASSWORD": ADMIN_PASSWORD, "RUST_LOG": "warn",
         "REPAIRDESK_SMS_PROVIDER": "webhook", "REPAIRDESK_SMS_WEBHOOK_URL": gateway.url,
         "REPAIRDESK_SMS_WEBHOOK_SECRET": SECRET, "REPAIRDESK_SMS_TIMEOUT_SECS": str(TIMEOUT_SECS),
@@ -68,7 +84,6 @@ def main():
         # one resend per ticket, a second after its first code; technicians may hold many tickets
         "REPAIRDESK_SMS_CODE_INTERVAL_SECS": "1", "REPAIRDESK_MAX_ACTIVE_TICKETS": "100000",
     }, workdir)
-    problems = []
     try:
         server.start()
         admin = server.login("admin", ADMIN_PASSWORD)
@@ -84,7 +99,6 @@ def main():
         sms_requests = [0]   # SMS-causing requests answered 2xx, all phases
         created = []         # (monotonic time, ticket id), for resends
         resent = set()
-        lock = threading.Lock()
 
         def outbox_counts():
             rows = db.query("SELECT status, COUNT(*) FROM sms_outbox GROUP BY status")
@@ -136,7 +150,7 @@ def main():
                 while not stop.is_set():
                     r = server.request("GET", "/api/v1/pool", token)
                     record("other", r)
-                    items = r.body.get("items", []) if r.status == 200 else []
+                    items = r.body.get("items", []) if r.status == 200 and isinstance(r.body, dict) else []
                     if items:
                         tid = random.choice(items[:5])["id"]
                         record("other", server.request("POST", f"/api/v1/tickets/{tid}/claim", token, {}))
@@ -153,14 +167,17 @@ def main():
             attempts_before = outbox_attempts()
             received_before = sum(gateway.snapshot()[0].values())
             gateway.set_mode(mode)
-            threads = [threading.Thread(target=desk_loop), threading.Thread(target=reader_loop)]
-            threads += [threading.Thread(target=tech_loop, args=(t,)) for t in techs]
-            for t in threads:
-                t.start()
-            time.sleep(args.phase_secs)
-            stop.set()
-            for t in threads:
-                t.join()
+            threads = [threading.Thread(target=guarded(desk_loop, problems, lock)),
+                       threading.Thread(target=guarded(reader_loop, problems, lock))]
+            threads += [threading.Thread(target=guarded(tech_loop, problems, lock), args=(t,)) for t in techs]
+            try:
+                for t in threads:
+                    t.start()
+                time.sleep(args.phase_secs)
+            finally:
+                stop.set()
+                for t in threads:
+                    t.join()
             sms_requests[0] += queued[0]
             after = outbox_counts()
             attempts_in_mode = outbox_attempts() - attempts_before
@@ -232,7 +249,7 @@ def main():
         if gateway.bad_signatures:
             problems.append(f"{gateway.bad_signatures} requests with a bad signature")
         r = server.request("GET", "/api/v1/escalations", desk)
-        failed = [e for e in r.body["items"] if e["kind"] == "sms_failed"] if r.status == 200 else None
+        failed = [e for e in r.body["items"] if e["kind"] == "sms_failed"] if r.status == 200 and isinstance(r.body, dict) else None
         if failed is None or failed:
             problems.append(f"sms_failed escalations: {failed if failed is not None else r}")
         if not server.alive():
@@ -254,9 +271,7 @@ def main():
         return verdict(problems)
     finally:
         server.kill()
-        gateway.close()
-        db.drop()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

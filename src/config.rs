@@ -1,16 +1,16 @@
-//! Typed settings from the environment. Secrets are wrapped so they never reach a log line.
+//! Typed settings from the environment, read and checked once at start: plain values (numbers,
+//! durations, strings, secrets). This module depends on nothing else in the crate; the modules
+//! that use a setting build their own types from it (`notify::SmsPolicy::from`,
+//! `jobs::outbox::Delivery::from`, `sms::build_provider`, the dispatch `Clock` in `state`).
+
+pub mod sms;
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use chrono::Duration;
 
-use crate::db::DatabaseUrl;
-use crate::domain::messages::Templates;
-use crate::domain::ticket::Clock;
-use crate::jobs::outbox::Delivery;
-use crate::notify::SmsPolicy;
-pub use crate::secret::Secret;
-use crate::sms::SmsSettings;
+pub use sms::{ProviderSettings, SmsSettings};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -23,16 +23,16 @@ pub struct Settings {
     pub access_token_ttl_secs: i64,
     pub refresh_token_ttl_secs: i64,
     pub db_pool_size: u32,
-    /// The dispatch clock: service levels and how often they are checked.
-    pub clock: Clock,
+    /// The dispatch clock's service levels; `scan_interval_secs` is how often they are checked.
+    pub clock: ClockSettings,
     pub scan_interval_secs: u64,
     /// Tickets a technician may hold at once (assigned, on site, on hold).
     pub max_active_tickets: i64,
     pub sse_heartbeat_secs: u64,
     /// Caps against SMS pumping, and the message texts.
-    pub sms_policy: SmsPolicy,
+    pub sms_policy: SmsPolicySettings,
     /// How the outbox retries and when it gives up.
-    pub sms_delivery: Delivery,
+    pub sms_delivery: DeliverySettings,
     /// Which gateway sends SMS, and its credentials.
     pub sms: SmsSettings,
     /// HTTP worker threads; defaults to the number of cores.
@@ -40,6 +40,87 @@ pub struct Settings {
     pub log_json: bool,
     /// Testing only: fail pushes at this operation number, this many times (off when `None`).
     pub fault_push_op: Option<(i64, u32)>,
+}
+
+/// Where the data lives, parsed from `DATABASE_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("DATABASE_URL sqlite:// needs a file path, e.g. sqlite://./data/repairdesk.db".into());
+            }
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(url.to_owned()));
+        }
+        Err(format!(
+            "DATABASE_URL must start with sqlite:// or postgres://, got {:?}",
+            url.split("://").next().unwrap_or_default()
+        ))
+    }
+
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// How long the dispatch clock lets each step take before it escalates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockSettings {
+    pub claim_timeout: Duration,
+    pub arrival: Duration,
+    pub emergency_arrival: Duration,
+    pub stalled_after: Duration,
+}
+
+/// Caps against SMS pumping, and the texts sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsPolicySettings {
+    pub per_phone_daily: i64,
+    pub daily_budget: i64,
+    pub codes_per_hour: i64,
+    pub code_interval_secs: i64,
+    /// The door code text; `None` keeps the built-in one.
+    pub arrival_code_template: Option<String>,
+    /// The quote text; `None` keeps the built-in one.
+    pub quote_code_template: Option<String>,
+}
+
+/// How the SMS outbox retries and when it gives up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliverySettings {
+    pub every: std::time::Duration,
+    pub retry_base: std::time::Duration,
+    pub give_up_after: Duration,
+}
+
+/// A value that prints as `[redacted]`, so secrets never reach a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/repairdesk.db";
@@ -89,28 +170,24 @@ impl Settings {
             }
             Ok(v)
         };
-        let clock = Clock {
+        let clock = ClockSettings {
             claim_timeout: Duration::seconds(positive("REPAIRDESK_CLAIM_TIMEOUT_SECS", 300)?),
             arrival: Duration::minutes(positive("REPAIRDESK_ARRIVAL_MINUTES", 20)?),
             emergency_arrival: Duration::minutes(positive("REPAIRDESK_EMERGENCY_ARRIVAL_MINUTES", 10)?),
             stalled_after: Duration::seconds(positive("REPAIRDESK_STALLED_SECS", 2 * 3600)?),
         };
-        let defaults = Templates::default();
-        let sms_policy = SmsPolicy {
+        let sms_policy = SmsPolicySettings {
             per_phone_daily: positive("REPAIRDESK_SMS_DAILY_PER_PHONE", 10)?,
             daily_budget: positive("REPAIRDESK_SMS_DAILY_BUDGET", 5000)?,
             codes_per_hour: positive("REPAIRDESK_SMS_CODES_PER_HOUR", 3)?,
             code_interval_secs: positive("REPAIRDESK_SMS_CODE_INTERVAL_SECS", 60)?,
-            templates: Templates {
-                arrival_code: get("REPAIRDESK_SMS_TEMPLATE_ARRIVAL_CODE").unwrap_or(defaults.arrival_code),
-                quote_code: get("REPAIRDESK_SMS_TEMPLATE_QUOTE_CODE").unwrap_or(defaults.quote_code),
-            },
+            arrival_code_template: get("REPAIRDESK_SMS_TEMPLATE_ARRIVAL_CODE"),
+            quote_code_template: get("REPAIRDESK_SMS_TEMPLATE_QUOTE_CODE"),
         };
-        let sms_delivery = Delivery {
+        let sms_delivery = DeliverySettings {
             every: std::time::Duration::from_millis(positive("REPAIRDESK_OUTBOX_INTERVAL_MS", 1000)? as u64),
             retry_base: std::time::Duration::from_millis(positive("REPAIRDESK_SMS_RETRY_BASE_MS", 5000)? as u64),
             give_up_after: Duration::seconds(positive("REPAIRDESK_SMS_GIVE_UP_SECS", 24 * 3600)?),
-            ..Delivery::default()
         };
         let sms = SmsSettings::from_lookup(|name| get(name))?;
         let fault_push_op = match get("REPAIRDESK_FAULT_PUSH_OP") {
@@ -175,6 +252,19 @@ mod tests {
         assert!(settings(&[("REPAIRDESK_JWT_SECRET", "short")]).unwrap_err().contains("32 bytes"));
         assert!(settings(&[("REPAIRDESK_ACCESS_TOKEN_TTL_SECS", "3600")]).is_err());
         assert!(settings(&[("REPAIRDESK_TRUSTED_PROXIES", "nope")]).is_err());
+    }
+
+    #[test]
+    fn urls_pick_the_engine_and_refuse_the_rest() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://./data/x.db").unwrap(),
+            DatabaseUrl::Sqlite(PathBuf::from("./data/x.db"))
+        );
+        assert!(matches!(DatabaseUrl::parse("postgres://u@h/db"), Ok(DatabaseUrl::Postgres(_))));
+        assert!(matches!(DatabaseUrl::parse("postgresql://u@h/db"), Ok(DatabaseUrl::Postgres(_))));
+        assert!(DatabaseUrl::parse("mysql://u@h/db").is_err());
+        assert!(DatabaseUrl::parse("./x.db").is_err());
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
     }
 
     #[test]

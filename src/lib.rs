@@ -10,7 +10,6 @@ pub mod idempotency;
 pub mod jobs;
 pub mod notify;
 pub mod routes;
-pub mod secret;
 pub mod sms;
 pub mod startup;
 pub mod state;

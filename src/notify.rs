@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{Duration, NaiveDateTime};
 use serde_json::json;
 
+use crate::config::SmsPolicySettings;
 use crate::db::{self, outbox::OutboxRow, tickets::TicketRow, DbConn};
 use crate::domain::code::{self, Purpose};
 use crate::domain::messages::{render, Templates};
@@ -41,6 +42,22 @@ impl Default for SmsPolicy {
             codes_per_hour: 3,
             code_interval_secs: 60,
             templates: Templates::default(),
+        }
+    }
+}
+
+impl From<&SmsPolicySettings> for SmsPolicy {
+    fn from(s: &SmsPolicySettings) -> Self {
+        let defaults = Templates::default();
+        Self {
+            per_phone_daily: s.per_phone_daily,
+            daily_budget: s.daily_budget,
+            codes_per_hour: s.codes_per_hour,
+            code_interval_secs: s.code_interval_secs,
+            templates: Templates {
+                arrival_code: s.arrival_code_template.clone().unwrap_or(defaults.arrival_code),
+                quote_code: s.quote_code_template.clone().unwrap_or(defaults.quote_code),
+            },
         }
     }
 }

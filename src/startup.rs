@@ -11,7 +11,7 @@ use anyhow::Context;
 
 use crate::auth::password::{self, Hasher};
 use crate::auth::tokens::{generate_secret, JwtKeys};
-use crate::config::Settings;
+use crate::config::{ProviderSettings, Settings};
 use crate::db::{self, users::UserRow, Pool};
 use crate::error::{ApiError, ErrorCode};
 use crate::jobs::{self, feed::Feed};
@@ -65,9 +65,10 @@ impl Application {
         let feed = Feed::default();
         feed.spawn_poller(pool.clone(), FEED_POLL, stopping.clone());
         let scan_every = Duration::from_secs(settings.scan_interval_secs);
-        jobs::clock::spawn(pool.clone(), settings.clock, scan_every, stopping.clone());
+        let clock = settings.clock.into();
+        jobs::clock::spawn(pool.clone(), clock, scan_every, stopping.clone());
         let provider = crate::sms::build_provider(&settings.sms).map_err(anyhow::Error::msg)?;
-        if matches!(settings.sms.provider, crate::sms::ProviderSettings::Log) {
+        if matches!(settings.sms.provider, ProviderSettings::Log) {
             tracing::warn!(
                 provider = provider.name(),
                 "REPAIRDESK_SMS_PROVIDER is log (the default): no SMS reaches any resident, door and quote codes \
@@ -76,13 +77,15 @@ impl Application {
         } else {
             tracing::info!(provider = provider.name(), "SMS gateway");
         }
-        jobs::outbox::spawn(pool.clone(), provider, settings.sms_delivery, stopping);
+        jobs::outbox::spawn(pool.clone(), provider, (&settings.sms_delivery).into(), stopping);
         let state = web::Data::new(AppState {
             pool,
             keys: JwtKeys::new(secret.as_bytes()),
             hasher: Hasher::default(),
             feed,
             code_key: code_key.into_bytes(),
+            clock,
+            sms_policy: (&settings.sms_policy).into(),
             faults: settings
                 .fault_push_op
                 .map_or_else(Default::default, |(op_id, times)| crate::db::faults::Faults::push_op(op_id, times)),

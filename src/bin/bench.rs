@@ -511,7 +511,7 @@ fn caller_of(token: &str) -> anyhow::Result<Caller> {
 }
 
 fn bench_ctx() -> anyhow::Result<Ctx> {
-    let clock = Settings::from_lookup(|_| None).map_err(anyhow::Error::msg)?.clock;
+    let clock = Settings::from_lookup(|_| None).map_err(anyhow::Error::msg)?.clock.into();
     Ok(Ctx { code_key: Vec::new(), clock, max_active_tickets: 1_000_000, sms_policy: Default::default() })
 }
 

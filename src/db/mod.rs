@@ -58,7 +58,6 @@ pub mod tokens;
 pub mod types;
 pub mod users;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{NaiveDateTime, Timelike, Utc};
@@ -66,6 +65,8 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
+/// Where the data lives: the parsed `DATABASE_URL` setting.
+pub use crate::config::DatabaseUrl;
 use crate::error::{ApiError, ErrorCode};
 
 #[derive(diesel::MultiConnection)]
@@ -78,38 +79,6 @@ pub type Pool = r2d2::Pool<Manager>;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
-
-/// Where the data lives, parsed from `DATABASE_URL`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DatabaseUrl {
-    Sqlite(PathBuf),
-    Postgres(String),
-}
-
-impl DatabaseUrl {
-    pub fn parse(url: &str) -> Result<Self, String> {
-        if let Some(path) = url.strip_prefix("sqlite://") {
-            if path.is_empty() {
-                return Err("DATABASE_URL sqlite:// needs a file path, e.g. sqlite://./data/repairdesk.db".into());
-            }
-            return Ok(Self::Sqlite(PathBuf::from(path)));
-        }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(Self::Postgres(url.to_owned()));
-        }
-        Err(format!(
-            "DATABASE_URL must start with sqlite:// or postgres://, got {:?}",
-            url.split("://").next().unwrap_or_default()
-        ))
-    }
-
-    pub fn engine(&self) -> &'static str {
-        match self {
-            Self::Sqlite(_) => "sqlite",
-            Self::Postgres(_) => "postgres",
-        }
-    }
-}
 
 /// r2d2 manager that opens the engine named by the URL and sets SQLite's pragmas on every connection.
 #[derive(Debug, Clone)]
@@ -384,19 +353,6 @@ mod tests {
         for odd in ["7F0C1A52-0000-4000-8000-000000000002", "7f0c1a5200004000800000000000000002", "x"] {
             assert_eq!(id_range(&[ids[0].clone(), odd.to_owned()]), None, "{odd}");
         }
-    }
-
-    #[test]
-    fn urls_pick_the_engine_and_refuse_the_rest() {
-        assert_eq!(
-            DatabaseUrl::parse("sqlite://./data/x.db").unwrap(),
-            DatabaseUrl::Sqlite(PathBuf::from("./data/x.db"))
-        );
-        assert!(matches!(DatabaseUrl::parse("postgres://u@h/db"), Ok(DatabaseUrl::Postgres(_))));
-        assert!(matches!(DatabaseUrl::parse("postgresql://u@h/db"), Ok(DatabaseUrl::Postgres(_))));
-        assert!(DatabaseUrl::parse("mysql://u@h/db").is_err());
-        assert!(DatabaseUrl::parse("./x.db").is_err());
-        assert!(DatabaseUrl::parse("sqlite://").is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use chrono::NaiveDateTime;
 use futures_util::StreamExt;
 use serde_json::json;
 
+use crate::config::DeliverySettings;
 use crate::db::{self, outbox::Outcome, Pool};
 use crate::error::ApiError;
 use crate::sms::{OutgoingSms, SendError, SmsProvider};
@@ -34,6 +35,12 @@ impl Default for Delivery {
             give_up_after: chrono::Duration::hours(24),
             lease: chrono::Duration::seconds(60),
         }
+    }
+}
+
+impl From<&DeliverySettings> for Delivery {
+    fn from(s: &DeliverySettings) -> Self {
+        Self { every: s.every, retry_base: s.retry_base, give_up_after: s.give_up_after, ..Self::default() }
     }
 }
 

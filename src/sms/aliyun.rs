@@ -12,28 +12,13 @@ use serde::Deserialize;
 use sha1::Sha1;
 
 use super::{excerpt, is_retryable_status, transport_error, Accepted, OutgoingSms, SendError, SendFuture, SmsProvider};
-use crate::secret::Secret;
+use crate::config::sms::AliyunSettings;
 
-pub const DEFAULT_ENDPOINT: &str = "https://dysmsapi.aliyuncs.com";
-pub const DEFAULT_REGION: &str = "cn-hangzhou";
 const API_VERSION: &str = "2017-05-25";
 const METHOD: &str = "GET";
 
 /// RFC 3986 leaves these alone; everything else, `*` included, is `%XY` (uppercase hex).
 const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
-
-#[derive(Debug, Clone)]
-pub struct AliyunSettings {
-    pub access_key_id: String,
-    pub access_key_secret: Secret,
-    /// The approved signature (签名) shown in front of every message.
-    pub sign_name: String,
-    /// Our template name → Alibaba's approved template code (`SMS_123456`).
-    pub templates: BTreeMap<String, String>,
-    /// Without a trailing slash.
-    pub endpoint: String,
-    pub region: String,
-}
 
 pub struct AliyunProvider {
     settings: AliyunSettings,
@@ -184,6 +169,8 @@ pub fn signature(string_to_sign: &str, access_key_secret: &str) -> Result<String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::sms::{DEFAULT_ALIYUN_ENDPOINT, DEFAULT_ALIYUN_REGION};
+    use crate::config::Secret;
 
     fn params<'a>(pairs: &[(&'a str, &str)]) -> BTreeMap<&'a str, String> {
         pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
@@ -279,8 +266,8 @@ mod tests {
                 access_key_secret: Secret::new("testSecret"),
                 sign_name: "物业报修".into(),
                 templates: BTreeMap::from([("arrival_code".into(), "SMS_1".into())]),
-                endpoint: DEFAULT_ENDPOINT.into(),
-                region: DEFAULT_REGION.into(),
+                endpoint: DEFAULT_ALIYUN_ENDPOINT.into(),
+                region: DEFAULT_ALIYUN_REGION.into(),
             },
             Client::new(),
         );

@@ -4,25 +4,7 @@ use reqwest::Client;
 use serde::Deserialize;
 
 use super::{excerpt, is_retryable_status, transport_error, Accepted, OutgoingSms, SendError, SendFuture, SmsProvider};
-use crate::secret::Secret;
-
-pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
-
-#[derive(Debug, Clone)]
-pub struct TwilioSettings {
-    pub account_sid: String,
-    pub auth_token: Secret,
-    pub sender: TwilioSender,
-    /// Without a trailing slash.
-    pub base_url: String,
-}
-
-/// Who the message comes from: one number of ours, or a Messaging Service that picks one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TwilioSender {
-    From(String),
-    MessagingService(String),
-}
+use crate::config::sms::{TwilioSender, TwilioSettings};
 
 pub struct TwilioProvider {
     settings: TwilioSettings,

@@ -8,16 +8,11 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use super::{excerpt, is_retryable_status, transport_error, Accepted, OutgoingSms, SendError, SendFuture, SmsProvider};
-use crate::secret::Secret;
+use crate::config::sms::WebhookSettings;
+use crate::config::Secret;
 
 /// `sha256=` and the lowercase hex HMAC-SHA256 of the raw body, keyed with the shared secret.
 pub const SIGNATURE_HEADER: &str = "X-Repairdesk-Signature";
-
-#[derive(Debug, Clone)]
-pub struct WebhookSettings {
-    pub url: Url,
-    pub secret: Secret,
-}
 
 pub struct WebhookProvider {
     url: Url,
