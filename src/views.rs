@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::db::{self, escalations::EscalationRow, tickets::TicketRow, DbConn};
+use crate::domain::access::{Reach, TicketFacts};
 use crate::domain::phone::mask_phone;
 use crate::domain::ticket::{QuoteStatus, Status};
 use crate::domain::user::Role;
@@ -296,25 +297,23 @@ impl Viewer {
         t.assignee_id.as_deref() == Some(self.caller.user_id.as_str())
     }
 
-    /// A ticket of the technician's sites and trades: theirs to grab when open.
-    fn in_reach(&self, t: &TicketRow) -> bool {
-        self.sites.contains(&t.site_id) && self.trades.contains(&t.category)
+    /// The facts the access rules (`domain::access`) decide on.
+    pub fn reach(&self) -> Reach<'_> {
+        Reach { user_id: &self.caller.user_id, role: self.caller.role, sites: &self.sites, trades: &self.trades }
     }
 
-    /// Technicians see their own tickets and their pool, of their sites only (moved off a site,
-    /// they see none of its tickets); the desk its sites'; admins all.
+    /// Whether the viewer may see the ticket ([`Reach::can_see`]).
     pub fn can_see(&self, t: &TicketRow) -> bool {
-        match self.caller.role {
-            Role::Admin => true,
-            Role::Dispatcher | Role::Supervisor => self.sites.contains(&t.site_id),
-            Role::Technician => {
-                self.sites.contains(&t.site_id) && (self.holds(t) || (t.status == Status::Open && self.in_reach(t)))
-            }
-        }
+        self.reach().can_see(TicketFacts {
+            site_id: &t.site_id,
+            category: &t.category,
+            status: t.status,
+            assignee_id: t.assignee_id.as_deref(),
+        })
     }
 
     pub fn is_site_desk(&self, site_id: &str) -> bool {
-        self.caller.is_admin() || (self.caller.role.is_desk() && self.sites.iter().any(|s| s == site_id))
+        self.reach().is_site_desk(site_id)
     }
 
     pub fn view(&self, t: TicketRow, extras: &mut Extras) -> TicketView {

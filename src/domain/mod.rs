@@ -1,5 +1,6 @@
 //! The rules of the repair desk as plain functions over plain data: no I/O here.
 
+pub mod access;
 pub mod category;
 pub mod code;
 pub mod material;

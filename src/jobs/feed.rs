@@ -10,6 +10,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::db::{self, events::FeedRow, Pool};
+use crate::domain::access::ChangeFacts;
 
 /// One committed change of a ticket, with what subscribers route on.
 #[derive(Debug, Clone, Serialize)]
@@ -54,6 +55,18 @@ impl Change {
     /// the ticket's holder now may already be someone else.
     pub fn new_assignee(&self) -> Option<&str> {
         self.data.get("technician_id").and_then(Value::as_str)
+    }
+
+    /// The facts the access rules (`domain::access`) decide on.
+    pub fn facts(&self) -> ChangeFacts<'_> {
+        ChangeFacts {
+            site_id: &self.site_id,
+            category: &self.category,
+            from_status: self.from_status.as_deref(),
+            to_status: self.to_status.as_deref(),
+            new_assignee: self.new_assignee(),
+            previous_assignee: self.previous_assignee(),
+        }
     }
 }
 

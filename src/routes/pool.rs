@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::db;
-use crate::domain::ticket::Status;
+use crate::domain::access::PoolEvent;
 use crate::domain::user::Role;
 use crate::error::ApiResult;
 use crate::jobs::feed::{self, Change};
@@ -47,35 +47,6 @@ pub async fn pool(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpR
     })
     .await?;
     Ok(HttpResponse::Ok().json(PoolList { items }))
-}
-
-/// What one user's stream forwards: their id, sites and trades.
-pub struct Subscriber {
-    pub user_id: String,
-    pub sites: Vec<String>,
-    pub trades: Vec<String>,
-}
-
-impl Subscriber {
-    /// The pool event this change is for a technician, if it concerns them.
-    fn pool_event(&self, c: &Change) -> Option<&'static str> {
-        let me = Some(self.user_id.as_str());
-        if c.new_assignee() == me {
-            return Some("ticket_assigned");
-        }
-        if c.previous_assignee() == me {
-            return Some("ticket_lost");
-        }
-        let reach = self.sites.contains(&c.site_id) && self.trades.contains(&c.category);
-        let open = Some(Status::Open.as_str());
-        if reach && c.to_status.as_deref() == open {
-            return Some("pool_added");
-        }
-        if reach && c.from_status.as_deref() == open && c.to_status.is_some() {
-            return Some("pool_removed");
-        }
-        None
-    }
 }
 
 /// Decides the event name a change has on one stream, if any.
@@ -111,7 +82,10 @@ struct StreamState {
 #[get("/pool/stream")]
 pub async fn pool_stream(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Technician])?;
-    event_stream(state, caller, req, |sub| Box::new(move |c| sub.pool_event(c))).await
+    event_stream(state, caller, req, |viewer| {
+        Box::new(move |c| viewer.reach().pool_event(c.facts()).map(PoolEvent::as_str))
+    })
+    .await
 }
 
 /// A live stream of the changes `router` picks for the caller, replaying from `Last-Event-ID`.
@@ -119,15 +93,14 @@ pub async fn event_stream(
     state: web::Data<AppState>,
     caller: Caller,
     req: HttpRequest,
-    router: impl FnOnce(Subscriber) -> Router,
+    router: impl FnOnce(Viewer) -> Router,
 ) -> ApiResult<HttpResponse> {
     let last_event_id =
         req.headers().get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
     // subscribe before reading the backlog, so nothing falls between the two
     let rx = state.feed.subscribe();
-    let user_id = caller.user_id.clone();
     let viewer = db::run(&state.pool, move |conn| Viewer::load(conn, caller)).await?;
-    let route = router(Subscriber { user_id, sites: viewer.sites, trades: viewer.trades });
+    let route = router(viewer);
     let backlog: VecDeque<Change> = match last_event_id {
         Some(after) => feed::since(&state.pool, after, 1000).await?.into_iter().collect(),
         None => VecDeque::new(),

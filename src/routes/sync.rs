@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use super::pool::{event_stream, Subscriber};
+use super::pool::event_stream;
 use super::{parse_json, parse_json_allowing_nul, scrub_nul, Checks, Query, NUL_MESSAGE};
 use crate::auth::Caller;
 use crate::commands::{
@@ -25,7 +25,6 @@ use crate::commands::{
 use crate::db::{self, faults::Faults, sync::OpRow, DbConn};
 use crate::domain::user::Role;
 use crate::error::{ApiError, ApiResult, ErrorCode, FieldError};
-use crate::jobs::feed::Change;
 use crate::state::AppState;
 use crate::views::{ByTicket, TicketEvent, TicketView, Viewer};
 
@@ -779,19 +778,6 @@ pub async fn rejections(
     Ok(HttpResponse::Ok().json(RejectionList { items }))
 }
 
-fn concerns(sub: &Subscriber, role: Role, c: &Change) -> bool {
-    let me = Some(sub.user_id.as_str());
-    match role {
-        Role::Admin => true,
-        Role::Dispatcher | Role::Supervisor => sub.sites.contains(&c.site_id),
-        Role::Technician => {
-            c.new_assignee() == me
-                || c.previous_assignee() == me
-                || (sub.sites.contains(&c.site_id) && sub.trades.contains(&c.category))
-        }
-    }
-}
-
 /// Server-sent `changed` events whenever something the caller can see changes: the phone pulls.
 /// Event ids are sequence numbers; `Last-Event-ID` replays what a reconnecting phone missed.
 #[utoipa::path(
@@ -801,8 +787,10 @@ fn concerns(sub: &Subscriber, role: Role, c: &Change) -> bool {
 )]
 #[get("/sync/stream")]
 pub async fn stream(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    let role = caller.role;
-    event_stream(state, caller, req, move |sub| Box::new(move |c| concerns(&sub, role, c).then_some("changed"))).await
+    event_stream(state, caller, req, |viewer| {
+        Box::new(move |c| viewer.reach().hears_of(c.facts()).then_some("changed"))
+    })
+    .await
 }
 
 #[cfg(test)]
