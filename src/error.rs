@@ -188,7 +188,7 @@ pub struct Problem {
     pub errors: Option<Vec<FieldError>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     pub code: ErrorCode,
     pub detail: String,
