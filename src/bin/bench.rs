@@ -409,7 +409,7 @@ fn insert_technicians(pool: &Pool, site: &str, n: usize) -> anyhow::Result<Vec<(
     let hash = repairdesk::auth::password::hash_now(PASSWORD).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut conn = pool.get()?;
     let at = db::now();
-    let techs = db::write_transaction(&mut conn, |conn| {
+    let techs = db::write_transaction(&mut conn, |conn| -> Result<_, ApiError> {
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
             let row = UserRow {
@@ -444,7 +444,7 @@ fn bulk_tickets(pool: &Pool, site: &str, creator: &str, n: usize) -> anyhow::Res
     while left > 0 {
         let chunk = left.min(500);
         left -= chunk;
-        let made = db::write_transaction(&mut conn, |conn| {
+        let made = db::write_transaction(&mut conn, |conn| -> Result<_, ApiError> {
             let now = db::now();
             let mut made = Vec::with_capacity(chunk);
             let mut events = Vec::with_capacity(chunk);
