@@ -311,30 +311,6 @@ impl ResponseError for ApiError {
     }
 }
 
-impl From<diesel::result::Error> for ApiError {
-    fn from(e: diesel::result::Error) -> Self {
-        use diesel::result::{DatabaseErrorKind, Error};
-        match e {
-            Error::NotFound => Self::not_found("record"),
-            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, info)
-            | Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, info) => {
-                Self::database_unavailable(info.message())
-            }
-            // PostgreSQL broke a deadlock by failing this transaction (40P01), or could not
-            // serialize it (40001): nothing of it stands, and it may run again.
-            Error::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => Self::database_busy(info.message()),
-            Error::DatabaseError(_, ref info) if info.message().contains("deadlock detected") => {
-                Self::database_busy(info.message())
-            }
-            // SQLite answers a writer that waited out busy_timeout with "database is locked".
-            Error::DatabaseError(_, ref info) if info.message().contains("database is locked") => {
-                Self::database_unavailable(info.message())
-            }
-            other => Self::internal(other),
-        }
-    }
-}
-
 pub type ApiResult<T> = Result<T, ApiError>;
 
 /// Collects field errors while a request is checked, so one answer names every bad field.

@@ -26,7 +26,16 @@ const FEED_POLL: Duration = Duration::from_millis(250);
 pub struct Application {
     port: u16,
     server: Server,
+    jobs: jobs::Jobs,
     stop_jobs: tokio::sync::watch::Sender<bool>,
+}
+
+/// Whether the dispatch clock and the SMS outbox run on their timers. Off, a round of either runs
+/// only when called through [`Application::jobs`]: tests run them at a `now` of their choosing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timers {
+    On,
+    Off,
 }
 
 /// Stops a running [`Application`] from outside (tests, signal handling).
@@ -36,6 +45,11 @@ impl Application {
     /// Opens the database, migrates it, makes sure there is a signing key and an admin, and binds
     /// the listener (port 0 picks a free one; see [`Application::port`]).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with(settings, Timers::On).await
+    }
+
+    /// [`Application::build`], with the clock's and the outbox's timers on or off.
+    pub async fn build_with(settings: Settings, timers: Timers) -> anyhow::Result<Self> {
         let pool = open_database(&settings).await?;
         let secret = match &settings.jwt_secret {
             Some(secret) => secret.expose().to_owned(),
@@ -64,9 +78,6 @@ impl Application {
         let (stop_jobs, stopping) = tokio::sync::watch::channel(false);
         let feed = Feed::default();
         feed.spawn_poller(pool.clone(), FEED_POLL, stopping.clone());
-        let scan_every = Duration::from_secs(settings.scan_interval_secs);
-        let clock = settings.clock.into();
-        jobs::clock::spawn(pool.clone(), clock, scan_every, stopping.clone());
         let provider = crate::sms::build_provider(&settings.sms).map_err(anyhow::Error::msg)?;
         if matches!(settings.sms.provider, ProviderSettings::Log) {
             tracing::warn!(
@@ -77,7 +88,17 @@ impl Application {
         } else {
             tracing::info!(provider = provider.name(), "SMS gateway");
         }
-        jobs::outbox::spawn(pool.clone(), provider, (&settings.sms_delivery).into(), stopping);
+        let clock = settings.clock.into();
+        let jobs = jobs::Jobs {
+            pool: pool.clone(),
+            clock,
+            scan_every: Duration::from_secs(settings.scan_interval_secs),
+            provider,
+            delivery: (&settings.sms_delivery).into(),
+        };
+        if timers == Timers::On {
+            jobs.spawn(stopping);
+        }
         let state = web::Data::new(AppState {
             pool,
             keys: JwtKeys::new(secret.as_bytes()),
@@ -112,7 +133,7 @@ impl Application {
         .shutdown_timeout(30)
         .run();
         tracing::info!(port, "listening");
-        Ok(Self { port, server, stop_jobs })
+        Ok(Self { port, server, jobs, stop_jobs })
     }
 
     pub fn port(&self) -> u16 {
@@ -121,6 +142,11 @@ impl Application {
 
     pub fn handle(&self) -> StopHandle {
         self.server.handle()
+    }
+
+    /// This instance's clock and outbox, to run a round of either by hand.
+    pub fn jobs(&self) -> &jobs::Jobs {
+        &self.jobs
     }
 
     /// Serves until SIGTERM or SIGINT (or a [`StopHandle`]), finishes the requests in flight, then

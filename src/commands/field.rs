@@ -18,7 +18,7 @@ use crate::domain::material::{parse_quantity, SuppliedBy};
 use crate::domain::ticket::{Area, HoldReason, Move, Status, Urgency};
 use crate::domain::user::Role;
 use crate::error::{ApiError, Checks, ErrorCode};
-use crate::views::{line_view, Viewer};
+use crate::views::{line_view, TicketView, Viewer};
 
 #[derive(Clone, Deserialize, ToSchema)]
 pub struct ArriveBody {
@@ -181,6 +181,31 @@ pub fn claim(
         }],
     )?;
     Ok(claimed)
+}
+
+/// A claim from the pool as the claim route makes it, on one connection. A ticket someone else
+/// already holds is refused from a plain read, so the losers of a race don't queue for the write
+/// lock behind the winner; only within the viewer's sites (elsewhere the answer stays "not
+/// found"). Winning is still decided only by the conditional update of [`claim`], in a write
+/// transaction that also reads the ticket as the answer shows it.
+pub fn claim_and_view(
+    conn: &mut DbConn,
+    ctx: &Ctx,
+    viewer: &Viewer,
+    id: &str,
+    now: NaiveDateTime,
+) -> Result<TicketView, ApiError> {
+    let me = viewer.caller.user_id.as_str();
+    if let Some(t) = db::tickets::find(conn, id)?.filter(|t| viewer.sites.contains(&t.site_id)) {
+        let refusal = claim_refusal(&t);
+        if refusal.code == ErrorCode::AlreadyClaimed && t.assignee_id.as_deref() != Some(me) {
+            return Err(refusal);
+        }
+    }
+    db::write_transaction(conn, |conn| {
+        let t = claim(conn, ctx, viewer, id, now)?;
+        viewer.view_one(conn, t)
+    })
 }
 
 /// Put an assigned ticket back into the pool: the technician holding it, or the desk.

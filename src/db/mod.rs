@@ -211,19 +211,101 @@ pub fn connect_once(url: &DatabaseUrl) -> anyhow::Result<DbConn> {
     Ok(r2d2::ManageConnection::connect(&Manager { url: url.clone() })?)
 }
 
+/// What a failed statement means for the work that met it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trouble {
+    /// The connection dropped, or (SQLite) a writer waited out `busy_timeout`: try again shortly.
+    Unavailable,
+    /// PostgreSQL broke a deadlock by failing this transaction (40P01), or could not serialize it
+    /// (40001): nothing of it stands, and it may run again.
+    Busy,
+    /// Anything else: the statement itself failed.
+    Other,
+}
+
+impl Trouble {
+    pub fn of(e: &diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind as Kind, Error};
+        let Error::DatabaseError(kind, info) = e else { return Self::Other };
+        match kind {
+            Kind::ClosedConnection | Kind::UnableToSendCommand => Self::Unavailable,
+            Kind::SerializationFailure => Self::Busy,
+            _ if info.message().contains("deadlock detected") => Self::Busy,
+            // SQLite answers a writer that waited out busy_timeout with "database is locked".
+            _ if info.message().contains("database is locked") => Self::Unavailable,
+            _ => Self::Other,
+        }
+    }
+}
+
+// Here rather than in `error`, which would then import `db` back: [`Trouble`] decides for both.
+impl From<diesel::result::Error> for ApiError {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::Error;
+        let message = || match &e {
+            Error::DatabaseError(_, info) => info.message().to_owned(),
+            other => other.to_string(),
+        };
+        if matches!(e, Error::NotFound) {
+            return Self::not_found("record");
+        }
+        match Trouble::of(&e) {
+            Trouble::Unavailable => Self::database_unavailable(message()),
+            Trouble::Busy => Self::database_busy(message()),
+            Trouble::Other => Self::internal(e),
+        }
+    }
+}
+
+/// What database work run here ([`run_with`], [`write_transaction`]) fails with: the HTTP edge's
+/// [`ApiError`], or a background job's own error. A failed statement converts into it.
+pub trait WorkError: From<diesel::result::Error> + std::fmt::Display + Send + 'static {
+    /// No connection could be had from the pool.
+    fn unavailable(cause: &dyn std::fmt::Display) -> Self;
+    /// The thread that ran the work failed.
+    fn crashed(cause: &dyn std::fmt::Display) -> Self;
+    /// A deadlock or serialization failure ([`Trouble::Busy`]): the transaction was undone and may
+    /// run again.
+    fn is_busy(&self) -> bool;
+}
+
+impl WorkError for ApiError {
+    fn unavailable(cause: &dyn std::fmt::Display) -> Self {
+        Self::database_unavailable(cause)
+    }
+
+    fn crashed(cause: &dyn std::fmt::Display) -> Self {
+        Self::internal(cause)
+    }
+
+    fn is_busy(&self) -> bool {
+        self.code == ErrorCode::DatabaseBusy
+    }
+}
+
 /// Runs blocking database work on actix's blocking thread pool, never on the async workers.
 pub async fn run<F, T>(pool: &Pool, work: F) -> Result<T, ApiError>
 where
     F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
     T: Send + 'static,
 {
+    run_with(pool, work).await
+}
+
+/// [`run`] for work with an error of its own (a background job's).
+pub async fn run_with<F, T, E>(pool: &Pool, work: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: WorkError,
+{
     let pool = pool.clone();
     actix_web::web::block(move || {
-        let mut conn = pool.get().map_err(ApiError::database_unavailable)?;
+        let mut conn = pool.get().map_err(|e| E::unavailable(&e))?;
         work(&mut conn)
     })
     .await
-    .map_err(ApiError::internal)?
+    .map_err(|e| E::crashed(&e))?
 }
 
 /// Like [`run`], inside one write transaction (see [`write_transaction`]), which may run `work`
@@ -237,23 +319,24 @@ where
 }
 
 /// How many times [`write_transaction`] runs a transaction that keeps failing with a deadlock or
-/// a serialization failure before it answers `503 database_busy`.
+/// a serialization failure before it gives up (`503 database_busy` at the HTTP edge).
 pub const TRANSACTION_ATTEMPTS: u32 = 4;
 
 /// Runs `work` in a transaction that will write. On SQLite it starts with `BEGIN IMMEDIATE`, taking
 /// the write lock up front: a deferred transaction that read first could not upgrade once another
 /// writer committed (SQLITE_BUSY_SNAPSHOT, which busy_timeout does not wait out).
 ///
-/// A deadlock or serialization failure (`database_busy`) undoes the whole transaction; `work` then
-/// runs again from the start in a new one, after a jittered backoff (about 20, 40, 80 ms), up to
-/// [`TRANSACTION_ATTEMPTS`] times in all. So `work` must hold nothing that its first run used up.
+/// A deadlock or serialization failure ([`WorkError::is_busy`]) undoes the whole transaction;
+/// `work` then runs again from the start in a new one, after a jittered backoff (about 20, 40,
+/// 80 ms), up to [`TRANSACTION_ATTEMPTS`] times in all. So `work` must hold nothing that its first
+/// run used up.
 ///
 /// This process's SQLite writers first queue on [`SQLITE_WRITER`], so each is woken the moment the
 /// one before it has finished.
-pub fn write_transaction<T>(
+pub fn write_transaction<T, E: WorkError>(
     conn: &mut DbConn,
-    mut work: impl FnMut(&mut DbConn) -> Result<T, ApiError>,
-) -> Result<T, ApiError> {
+    mut work: impl FnMut(&mut DbConn) -> Result<T, E>,
+) -> Result<T, E> {
     let mut attempt = 1;
     loop {
         let outcome = {
@@ -261,11 +344,11 @@ pub fn write_transaction<T>(
             transaction_begun_with(conn, "BEGIN IMMEDIATE", "BEGIN", &mut work)
         };
         match outcome {
-            Err(e) if e.code == ErrorCode::DatabaseBusy && attempt < TRANSACTION_ATTEMPTS => {
+            Err(e) if e.is_busy() && attempt < TRANSACTION_ATTEMPTS => {
                 std::thread::sleep(retry_backoff(attempt));
                 attempt += 1;
             }
-            Err(e) if e.code == ErrorCode::DatabaseBusy => {
+            Err(e) if e.is_busy() => {
                 tracing::warn!(attempts = attempt, error = %e, "transaction gave up after conflicts");
                 return Err(e);
             }
@@ -302,12 +385,12 @@ pub fn snapshot<T>(conn: &mut DbConn, work: impl FnOnce(&mut DbConn) -> Result<T
     transaction_begun_with(conn, "BEGIN", "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", work)
 }
 
-fn transaction_begun_with<T>(
+fn transaction_begun_with<T, E: From<diesel::result::Error>>(
     conn: &mut DbConn,
     sqlite_begin: &str,
     postgres_begin: &str,
-    work: impl FnOnce(&mut DbConn) -> Result<T, ApiError>,
-) -> Result<T, ApiError> {
+    work: impl FnOnce(&mut DbConn) -> Result<T, E>,
+) -> Result<T, E> {
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
     match conn {
         DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, sqlite_begin)?,

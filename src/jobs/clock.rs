@@ -6,33 +6,26 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use serde_json::json;
 
+use super::Error;
 use crate::db::{self, tickets::TicketRow, DbConn, Pool};
 use crate::domain::ticket::{Clock, EscalationKind, Status, Urgency};
-use crate::error::ApiError;
 
 /// Scans every `every` on the blocking pool, so requests never wait for it.
 pub fn spawn(pool: Pool, clock: Clock, every: Duration, stopping: super::Stopping) {
     tokio::spawn(async move {
         let mut ticker = super::Ticker::new(every, stopping);
         while ticker.next().await {
-            let pool = pool.clone();
-            let result = tokio::task::spawn_blocking(move || -> Result<usize, ApiError> {
-                let mut conn = pool.get().map_err(ApiError::database_unavailable)?;
-                scan(&mut conn, &clock, db::now())
-            })
-            .await;
-            match result {
-                Ok(Ok(0)) => {}
-                Ok(Ok(n)) => tracing::info!(escalations = n, "clock escalated tickets"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "clock scan failed"),
-                Err(e) => tracing::warn!(error = %e, "clock scan task failed"),
+            match db::run_with(&pool, move |conn| scan(conn, &clock, db::now())).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(escalations = n, "clock escalated tickets"),
+                Err(e) => tracing::warn!(error = %e, "clock scan failed"),
             }
         }
     });
 }
 
 /// One pass of the clock at `now`; returns how many escalations this pass recorded.
-pub fn scan(conn: &mut DbConn, clock: &Clock, now: NaiveDateTime) -> Result<usize, ApiError> {
+pub fn scan(conn: &mut DbConn, clock: &Clock, now: NaiveDateTime) -> Result<usize, Error> {
     let mut recorded = 0;
     for t in db::tickets::unclaimed_since(conn, now - clock.claim_timeout)? {
         recorded += escalate(conn, &t.id, EscalationKind::Unclaimed, now, |t| {
@@ -79,7 +72,7 @@ fn escalate(
     kind: EscalationKind,
     now: NaiveDateTime,
     due: impl Fn(&TicketRow) -> Option<NaiveDateTime>,
-) -> Result<usize, ApiError> {
+) -> Result<usize, Error> {
     db::write_transaction(conn, |conn| {
         // the ticket first, as every writer takes it (the lock order, `db` module doc)
         let Some(t) = db::tickets::find_for_update(conn, ticket_id)? else { return Ok(0) };

@@ -5,11 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use diesel::QueryResult;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::db::{self, events::FeedRow, Pool};
+use super::Error;
+use crate::db::{self, events::FeedRow, DbConn, Pool};
 use crate::domain::access::ChangeFacts;
 
 /// One committed change of a ticket, with what subscribers route on.
@@ -91,14 +93,8 @@ impl Feed {
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let mut last = loop {
-                let pool = pool.clone();
-                match tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
-                    Ok(db::events::last_seq(&mut *pool.get()?)?)
-                })
-                .await
-                {
-                    Ok(Ok(seq)) => break seq,
-                    Ok(Err(e)) => tracing::warn!(error = %e, "change feed cannot start yet"),
+                match db::run_with(&pool, |conn| -> Result<i64, Error> { Ok(db::events::last_seq(conn)?) }).await {
+                    Ok(seq) => break seq,
                     Err(e) => tracing::warn!(error = %e, "change feed cannot start yet"),
                 }
                 tokio::select! {
@@ -108,21 +104,18 @@ impl Feed {
             };
             let mut ticker = super::Ticker::new(every, stopping);
             while ticker.next().await {
-                let pool = pool.clone();
-                let read = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<FeedRow>> {
-                    Ok(db::events::feed_since(&mut *pool.get()?, last, 1000)?)
-                })
-                .await;
-                match read {
-                    Ok(Ok(rows)) => {
+                let read = move |conn: &mut DbConn| -> Result<Vec<FeedRow>, Error> {
+                    Ok(db::events::feed_since(conn, last, 1000)?)
+                };
+                match db::run_with(&pool, read).await {
+                    Ok(rows) => {
                         for row in rows {
                             last = row.seq;
                             // no receivers is fine: nobody is listening on this instance
                             let _ = tx.send(Arc::new(Change::from(row)));
                         }
                     }
-                    Ok(Err(e)) => tracing::warn!(error = %e, "change feed read failed"),
-                    Err(e) => tracing::warn!(error = %e, "change feed task failed"),
+                    Err(e) => tracing::warn!(error = %e, "change feed read failed"),
                 }
             }
         });
@@ -130,7 +123,6 @@ impl Feed {
 }
 
 /// Changes after `after`, for a reconnecting stream (`Last-Event-ID`).
-pub async fn since(pool: &Pool, after: i64, limit: i64) -> Result<Vec<Change>, crate::error::ApiError> {
-    let rows = db::run(pool, move |conn| Ok(db::events::feed_since(conn, after, limit)?)).await?;
-    Ok(rows.into_iter().map(Change::from).collect())
+pub fn since(conn: &mut DbConn, after: i64, limit: i64) -> QueryResult<Vec<Change>> {
+    Ok(db::events::feed_since(conn, after, limit)?.into_iter().map(Change::from).collect())
 }

@@ -1,8 +1,94 @@
-//! Work that runs beside the requests: the dispatch clock and the change feed.
+//! Work that runs beside the requests: the dispatch clock, the SMS outbox and the change feed.
+//!
+//! The clock and the outbox each work in rounds at a given `now`. The server runs a round every
+//! so often ([`Jobs::spawn`]); a test runs one when it wants, at the `now` it wants
+//! ([`Jobs::scan`], [`Jobs::deliver_sms`]), instead of waiting for time to pass.
 
 pub mod clock;
 pub mod feed;
 pub mod outbox;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDateTime, Timelike};
+
+use crate::db::{self, Pool, Trouble};
+use crate::domain::ticket::Clock;
+use crate::sms::SmsProvider;
+use outbox::Delivery;
+
+/// What a round of a background job fails with. Nobody is answered with it: it is logged, and the
+/// next round tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No connection to be had (the database is down or the pool exhausted), or it dropped.
+    #[error("database unavailable: {0}")]
+    DatabaseUnavailable(String),
+    /// A deadlock or serialization failure that the transaction's retries did not get past.
+    #[error("database busy: {0}")]
+    DatabaseBusy(String),
+    /// A statement failed for another reason.
+    #[error("query failed: {0}")]
+    Query(diesel::result::Error),
+    /// The thread running the round's database work failed.
+    #[error("task failed: {0}")]
+    Task(String),
+}
+
+impl From<diesel::result::Error> for Error {
+    fn from(e: diesel::result::Error) -> Self {
+        match Trouble::of(&e) {
+            Trouble::Unavailable => Self::DatabaseUnavailable(e.to_string()),
+            Trouble::Busy => Self::DatabaseBusy(e.to_string()),
+            Trouble::Other => Self::Query(e),
+        }
+    }
+}
+
+impl db::WorkError for Error {
+    fn unavailable(cause: &dyn std::fmt::Display) -> Self {
+        Self::DatabaseUnavailable(cause.to_string())
+    }
+
+    fn crashed(cause: &dyn std::fmt::Display) -> Self {
+        Self::Task(cause.to_string())
+    }
+
+    fn is_busy(&self) -> bool {
+        matches!(self, Self::DatabaseBusy(_))
+    }
+}
+
+/// The dispatch clock and the SMS outbox of one instance, with what they need.
+#[derive(Clone)]
+pub struct Jobs {
+    pub pool: Pool,
+    pub clock: Clock,
+    /// How often the server runs the clock.
+    pub scan_every: Duration,
+    pub provider: Arc<dyn SmsProvider>,
+    pub delivery: Delivery,
+}
+
+impl Jobs {
+    /// Runs the clock and the outbox on their timers until `stopping` says so.
+    pub fn spawn(&self, stopping: Stopping) {
+        clock::spawn(self.pool.clone(), self.clock, self.scan_every, stopping.clone());
+        outbox::spawn(self.pool.clone(), self.provider.clone(), self.delivery, stopping);
+    }
+
+    /// One pass of the clock at `now`; how many escalations it recorded.
+    pub async fn scan(&self, now: NaiveDateTime) -> Result<usize, Error> {
+        let clock = self.clock;
+        db::run_with(&self.pool, move |conn| clock::scan(conn, &clock, now)).await
+    }
+
+    /// One delivery round of the outbox at `now`; how many messages it tried.
+    pub async fn deliver_sms(&self, now: NaiveDateTime) -> Result<usize, Error> {
+        outbox::deliver_due(&self.pool, self.provider.as_ref(), &self.delivery, now).await
+    }
+}
 
 /// Tells background jobs the server has stopped.
 pub type Stopping = tokio::sync::watch::Receiver<bool>;
@@ -10,6 +96,26 @@ pub type Stopping = tokio::sync::watch::Receiver<bool>;
 /// Waits until `stopping` says so (or its sender is gone).
 pub async fn stopped(stopping: &mut Stopping) {
     let _ = stopping.wait_for(|stop| *stop).await;
+}
+
+/// The time during a round that began at `start`: `start` plus what has really passed since, at the
+/// precision the database stores (as [`db::now`]). A round run at a chosen `now` stays consistent.
+#[derive(Debug, Clone, Copy)]
+struct RoundClock {
+    start: NaiveDateTime,
+    began: Instant,
+}
+
+impl RoundClock {
+    fn starting(start: NaiveDateTime) -> Self {
+        Self { start, began: Instant::now() }
+    }
+
+    fn now(&self) -> NaiveDateTime {
+        let passed = chrono::Duration::from_std(self.began.elapsed()).unwrap_or_default();
+        let at = self.start + passed;
+        at.with_nanosecond(at.nanosecond() / 1_000 * 1_000).unwrap_or(at)
+    }
 }
 
 /// Paces a job: each `next()` waits for the next round, or answers false once the server stopped.
@@ -31,5 +137,34 @@ impl Ticker {
             _ = self.interval.tick() => true,
             _ = stopped(&mut self.stopping) => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::result::{DatabaseErrorKind, Error as Diesel};
+
+    use super::*;
+
+    fn failed(kind: DatabaseErrorKind, message: &str) -> Diesel {
+        Diesel::DatabaseError(kind, Box::new(message.to_owned()))
+    }
+
+    #[test]
+    fn a_round_tells_a_database_away_or_busy_from_a_failed_statement() {
+        let deadlock = failed(DatabaseErrorKind::Unknown, "deadlock detected");
+        let serialization = failed(DatabaseErrorKind::SerializationFailure, "could not serialize access");
+        for busy in [deadlock, serialization] {
+            assert!(db::WorkError::is_busy(&Error::from(busy)));
+        }
+        for away in [
+            failed(DatabaseErrorKind::ClosedConnection, "server closed the connection"),
+            failed(DatabaseErrorKind::Unknown, "database is locked"),
+        ] {
+            assert!(matches!(Error::from(away), Error::DatabaseUnavailable(_)));
+        }
+        let broken = Error::from(failed(DatabaseErrorKind::Unknown, "no such column: x"));
+        assert!(matches!(broken, Error::Query(_)), "{broken}");
+        assert_eq!(broken.to_string(), "query failed: no such column: x");
     }
 }

@@ -8,9 +8,9 @@ use chrono::NaiveDateTime;
 use futures_util::StreamExt;
 use serde_json::json;
 
+use super::{Error, RoundClock};
 use crate::config::DeliverySettings;
 use crate::db::{self, outbox::Outcome, Pool};
-use crate::error::ApiError;
 use crate::sms::{OutgoingSms, SendError, SmsProvider};
 
 #[derive(Debug, Clone, Copy)]
@@ -48,7 +48,7 @@ pub fn spawn(pool: Pool, provider: Arc<dyn SmsProvider>, delivery: Delivery, sto
     tokio::spawn(async move {
         let mut ticker = super::Ticker::new(delivery.every, stopping);
         while ticker.next().await {
-            if let Err(e) = deliver_due(&pool, provider.as_ref(), &delivery).await {
+            if let Err(e) = deliver_due(&pool, provider.as_ref(), &delivery, db::now()).await {
                 tracing::warn!(error = %e, "SMS delivery round failed");
             }
         }
@@ -66,12 +66,18 @@ fn backoff(delivery: &Delivery, attempts: i64) -> chrono::Duration {
 /// Messages one instance sends at once: a slow gateway holds each for up to the timeout.
 const IN_FLIGHT: usize = 8;
 
-/// One round: every due message this instance can lease is sent once, up to [`IN_FLIGHT`] at a
-/// time. Returns how many were tried.
-pub async fn deliver_due(pool: &Pool, provider: &dyn SmsProvider, delivery: &Delivery) -> Result<usize, ApiError> {
-    let ids = db::run(pool, |conn| Ok(db::outbox::due(conn, db::now(), 50)?)).await?;
-    let outcomes: Vec<Result<bool, ApiError>> = futures_util::stream::iter(ids)
-        .map(|id| deliver_one(pool, provider, delivery, id))
+/// One round at `now`: every message due then that this instance can lease is sent once, up to
+/// [`IN_FLIGHT`] at a time. Returns how many were tried.
+pub async fn deliver_due(
+    pool: &Pool,
+    provider: &dyn SmsProvider,
+    delivery: &Delivery,
+    now: NaiveDateTime,
+) -> Result<usize, Error> {
+    let clock = RoundClock::starting(now);
+    let ids = db::run_with(pool, move |conn| -> Result<_, Error> { Ok(db::outbox::due(conn, now, 50)?) }).await?;
+    let outcomes: Vec<Result<bool, Error>> = futures_util::stream::iter(ids)
+        .map(|id| deliver_one(pool, provider, delivery, clock, id))
         .buffer_unordered(IN_FLIGHT)
         .collect()
         .await;
@@ -88,14 +94,15 @@ async fn deliver_one(
     pool: &Pool,
     provider: &dyn SmsProvider,
     delivery: &Delivery,
+    clock: RoundClock,
     id: String,
-) -> Result<bool, ApiError> {
+) -> Result<bool, Error> {
     let token = db::new_id();
     let lease = delivery.lease;
-    let leased = db::run(pool, {
+    let leased = db::run_with(pool, {
         let token = token.clone();
-        move |conn| {
-            let now = db::now();
+        move |conn| -> Result<_, Error> {
+            let now = clock.now();
             let Some(row) = db::outbox::lease(conn, &id, &token, now, now + lease)? else { return Ok(None) };
             if db::outbox::has_newer(conn, &row)? {
                 // a retry or a lost lease of a code that was replaced meanwhile
@@ -115,10 +122,13 @@ async fn deliver_one(
         params: serde_json::from_str(&row.params).unwrap_or_default(),
     };
     let result = provider.send(&message).await;
-    let now = db::now();
+    let now = clock.now();
     let provider_name = provider.name().to_owned();
     let delivery = *delivery;
-    db::transaction(pool, move |conn| settle(conn, &row, &token, &provider_name, &result, &delivery, now)).await?;
+    db::run_with(pool, move |conn| {
+        db::write_transaction(conn, |conn| settle(conn, &row, &token, &provider_name, &result, &delivery, now))
+    })
+    .await?;
     Ok(true)
 }
 
@@ -130,7 +140,7 @@ fn settle(
     result: &Result<crate::sms::Accepted, SendError>,
     delivery: &Delivery,
     now: NaiveDateTime,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let scrubbed = || (Some("{}".to_owned()), Some(format!("[{} delivered or abandoned]", row.template)));
     let (outcome, event) = match result {
         Ok(accepted) => {

@@ -102,7 +102,7 @@ pub async fn event_stream(
     let viewer = db::run(&state.pool, move |conn| Viewer::load(conn, caller)).await?;
     let route = router(viewer);
     let backlog: VecDeque<Change> = match last_event_id {
-        Some(after) => feed::since(&state.pool, after, 1000).await?.into_iter().collect(),
+        Some(after) => db::run(&state.pool, move |conn| Ok(feed::since(conn, after, 1000)?)).await?.into(),
         None => VecDeque::new(),
     };
     let every = Duration::from_secs(state.settings.sse_heartbeat_secs);

@@ -9,11 +9,11 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{JsonBody, Path, Query};
 use crate::auth::Caller;
-use crate::commands::{self, claim_refusal, AssignBody, ReasonBody};
-use crate::db::{self, tickets::TicketFilter, tickets::TicketRow, DbConn};
+use crate::commands::{self, AssignBody, ReasonBody};
+use crate::db::{self, tickets::TicketFilter, tickets::TicketRow};
 use crate::domain::ticket::{Status, TicketForm};
 use crate::domain::user::Role;
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::error::ApiResult;
 use crate::state::AppState;
 use crate::views::{visible, TicketEvent, TicketEventList, TicketList, TicketView, Viewer};
 
@@ -206,34 +206,12 @@ pub async fn ticket_events(state: web::Data<AppState>, caller: Caller, id: Path<
 pub async fn claim_ticket(state: web::Data<AppState>, caller: Caller, id: Path<String>) -> ApiResult<HttpResponse> {
     caller.require(&[Role::Technician])?;
     let (ctx, id) = (state.commands(), id.into_inner());
-    let view = db::run(&state.pool, move |conn| claim_and_view(conn, &ctx, caller, &id)).await?;
-    Ok(HttpResponse::Ok().json(view))
-}
-
-/// A claim as the route makes it, on one connection: the caller's sites and trades, the refusal
-/// from a read, the claim's transaction, and the ticket as the answer shows it.
-pub fn claim_and_view(
-    conn: &mut DbConn,
-    ctx: &commands::Ctx,
-    caller: Caller,
-    id: &str,
-) -> Result<TicketView, ApiError> {
-    let viewer = Viewer::load(conn, caller)?;
-    // A ticket someone else already holds is refused from a plain read, so the losers of a race
-    // don't queue for the write lock behind the winner; only within the caller's sites (elsewhere
-    // the answer stays "not found"). Winning is still decided only by the conditional update
-    // inside the transaction.
-    let me = viewer.caller.user_id.as_str();
-    if let Some(t) = db::tickets::find(conn, id)?.filter(|t| viewer.sites.contains(&t.site_id)) {
-        let refusal = claim_refusal(&t);
-        if refusal.code == ErrorCode::AlreadyClaimed && t.assignee_id.as_deref() != Some(me) {
-            return Err(refusal);
-        }
-    }
-    db::write_transaction(conn, |conn| {
-        let t = commands::claim(conn, ctx, &viewer, id, db::now())?;
-        viewer.view_one(conn, t)
+    let view = db::run(&state.pool, move |conn| {
+        let viewer = Viewer::load(conn, caller)?;
+        commands::claim_and_view(conn, &ctx, &viewer, &id, db::now())
     })
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
 }
 
 /// Put an assigned ticket back into the pool, with a reason: the technician holding it, or the desk.

@@ -2,12 +2,17 @@
 //!
 //! `TEST_DATABASE_URL=postgres://...` runs on PostgreSQL (a fresh database per test, dropped
 //! afterwards); unset, each test gets its own SQLite file in a temporary folder.
+//!
+//! The server's dispatch clock and SMS outbox do not run on their timers: a test runs a round of
+//! either when it wants, at the time it wants ([`TestApp::deliver_sms`], [`TestApp::scan_at`]).
 
 use std::collections::HashMap;
 
+use chrono::NaiveDateTime;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use repairdesk::config::Settings;
-use repairdesk::startup::{Application, StopHandle};
+use repairdesk::jobs::Jobs;
+use repairdesk::startup::{Application, StopHandle, Timers};
 use reqwest::{Client, Method, Response};
 use serde_json::{json, Value};
 
@@ -65,6 +70,8 @@ pub struct TestApp {
     pub address: String,
     pub client: Client,
     pub db_url: String,
+    /// The server's clock and outbox, run by hand.
+    pub jobs: Jobs,
     handle: StopHandle,
     // held so the database outlives the server; shared by a second instance
     #[allow(dead_code)]
@@ -108,14 +115,30 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
 /// Another server on the same database, as a second instance behind a load balancer.
 pub async fn spawn_on(db: std::sync::Arc<TestDb>, extra: &[(&str, &str)]) -> TestApp {
     let db_url = db.url();
-    let app = Application::build(base_settings(&db_url, extra)).await.expect("app builds");
+    let app = Application::build_with(base_settings(&db_url, extra), Timers::Off).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
-    let handle = app.handle();
+    let (handle, jobs) = (app.handle(), app.jobs().clone());
     tokio::spawn(app.run_until_stopped());
-    TestApp { address, client: Client::new(), db_url, handle, db }
+    TestApp { address, client: Client::new(), db_url, jobs, handle, db }
 }
 
 impl TestApp {
+    /// One round of the SMS outbox at `now`, as the server's timer runs it: each message due then
+    /// is handed to the gateway once. How many were.
+    pub async fn deliver_sms_at(&self, now: NaiveDateTime) -> usize {
+        self.jobs.deliver_sms(now).await.expect("a delivery round")
+    }
+
+    /// One round of the SMS outbox now.
+    pub async fn deliver_sms(&self) -> usize {
+        self.deliver_sms_at(repairdesk::db::now()).await
+    }
+
+    /// One pass of the dispatch clock at `now`; how many escalations it recorded.
+    pub async fn scan_at(&self, now: NaiveDateTime) -> usize {
+        self.jobs.scan(now).await.expect("a clock scan")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

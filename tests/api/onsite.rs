@@ -10,16 +10,13 @@ use crate::tickets::{desk_with, ticket_body, Desk};
 /// A 1×1 PNG.
 const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
 
-/// A desk whose SMS go to `gateway` through the webhook provider, delivered and retried quickly.
+/// A desk whose SMS go to `gateway` through the webhook provider, when the test runs the outbox.
 async fn desk_sending_to(gateway: &Stub, extra: &[(&str, &str)]) -> Desk {
     let url = gateway.url("/sms");
     let mut settings = vec![
         ("REPAIRDESK_SMS_PROVIDER", "webhook"),
         ("REPAIRDESK_SMS_WEBHOOK_URL", url.as_str()),
         ("REPAIRDESK_SMS_WEBHOOK_SECRET", WEBHOOK_SECRET),
-        ("REPAIRDESK_OUTBOX_INTERVAL_MS", "100"),
-        ("REPAIRDESK_SMS_RETRY_BASE_MS", "100"),
-        ("REPAIRDESK_SMS_CODE_INTERVAL_SECS", "1"),
         ("REPAIRDESK_SMS_TIMEOUT_SECS", "2"),
     ];
     settings.extend_from_slice(extra);
@@ -36,22 +33,20 @@ fn delivered(gateway: &Stub) -> Vec<Value> {
     gateway.received().iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect()
 }
 
-/// Waits for the `nth` (0-based) message of `template` about ticket `number`; returns its code.
-async fn code_sent(gateway: &Stub, number: &str, template: &str, nth: usize) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
-    loop {
-        let mut ids = Vec::new();
-        for m in delivered(gateway) {
-            if m["template"] == template && m["params"]["number"] == number && !ids.contains(&m["id"]) {
-                ids.push(m["id"].clone());
-                if ids.len() > nth {
-                    return m["params"]["code"].as_str().unwrap().to_owned();
-                }
+/// Runs the outbox, then finds the `nth` (0-based) message of `template` about ticket `number`
+/// that the gateway got; returns its code.
+async fn code_sent(d: &Desk, gateway: &Stub, number: &str, template: &str, nth: usize) -> String {
+    d.app.deliver_sms().await;
+    let mut ids = Vec::new();
+    for m in delivered(gateway) {
+        if m["template"] == template && m["params"]["number"] == number && !ids.contains(&m["id"]) {
+            ids.push(m["id"].clone());
+            if ids.len() > nth {
+                return m["params"]["code"].as_str().unwrap().to_owned();
             }
         }
-        assert!(tokio::time::Instant::now() < deadline, "no {template} #{nth} for {number}: {:?}", delivered(gateway));
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    panic!("no {template} #{nth} for {number}: {:?}", delivered(gateway));
 }
 
 async fn ticket(d: &Desk, token: &str, id: &str) -> Value {
@@ -83,7 +78,7 @@ async fn an_in_home_ticket_goes_from_the_call_to_the_callback() {
     let (tid, number) = (t["id"].as_str().unwrap(), t["number"].as_str().unwrap());
 
     // the resident's code arrives by SMS, at the number on the ticket, naming site and ticket
-    let code = code_sent(&gw, number, "arrival_code", 0).await;
+    let code = code_sent(&d, &gw, number, "arrival_code", 0).await;
     let sms = delivered(&gw).into_iter().find(|m| m["params"]["code"] == code.as_str()).unwrap();
     assert_eq!(sms["to"], "+8613812345678");
     let text = sms["text"].as_str().unwrap();
@@ -96,10 +91,10 @@ async fn an_in_home_ticket_goes_from_the_call_to_the_callback() {
     }
     assert_problem(act(&d, &tech, tid, "arrive", json!({ "code": code })).await, 423, "code_locked").await;
 
-    // the desk resends: a new code replaces the old one
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // a minute later the desk resends: a new code replaces the old one
+    as_if_later(&d.app, tid, 60).await;
     assert_eq!(act(&d, &d.desk, tid, "resend-code", json!({})).await.status(), 202);
-    let new_code = code_sent(&gw, number, "arrival_code", 1).await;
+    let new_code = code_sent(&d, &gw, number, "arrival_code", 1).await;
     if new_code != code {
         assert_problem(act(&d, &tech, tid, "arrive", json!({ "code": code })).await, 422, "invalid_code").await;
     }
@@ -226,14 +221,16 @@ async fn codes_are_resent_at_most_three_times_an_hour() {
     let t = d.ticket().await;
     let tid = t["id"].as_str().unwrap();
     // the first code went with the ticket, a moment ago
+    assert_eq!(d.app.deliver_sms().await, 1);
     let res = act(&d, &d.desk, tid, "resend-code", json!({})).await;
     assert!(res.headers().contains_key("retry-after"));
     assert_problem(res, 429, "sms_rate_limited").await;
     for _ in 0..2 {
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        as_if_later(&d.app, tid, 60).await;
         assert_eq!(act(&d, &d.desk, tid, "resend-code", json!({})).await.status(), 202);
+        assert_eq!(d.app.deliver_sms().await, 1);
     }
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    as_if_later(&d.app, tid, 60).await;
     assert_problem(act(&d, &d.desk, tid, "resend-code", json!({})).await, 429, "sms_rate_limited").await;
 }
 
@@ -261,6 +258,7 @@ async fn a_public_area_ticket_needs_no_code_and_passes_inspection() {
     act(&d, &tech, tid, "complete", json!({ "result": "重新密封" })).await;
     let passed: Value = act(&d, &d.desk, tid, "inspect", json!({ "passed": true })).await.json().await.unwrap();
     assert_eq!(passed["status"], "completed");
+    assert_eq!(d.app.deliver_sms().await, 0);
     assert!(delivered(&gw).is_empty(), "no resident, no SMS");
 }
 
@@ -272,7 +270,7 @@ async fn a_paid_ticket_waits_for_its_quote() {
     body["paid"] = json!(true);
     let (t, tech) = claimed(&d, body.clone(), "tech1").await;
     let (tid, number) = (t["id"].as_str().unwrap(), t["number"].as_str().unwrap());
-    let code = code_sent(&gw, number, "arrival_code", 0).await;
+    let code = code_sent(&d, &gw, number, "arrival_code", 0).await;
     act(&d, &tech, tid, "arrive", json!({ "code": code })).await;
 
     let valve = json!({ "name": "马桶水箱配件", "quantity": "1", "unit": "套", "unit_price_cents": 6000, "supplied_by": "company" });
@@ -281,7 +279,7 @@ async fn a_paid_ticket_waits_for_its_quote() {
 
     let quoted = act(&d, &tech, tid, "quote", json!({ "amount_cents": 20000, "note": "更换水箱配件含工时" })).await;
     assert_eq!(quoted.status(), 201);
-    let quote_code = code_sent(&gw, number, "quote_code", 0).await;
+    let quote_code = code_sent(&d, &gw, number, "quote_code", 0).await;
     let sms = delivered(&gw).into_iter().find(|m| m["template"] == "quote_code").unwrap();
     assert_eq!(sms["params"]["amount"], "200.00");
     let res = act(&d, &tech, tid, "quote/accept", json!({ "code": wrong(&quote_code) })).await;
@@ -329,7 +327,7 @@ async fn a_repeat_job_within_thirty_days_is_rework() {
     for round in 0..2 {
         let (t, tech) = claimed(&d, ticket_body(&d.site), &format!("tech{round}")).await;
         let (tid, number) = (t["id"].as_str().unwrap(), t["number"].as_str().unwrap());
-        let code = code_sent(&gw, number, "arrival_code", 0).await;
+        let code = code_sent(&d, &gw, number, "arrival_code", 0).await;
         act(&d, &tech, tid, "arrive", json!({ "code": code })).await;
         let done: Value = act(&d, &tech, tid, "complete", json!({ "result": "修好" })).await.json().await.unwrap();
         if round == 0 {
@@ -347,7 +345,7 @@ async fn holds_need_a_reason_and_resume() {
     let d = desk_sending_to(&gw, &[]).await;
     let (t, tech) = claimed(&d, ticket_body(&d.site), "tech1").await;
     let (tid, number) = (t["id"].as_str().unwrap(), t["number"].as_str().unwrap());
-    let code = code_sent(&gw, number, "arrival_code", 0).await;
+    let code = code_sent(&d, &gw, number, "arrival_code", 0).await;
     act(&d, &tech, tid, "arrive", json!({ "code": code })).await;
     assert_problem(act(&d, &tech, tid, "hold", json!({ "reason": "lunch" })).await, 422, "validation_failed").await;
     let resume_at = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
@@ -379,19 +377,19 @@ async fn sms_are_retried_after_gateway_failures_and_delivered_once() {
     let d = desk_sending_to(&gw, &[]).await;
     let t = d.ticket().await;
     let tid = t["id"].as_str().unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let sms = loop {
-        let now = ticket(&d, &d.desk, tid).await;
-        if now["sms"][0]["status"] == "sent" {
-            break now["sms"][0].clone();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not delivered: {}", now["sms"]);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    // a round now, and one a minute later, when each failure's backoff (5 s, then 10 s) is over
+    let start = repairdesk::db::now();
+    for minutes in 0..3 {
+        assert_eq!(d.app.deliver_sms_at(start + chrono::Duration::minutes(minutes)).await, 1, "round {minutes}");
+    }
+    let sms = ticket(&d, &d.desk, tid).await["sms"][0].clone();
+    assert_eq!(sms["status"], "sent");
     assert_eq!(sms["attempts"], 3);
     assert_eq!(sms["provider_message_id"], "hook-9");
-    // a few more delivery rounds: nothing is sent again
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // more delivery rounds, later still: nothing is sent again
+    for minutes in [3, 60, 25 * 60] {
+        assert_eq!(d.app.deliver_sms_at(start + chrono::Duration::minutes(minutes)).await, 0);
+    }
     let received = delivered(&gw);
     assert_eq!(received.len(), 3);
     assert!(received.iter().all(|m| m["id"] == sms["id"]), "every attempt carries the same message id");
@@ -416,33 +414,25 @@ async fn a_code_replaced_while_the_gateway_is_down_is_never_sent() {
     let d = desk_sending_to(&gw, &[]).await;
     let (t, tech) = claimed(&d, ticket_body(&d.site), "tech1").await;
     let tid = t["id"].as_str().unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while gw.received().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "the first code was never tried");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // the resident never got it: the desk sends a new code, which replaces the first
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(d.app.deliver_sms().await, 1, "the first code is tried");
+    assert_eq!(gw.received().len(), 1);
+    // the resident never got it: a minute later the desk sends a new code, which replaces the
+    // first at once, as it waits for its retry
+    as_if_later(&d.app, tid, 60).await;
     assert_eq!(act(&d, &d.desk, tid, "resend-code", json!({})).await.status(), 202);
-    // at once if it was waiting; if an attempt was in flight (it fails), when it is next due
-    while ticket(&d, &d.desk, tid).await["sms"][0]["status"] != "superseded" {
-        assert!(tokio::time::Instant::now() < deadline, "the first code is still going out");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert_eq!(ticket(&d, &d.desk, tid).await["sms"][0]["status"], "superseded");
     up.store(true, Ordering::SeqCst);
 
-    let sms = loop {
-        let now = ticket(&d, &d.desk, tid).await;
-        if now["sms"].as_array().unwrap().iter().any(|m| m["status"] == "sent") {
-            break now["sms"].clone();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not delivered: {}", now["sms"]);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    // the rounds after, when the first would have been due again and later: only the new one goes
+    let start = repairdesk::db::now();
+    assert_eq!(d.app.deliver_sms_at(start).await, 1);
+    for minutes in [1, 60] {
+        assert_eq!(d.app.deliver_sms_at(start + chrono::Duration::minutes(minutes)).await, 0);
+    }
+    let sms = ticket(&d, &d.desk, tid).await["sms"].clone();
     assert_eq!((sms[0]["status"].as_str(), sms[1]["status"].as_str()), (Some("superseded"), Some("sent")));
-    tokio::time::sleep(Duration::from_millis(600)).await; // more delivery rounds: the first stays unsent
     assert_eq!(*accepted.lock().unwrap(), [sms[1]["id"].as_str().unwrap()]);
-    let code = code_sent(&gw, t["number"].as_str().unwrap(), "arrival_code", 1).await;
+    let code = code_sent(&d, &gw, t["number"].as_str().unwrap(), "arrival_code", 1).await;
     assert_eq!(act(&d, &tech, tid, "arrive", json!({ "code": code })).await.status(), 200);
 }
 
@@ -462,19 +452,17 @@ async fn a_number_past_its_daily_cap_gets_no_more_sms_and_the_desk_is_told() {
 #[tokio::test]
 async fn an_sms_the_gateway_never_takes_fails_and_escalates_to_the_desk() {
     let gw = stub(|_| answer(503, json!({ "error": "maintenance" })));
-    let d = desk_sending_to(&gw, &[("REPAIRDESK_SMS_GIVE_UP_SECS", "1")]).await;
+    let d = desk_sending_to(&gw, &[]).await;
     let t = d.ticket().await;
     let tid = t["id"].as_str().unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = ticket(&d, &d.desk, tid).await;
-        if now["sms"][0]["status"] == "failed" {
-            assert!(now["sms"][0]["last_error"].as_str().unwrap().contains("503"), "{}", now["sms"]);
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never gave up: {}", now["sms"]);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let start = repairdesk::db::now();
+    assert_eq!(d.app.deliver_sms_at(start).await, 1);
+    assert_eq!(ticket(&d, &d.desk, tid).await["sms"][0]["status"], "pending", "to be retried");
+    // past a day undelivered, the next failure is the last
+    assert_eq!(d.app.deliver_sms_at(start + chrono::Duration::hours(25)).await, 1);
+    let sms = ticket(&d, &d.desk, tid).await["sms"].clone();
+    assert_eq!(sms[0]["status"], "failed");
+    assert!(sms[0]["last_error"].as_str().unwrap().contains("503"), "{sms}");
     let open: Value = d.app.get("/api/v1/escalations?open=true", &d.desk).await.json().await.unwrap();
     let kinds: Vec<&str> = open["items"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["sms_failed"]);
@@ -492,7 +480,6 @@ async fn two_instances_deliver_each_message_once() {
             ("REPAIRDESK_SMS_PROVIDER", "webhook"),
             ("REPAIRDESK_SMS_WEBHOOK_URL", url.as_str()),
             ("REPAIRDESK_SMS_WEBHOOK_SECRET", WEBHOOK_SECRET),
-            ("REPAIRDESK_OUTBOX_INTERVAL_MS", "100"),
         ],
     )
     .await;
@@ -502,10 +489,15 @@ async fn two_instances_deliver_each_message_once() {
         body["reporter_phone"] = json!(format!("139{:08}", numbers.len()));
         numbers.push(d.create(&body).await["number"].as_str().unwrap().to_owned());
     }
+    // both instances' outboxes run at once, and again: each message is sent by one of them, once
+    let (first, other) = futures_util::join!(d.app.deliver_sms(), second.deliver_sms());
+    assert_eq!(first + other, 8, "{first} + {other}");
+    let later = repairdesk::db::now() + chrono::Duration::minutes(5);
+    let (first, other) = futures_util::join!(d.app.deliver_sms_at(later), second.deliver_sms_at(later));
+    assert_eq!((first, other), (0, 0));
     for n in &numbers {
-        code_sent(&gw, n, "arrival_code", 0).await;
+        code_sent(&d, &gw, n, "arrival_code", 0).await;
     }
-    tokio::time::sleep(Duration::from_millis(800)).await;
     let ids: Vec<Value> = delivered(&gw).into_iter().map(|m| m["id"].clone()).collect();
     let mut unique = ids.clone();
     unique.sort_by_key(|v| v.to_string());
@@ -537,7 +529,7 @@ async fn a_line_from_the_sites_catalogue_takes_its_defaults() {
 
     let (t, tech) = claimed(&d, ticket_body(&d.site), "tech1").await;
     let (tid, number) = (t["id"].as_str().unwrap(), t["number"].as_str().unwrap());
-    let code = code_sent(&gw, number, "arrival_code", 0).await;
+    let code = code_sent(&d, &gw, number, "arrival_code", 0).await;
     act(&d, &tech, tid, "arrive", json!({ "code": code })).await;
     let line = act(
         &d,
@@ -584,10 +576,8 @@ async fn a_line_from_the_sites_catalogue_takes_its_defaults() {
 async fn as_if_later(app: &TestApp, tid: &str, secs: i64) {
     use diesel::prelude::*;
     use repairdesk::db::schema::sms_outbox::dsl::*;
-    let url = repairdesk::db::DatabaseUrl::parse(&app.db_url).unwrap();
-    let tid = tid.to_owned();
+    let (pool, tid) = (app.jobs.pool.clone(), tid.to_owned());
     tokio::task::spawn_blocking(move || {
-        let pool = repairdesk::db::connect(&url, 1).unwrap();
         let conn = &mut *pool.get().unwrap();
         let rows: Vec<(String, chrono::NaiveDateTime)> =
             sms_outbox.filter(ticket_id.eq(&tid)).select((id, created_at)).load(conn).unwrap();
@@ -604,17 +594,13 @@ fn retry_after(res: &reqwest::Response) -> i64 {
     res.headers()["retry-after"].to_str().unwrap().parse().unwrap()
 }
 
-/// Waits until none of the ticket's messages is still waiting for the gateway; returns them.
+/// Runs the outbox, after which none of the ticket's messages is still waiting for the gateway;
+/// returns them.
 async fn all_handed(d: &Desk, tid: &str) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let sms = ticket(d, &d.desk, tid).await["sms"].as_array().unwrap().clone();
-        if sms.iter().all(|m| m["status"] != "pending" && m["status"] != "sending") {
-            return sms;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "still waiting: {sms:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    d.app.deliver_sms().await;
+    let sms = ticket(d, &d.desk, tid).await["sms"].as_array().unwrap().clone();
+    assert!(sms.iter().all(|m| m["status"] != "pending" && m["status"] != "sending"), "still waiting: {sms:?}");
+    sms
 }
 
 #[tokio::test]
@@ -626,7 +612,7 @@ async fn wrong_quote_codes_count_across_new_quotes_until_the_desk_confirms_by_ph
     let (t, tech) = claimed(&d, body, "tech1").await;
     let (tid, number) = (t["id"].as_str().unwrap(), t["number"].as_str().unwrap());
     assert_eq!(act(&d, &tech, tid, "quote", json!({ "amount_cents": 20000 })).await.status(), 201);
-    let first = code_sent(&gw, number, "quote_code", 0).await;
+    let first = code_sent(&d, &gw, number, "quote_code", 0).await;
     for left in [4, 3, 2] {
         let res = act(&d, &tech, tid, "quote/accept", json!({ "code": wrong(&first) })).await;
         assert_eq!(assert_problem(res, 422, "invalid_code").await["attempts_left"], left);
@@ -641,7 +627,7 @@ async fn wrong_quote_codes_count_across_new_quotes_until_the_desk_confirms_by_ph
     // a minute later the new quote goes out, but its code has only the guesses left over
     as_if_later(&d.app, tid, 60).await;
     assert_eq!(act(&d, &tech, tid, "quote", json!({ "amount_cents": 19000 })).await.status(), 201);
-    let second = code_sent(&gw, number, "quote_code", 1).await;
+    let second = code_sent(&d, &gw, number, "quote_code", 1).await;
     for left in [1, 0] {
         let res = act(&d, &tech, tid, "quote/accept", json!({ "code": wrong(&second) })).await;
         assert_eq!(assert_problem(res, 422, "invalid_code").await["attempts_left"], left);
@@ -663,10 +649,8 @@ async fn wrong_quote_codes_count_across_new_quotes_until_the_desk_confirms_by_ph
 #[tokio::test]
 async fn codes_replaced_before_they_went_out_do_not_count_towards_the_numbers_cap() {
     let gw = gateway();
-    // the outbox is not looked at again for an hour: every message waits, and a new code replaces it
-    let d =
-        desk_sending_to(&gw, &[("REPAIRDESK_SMS_DAILY_PER_PHONE", "3"), ("REPAIRDESK_OUTBOX_INTERVAL_MS", "3600000")])
-            .await;
+    // the outbox does not run: every message waits, and a new code replaces it
+    let d = desk_sending_to(&gw, &[("REPAIRDESK_SMS_DAILY_PER_PHONE", "3")]).await;
     let t = d.ticket().await;
     let tid = t["id"].as_str().unwrap();
     for _ in 0..2 {
@@ -721,7 +705,7 @@ async fn a_technician_quoting_as_fast_as_allowed_cannot_silence_the_residents_ph
 
     // the same resident's next ticket still gets its arrival code
     let next = d.ticket().await;
-    code_sent(&gw, next["number"].as_str().unwrap(), "arrival_code", 0).await;
+    code_sent(&d, &gw, next["number"].as_str().unwrap(), "arrival_code", 0).await;
     let open: Value = d.app.get("/api/v1/escalations?open=true", &d.desk).await.json().await.unwrap();
     assert_eq!(open["items"], json!([]));
     let sent = sms.iter().filter(|m| m["status"] == "sent").count();

@@ -442,8 +442,8 @@ async fn pull_pages_the_view_then_follows_changes_and_resets_a_cursor_it_cannot_
     for _ in 0..5 {
         ids.push(tid(&d, ticket_body(&d.site)).await);
     }
-    // let the code SMS go out (a change of its own) so the cursor below is past them
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    // the code SMS go out (a change of its own) now, so the cursor below is past them
+    assert_eq!(d.app.deliver_sms().await, 5);
     // the first pull pages through the whole view, two tickets at a time
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
@@ -540,8 +540,10 @@ async fn concurrent_writers_never_make_a_reader_skip_a_change() {
     let mut versions: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
     let mut cursor = first["cursor"].as_str().unwrap().to_owned();
 
-    let writers = (0..4).map(|w| {
-        let (app, desk, ids) = (&d.app, d.desk.clone(), ids.clone());
+    const WRITERS: usize = 4;
+    let writing = std::sync::atomic::AtomicUsize::new(WRITERS);
+    let writers = (0..WRITERS).map(|w| {
+        let (app, desk, ids, writing) = (&d.app, d.desk.clone(), ids.clone(), &writing);
         async move {
             for i in 0..12 {
                 let t = &ids[(w * 5 + i) % ids.len()];
@@ -550,19 +552,27 @@ async fn concurrent_writers_never_make_a_reader_skip_a_change() {
                     .await;
                 assert_eq!(res.status(), 201);
             }
+            writing.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         }
     });
+    // the reader pulls again and again for as long as anyone writes
     let reader = async {
-        for _ in 0..30 {
+        let mut pulls = 0;
+        loop {
+            let last = writing.load(std::sync::atomic::Ordering::SeqCst) == 0;
             let page = pull(&d.app, &d.desk, &client, Some(&cursor)).await;
             for t in page["tickets"].as_array().unwrap() {
                 versions.insert(t["id"].as_str().unwrap().to_owned(), t["version"].as_i64().unwrap());
             }
             cursor = page["cursor"].as_str().unwrap().to_owned();
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            pulls += 1;
+            if last {
+                break pulls;
+            }
         }
     };
-    futures_util::join!(futures_util::future::join_all(writers), reader);
+    let (_, pulls) = futures_util::join!(futures_util::future::join_all(writers), reader);
+    assert!(pulls > 1, "the reader pulled while the writers wrote");
     loop {
         let page = pull(&d.app, &d.desk, &client, Some(&cursor)).await;
         for t in page["tickets"].as_array().unwrap() {

@@ -467,24 +467,19 @@ async fn a_stream_on_one_instance_hears_a_change_made_through_another() {
 
 #[tokio::test]
 async fn an_unclaimed_ticket_escalates_exactly_once_across_two_instances() {
-    let fast = [("REPAIRDESK_CLAIM_TIMEOUT_SECS", "1"), ("REPAIRDESK_SCAN_INTERVAL_SECS", "1")];
-    let d = desk_with(&fast).await;
-    let _second = spawn_on(d.app.db.clone(), &fast).await;
+    let d = desk_with(&[]).await;
+    let second = spawn_on(d.app.db.clone(), &[]).await;
     let (_, tech) = d.technician("tech1").await;
     let t = d.ticket().await;
     let tid = id(&t);
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
-    loop {
-        let open: Value = d.app.get("/api/v1/escalations?open=true", &d.desk).await.json().await.unwrap();
-        if !open["items"].as_array().unwrap().is_empty() {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no escalation within 8 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    // both scanners keep running a few more rounds
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // past the claim timeout (5 minutes), both instances' clocks scan at once, and again later
+    let later = repairdesk::db::now() + chrono::Duration::minutes(6);
+    let (first, other) = futures_util::join!(d.app.scan_at(later), second.scan_at(later));
+    assert_eq!(first + other, 1, "{first} + {other}");
+    let later = later + chrono::Duration::minutes(10);
+    let (first, other) = futures_util::join!(d.app.scan_at(later), second.scan_at(later));
+    assert_eq!((first, other), (0, 0));
     let all: Value = d.app.get("/api/v1/escalations", &d.desk).await.json().await.unwrap();
     let items = all["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{all}");
@@ -504,14 +499,7 @@ async fn an_unclaimed_ticket_escalates_exactly_once_across_two_instances() {
 
 /// The clock's later limits are minutes and hours: the scan is run with a clock moved forward.
 async fn scan_at(app: &TestApp, minutes_ahead: i64) -> usize {
-    let url = repairdesk::db::DatabaseUrl::parse(&app.db_url).unwrap();
-    tokio::task::spawn_blocking(move || {
-        let pool = repairdesk::db::connect(&url, 1).unwrap();
-        let now = repairdesk::db::now() + chrono::Duration::minutes(minutes_ahead);
-        repairdesk::jobs::clock::scan(&mut pool.get().unwrap(), &Default::default(), now).unwrap()
-    })
-    .await
-    .unwrap()
+    app.scan_at(repairdesk::db::now() + chrono::Duration::minutes(minutes_ahead)).await
 }
 
 async fn open_kinds(d: &Desk) -> Vec<String> {
