@@ -249,7 +249,8 @@ pub struct TicketEvent {
     pub at: DateTime<Utc>,
     pub from_status: Option<String>,
     pub to_status: Option<String>,
-    /// The event's details; what they hold depends on its type.
+    /// The event's details; what they hold depends on its type. `v` is the version of their
+    /// shape (1; events written before it existed have none and the same shape).
     // passed on as stored, not parsed again: a pull carries thousands
     #[schema(value_type = Object)]
     pub data: Box<RawValue>,

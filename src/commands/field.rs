@@ -14,7 +14,7 @@ use crate::db::{
     self, materials::LineChanges, materials::LineRow, sync::NoteRow, tickets::TicketChanges, tickets::TicketRow, DbConn,
 };
 use crate::domain::code::Purpose;
-use crate::domain::material::{parse_quantity, SuppliedBy};
+use crate::domain::material::{line_total_cents, parse_quantity, SuppliedBy};
 use crate::domain::ticket::{Area, HoldReason, Move, Status, Urgency};
 use crate::domain::user::Role;
 use crate::error::{ApiError, Checks, ErrorCode};
@@ -375,9 +375,30 @@ fn material_line(
     })
 }
 
+/// A material line as the history keeps it. The history's own shape, written here and nowhere
+/// else, so that changing the API's `MaterialLineView` never changes past events; a change of
+/// this shape raises `db::events::DATA_VERSION`.
+fn line_record(l: &LineRow) -> Value {
+    json!({
+        "id": l.id,
+        "catalogue_item_id": l.catalogue_item_id,
+        "name": l.name,
+        "spec": l.spec,
+        "model": l.model,
+        "quantity": l.quantity,
+        "unit": l.unit,
+        "unit_price_cents": l.unit_price_cents,
+        "supplied_by": l.supplied_by,
+        "total_cents": line_total_cents(l.quantity_milli, l.unit_price_cents),
+        "billable": l.supplied_by == SuppliedBy::Company.as_str(),
+        "created_at": l.created_at.and_utc(),
+        "updated_at": l.updated_at.and_utc(),
+    })
+}
+
 /// The `material_added` event's data.
 fn added(line: &LineRow) -> Value {
-    json!({ "line": line_view(line.clone()) })
+    json!({ "line": line_record(line) })
 }
 
 /// Change a material line; the last edit to commit wins and the overwritten values stay in the
@@ -429,7 +450,7 @@ pub fn update_material(
     };
     db::materials::update_line(conn, line_id, &changes)?;
     let after = db::materials::find_line(conn, line_id)?.ok_or_else(|| ApiError::not_found("material line"))?;
-    let data = json!({ "line_id": line_id, "before": line_view(before), "after": line_view(after.clone()) });
+    let data = json!({ "line_id": line_id, "before": line_record(&before), "after": line_record(&after) });
     apply(conn, &t, &viewer.caller.user_id, "material_updated", None, TicketChanges::default(), data, now)?;
     Ok(after)
 }
@@ -454,7 +475,7 @@ pub fn remove_material(
     require_version(version, &t)?;
     let changes = LineChanges { deleted_at: Some(Some(now)), updated_at: Some(now), ..Default::default() };
     db::materials::update_line(conn, line_id, &changes)?;
-    let data = json!({ "line_id": line_id, "line": line_view(line) });
+    let data = json!({ "line_id": line_id, "line": line_record(&line) });
     apply(conn, &t, &viewer.caller.user_id, "material_removed", None, TicketChanges::default(), data, now)?;
     Ok(())
 }

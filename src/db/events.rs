@@ -22,6 +22,11 @@ pub struct EventRow {
     pub data: String,
 }
 
+/// The version of the shape of events' data, written into each as `v`. Raise it when a command
+/// changes what it records, and read older events by the `v` they carry (events without one
+/// were written before it existed and have the shape of version 1).
+pub const DATA_VERSION: i64 = 1;
+
 /// An event to append; it gets its sequence number when written.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -50,6 +55,13 @@ pub fn append(conn: &mut DbConn, events: Vec<NewEvent>) -> QueryResult<Vec<i64>>
     append_for_locked(conn, events)
 }
 
+fn versioned(mut data: Value) -> Value {
+    if let Value::Object(members) = &mut data {
+        members.insert("v".to_owned(), DATA_VERSION.into());
+    }
+    data
+}
+
 /// [`append`] for a caller that has already updated or locked (`FOR UPDATE`) every ticket of
 /// `events` in this transaction, so the lock order holds without asking again.
 pub fn append_for_locked(conn: &mut DbConn, events: Vec<NewEvent>) -> QueryResult<Vec<i64>> {
@@ -74,7 +86,7 @@ pub fn append_for_locked(conn: &mut DbConn, events: Vec<NewEvent>) -> QueryResul
             at: e.at,
             from_status: e.from_status.map(str::to_owned),
             to_status: e.to_status.map(str::to_owned),
-            data: e.data.to_string(),
+            data: versioned(e.data).to_string(),
         })
         .collect();
     for chunk in rows.chunks(200) {

@@ -407,3 +407,23 @@ fn paid_work_waits_for_the_residents_consent_to_the_price() {
     assert_eq!(code_of(again.unwrap_err()), "invalid_transition");
     assert_eq!(w.ticket(&t.id).status.as_str(), "declined");
 }
+
+#[test]
+fn events_keep_their_own_versioned_shape() {
+    let w = World::new();
+    let t = w.create(TicketForm { reporter_phone: None, ..w.form("public") });
+    w.run(&w.tech, |c, ctx, v, now| commands::claim(c, ctx, v, &t.id, now)).unwrap();
+    w.run(&w.tech, |c, ctx, v, now| commands::arrive(c, ctx, v, &t.id, arrive_with(None), now)).unwrap().unwrap();
+    let line = w.run(&w.tech, |c, _, v, now| commands::add_material(c, v, &t.id, material("1.5"), now)).unwrap();
+    let events = db::events::for_ticket(&mut w.pool.get().unwrap(), &t.id).unwrap();
+    for e in &events {
+        let data: Value = serde_json::from_str(&e.data).unwrap();
+        assert_eq!(data["v"], db::events::DATA_VERSION, "{} carries the version of its shape", e.event_type);
+    }
+    let added = events.iter().find(|e| e.event_type == "material_added").unwrap();
+    let data: Value = serde_json::from_str(&added.data).unwrap();
+    assert_eq!(data["line"]["id"], line.id);
+    assert_eq!(data["line"]["quantity"], "1.5");
+    assert_eq!(data["line"]["total_cents"], 1800);
+    assert_eq!(data["line"]["billable"], true);
+}
