@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
+use super::error::Error;
 use super::{actable, apply, reason, require_move, text, transition, Ctx, ReasonBody};
 use crate::db::{self, events::NewEvent, tickets::TicketChanges, tickets::TicketRow, users::UserRecord, DbConn};
 use crate::domain::code::Purpose;
@@ -14,7 +15,7 @@ use crate::domain::messages;
 use crate::domain::site::parse_timezone;
 use crate::domain::ticket::{local_day, ticket_number, Area, EscalationKind, Move, NewTicket, Status, TicketForm};
 use crate::domain::user::Role;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ErrorCode;
 use crate::notify::{self, Queued};
 use crate::views::{visible_for_update, Viewer};
 
@@ -32,9 +33,9 @@ pub fn create_ticket(
     form: &TicketForm,
     create_key: Option<&str>,
     now: NaiveDateTime,
-) -> Result<TicketRow, ApiError> {
+) -> Result<TicketRow, Error> {
     viewer.caller.require(&DESK)?;
-    let new: NewTicket = form.validate(now.and_utc()).map_err(ApiError::validation)?;
+    let new: NewTicket = form.validate(now.and_utc()).map_err(Error::validation)?;
     if let Some(key) = create_key {
         // the same request again after a crash lost its stored answer: the ticket exists
         if let Some(existing) = db::tickets::find_created_with(conn, &viewer.caller.user_id, key)? {
@@ -43,13 +44,13 @@ pub fn create_ticket(
     }
     let site = db::sites::find(conn, &new.site_id)?
         .filter(|s| viewer.is_site_desk(&s.id))
-        .ok_or_else(|| ApiError::field("site_id", "is not a site of yours"))?;
+        .ok_or_else(|| Error::field("site_id", "is not a site of yours"))?;
     if let Some(tech) = &new.requested_technician_id {
         if !db::tickets::is_site_technician(conn, tech, &site.id)? {
-            return Err(ApiError::field("requested_technician_id", "is not an active technician of this site"));
+            return Err(Error::field("requested_technician_id", "is not an active technician of this site"));
         }
     }
-    let tz = parse_timezone(&site.timezone).map_err(ApiError::internal)?;
+    let tz = parse_timezone(&site.timezone).map_err(Error::internal)?;
     let day = local_day(now, tz);
     let n = db::tickets::next_number(conn, &site.id, &day)?;
     let number = ticket_number(&site.code, &day, n);
@@ -98,13 +99,13 @@ pub fn assign(
     id: &str,
     body: AssignBody,
     now: NaiveDateTime,
-) -> Result<TicketRow, ApiError> {
+) -> Result<TicketRow, Error> {
     viewer.caller.require(&DESK)?;
     let AssignBody { technician_id, reason } = body;
     let reason = reason.as_deref().map(super::reason).transpose()?;
     let t = visible_for_update(conn, viewer, id)?;
     if !db::tickets::is_site_technician(conn, &technician_id, &t.site_id)? {
-        return Err(ApiError::field("technician_id", "is not an active technician of this ticket's site"));
+        return Err(Error::field("technician_id", "is not an active technician of this ticket's site"));
     }
     require_move(&t, viewer, Move::Assign)?;
     if t.assignee_id.as_deref() == Some(technician_id.as_str()) && t.status == Status::Assigned {
@@ -129,7 +130,7 @@ pub fn cancel(
     id: &str,
     body: ReasonBody,
     now: NaiveDateTime,
-) -> Result<TicketRow, ApiError> {
+) -> Result<TicketRow, Error> {
     viewer.caller.require(&DESK)?;
     let reason = reason(&body.reason)?;
     let t = visible_for_update(conn, viewer, id)?;
@@ -158,7 +159,7 @@ pub fn verify_by_phone(
     id: &str,
     body: PhoneVerification,
     now: NaiveDateTime,
-) -> Result<TicketRow, ApiError> {
+) -> Result<TicketRow, Error> {
     viewer.caller.require(&DESK)?;
     let note = text("note", Some(&body.note), 500, true)?;
     let t = actable(conn, viewer, id)?;
@@ -180,22 +181,22 @@ pub fn resend_code(
     viewer: &Viewer,
     id: &str,
     now: NaiveDateTime,
-) -> Result<Result<String, ApiError>, ApiError> {
+) -> Result<Result<String, Error>, Error> {
     viewer.caller.require(&DESK)?;
     let t = actable(conn, viewer, id)?;
     if t.area != Area::InHome.as_str() {
-        return Err(ApiError::new(ErrorCode::InvalidTransition, "public-area tickets have no resident code"));
+        return Err(Error::new(ErrorCode::InvalidTransition, "public-area tickets have no resident code"));
     }
     require_move(&t, viewer, Move::ResendCode)?;
-    let site = db::sites::find(conn, &t.site_id)?.ok_or_else(|| ApiError::not_found("site"))?;
+    let site = db::sites::find(conn, &t.site_id)?.ok_or_else(|| Error::not_found("site"))?;
     let sms = notify::CodeSms { purpose: Purpose::Arrival, template: messages::ARRIVAL_CODE, extra: &[] };
     let sms_id = match notify::issue_code(conn, &ctx.code_key, &ctx.sms_policy, &t, &site.name, sms, now)? {
         Queued::Queued(id) => id,
         Queued::Capped(cap) => {
-            return Ok(Err(ApiError::new(ErrorCode::SmsRateLimited, format!("SMS {cap} reached; the desk was told"))
+            return Ok(Err(Error::new(ErrorCode::SmsRateLimited, format!("SMS {cap} reached; the desk was told"))
                 .retry_after(3600)));
         }
-        Queued::NoPhone => return Err(ApiError::new(ErrorCode::InvalidTransition, "the ticket has no phone")),
+        Queued::NoPhone => return Err(Error::new(ErrorCode::InvalidTransition, "the ticket has no phone")),
     };
     let data = json!({ "sms_id": sms_id });
     apply(conn, &t, &viewer.caller.user_id, "code_resent", None, TicketChanges::default(), data, now)?;
@@ -217,7 +218,7 @@ pub fn inspect(
     id: &str,
     body: InspectBody,
     now: NaiveDateTime,
-) -> Result<TicketRow, ApiError> {
+) -> Result<TicketRow, Error> {
     viewer.caller.require(&DESK)?;
     let InspectBody { passed, note } = body;
     let note = text("note", note.as_deref(), 500, !passed)?;
@@ -254,14 +255,14 @@ pub fn callback(
     id: &str,
     body: CallbackBody,
     now: NaiveDateTime,
-) -> Result<TicketRow, ApiError> {
+) -> Result<TicketRow, Error> {
     viewer.caller.require(&DESK)?;
     let CallbackBody { reached, satisfaction, comment } = body;
     if satisfaction.is_some_and(|s| !(1..=5).contains(&s)) {
-        return Err(ApiError::field("satisfaction", "must be 1 to 5"));
+        return Err(Error::field("satisfaction", "must be 1 to 5"));
     }
     if satisfaction.is_some() && !reached {
-        return Err(ApiError::field("satisfaction", "only a resident who was reached can rate"));
+        return Err(Error::field("satisfaction", "only a resident who was reached can rate"));
     }
     let comment = text("comment", comment.as_deref(), 1000, false)?;
     let t = actable(conn, viewer, id)?;
@@ -311,7 +312,7 @@ pub fn release_removed_technician(
     before: &UserRecord,
     after: &UserRecord,
     now: NaiveDateTime,
-) -> Result<Vec<TicketRow>, ApiError> {
+) -> Result<Vec<TicketRow>, Error> {
     let Some(reason) = removal_reason(before, after) else { return Ok(Vec::new()) };
     let user_id = after.row.id.as_str();
     let keeps_all_but = reason == "technician_removed_from_site";

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
+use super::error::Error;
 use super::{
     actable, apply, check_code, claim_refusal, client_id, code_refusal, nullable, reason, require_accepted_quote,
     require_move, require_version, text, Ctx, ReasonBody,
@@ -17,7 +18,7 @@ use crate::domain::code::Purpose;
 use crate::domain::material::{line_total_cents, parse_quantity, SuppliedBy};
 use crate::domain::ticket::{Area, HoldReason, Move, Status, Urgency};
 use crate::domain::user::Role;
-use crate::error::{ApiError, Checks, ErrorCode};
+use crate::error::{Checks, ErrorCode};
 use crate::views::{line_view, TicketView, Viewer};
 
 #[derive(Clone, Deserialize, ToSchema)]
@@ -80,7 +81,7 @@ pub fn check_price(checks: &mut Checks, cents: i64) {
     }
 }
 
-pub fn materials_allowed(conn: &mut DbConn, viewer: &Viewer, t: &TicketRow) -> Result<(), ApiError> {
+pub fn materials_allowed(conn: &mut DbConn, viewer: &Viewer, t: &TicketRow) -> Result<(), Error> {
     require_move(t, viewer, Move::Materials)?;
     require_accepted_quote(conn, t)
 }
@@ -130,25 +131,19 @@ pub struct NoteBody {
 }
 
 /// Grab a ticket from the pool (抢单). Of any number of technicians racing, exactly one wins.
-pub fn claim(
-    conn: &mut DbConn,
-    ctx: &Ctx,
-    viewer: &Viewer,
-    id: &str,
-    now: NaiveDateTime,
-) -> Result<TicketRow, ApiError> {
+pub fn claim(conn: &mut DbConn, ctx: &Ctx, viewer: &Viewer, id: &str, now: NaiveDateTime) -> Result<TicketRow, Error> {
     viewer.caller.require(&[Role::Technician])?;
     let me = viewer.caller.user_id.clone();
     // the lock order: the ticket, then the technician, then the change counter
     let t = db::tickets::find_for_update(conn, id)?
         .filter(|t| viewer.sites.contains(&t.site_id))
-        .ok_or_else(|| ApiError::not_found("ticket"))?;
+        .ok_or_else(|| Error::not_found("ticket"))?;
     if t.assignee_id.as_deref() == Some(me.as_str()) && t.status == Status::Assigned {
         // a retry of a claim whose answer was lost: it is already yours
         return Ok(t);
     }
     if !viewer.trades.contains(&t.category) {
-        return Err(ApiError::new(ErrorCode::NotClaimable, "this ticket is not in one of your trades"));
+        return Err(Error::new(ErrorCode::NotClaimable, "this ticket is not in one of your trades"));
     }
     if !Move::Claim.allowed_from(t.status) {
         return Err(claim_refusal(&t));
@@ -156,13 +151,13 @@ pub fn claim(
     db::tickets::lock_technician(conn, &me)?;
     let cap = ctx.max_active_tickets;
     if db::tickets::active_count(conn, &me)? >= cap {
-        return Err(ApiError::new(
+        return Err(Error::new(
             ErrorCode::TooManyActive,
             format!("you hold {cap} active tickets; finish or release one first"),
         ));
     }
     let Some(claimed) = db::tickets::claim(conn, id, &me, now)? else {
-        let current = db::tickets::find(conn, id)?.ok_or_else(|| ApiError::not_found("ticket"))?;
+        let current = db::tickets::find(conn, id)?.ok_or_else(|| Error::not_found("ticket"))?;
         return Err(claim_refusal(&current));
     };
     db::escalations::resolve_for_ticket(conn, id, now)?;
@@ -194,17 +189,17 @@ pub fn claim_and_view(
     viewer: &Viewer,
     id: &str,
     now: NaiveDateTime,
-) -> Result<TicketView, ApiError> {
+) -> Result<TicketView, Error> {
     let me = viewer.caller.user_id.as_str();
     if let Some(t) = db::tickets::find(conn, id)?.filter(|t| viewer.sites.contains(&t.site_id)) {
         let refusal = claim_refusal(&t);
-        if refusal.code == ErrorCode::AlreadyClaimed && t.assignee_id.as_deref() != Some(me) {
+        if refusal.code() == ErrorCode::AlreadyClaimed && t.assignee_id.as_deref() != Some(me) {
             return Err(refusal);
         }
     }
     db::write_transaction(conn, |conn| {
         let t = claim(conn, ctx, viewer, id, now)?;
-        viewer.view_one(conn, t)
+        Ok(viewer.view_one(conn, t)?)
     })
 }
 
@@ -215,7 +210,7 @@ pub fn release(
     id: &str,
     body: ReasonBody,
     now: NaiveDateTime,
-) -> Result<TicketRow, ApiError> {
+) -> Result<TicketRow, Error> {
     let reason = reason(&body.reason)?;
     let t = actable(conn, viewer, id)?;
     require_move(&t, viewer, Move::Release)?;
@@ -238,11 +233,11 @@ pub fn arrive(
     id: &str,
     body: ArriveBody,
     now: NaiveDateTime,
-) -> Result<Result<TicketRow, ApiError>, ApiError> {
+) -> Result<Result<TicketRow, Error>, Error> {
     viewer.caller.require(&[Role::Technician])?;
     let ArriveBody { code, lat, lng, device_time } = body;
     if lat.is_some_and(|v| !(-90.0..=90.0).contains(&v)) || lng.is_some_and(|v| !(-180.0..=180.0).contains(&v)) {
-        return Err(ApiError::field("lat", "lat must be within ±90 and lng within ±180"));
+        return Err(Error::field("lat", "lat must be within ±90 and lng within ±180"));
     }
     let t = actable(conn, viewer, id)?;
     if t.status == Status::OnSite {
@@ -255,7 +250,7 @@ pub fn arrive(
         "phone"
     } else {
         let given = code.as_deref().map(str::trim).filter(|c| !c.is_empty());
-        let Some(given) = given else { return Err(ApiError::field("code", "the resident's code is required")) };
+        let Some(given) = given else { return Err(Error::field("code", "the resident's code is required")) };
         if let Some(refusal) =
             code_refusal(check_code(conn, &ctx.code_key, &t, Purpose::Arrival, given, now)?, Purpose::Arrival)
         {
@@ -291,13 +286,13 @@ pub fn add_material(
     id: &str,
     m: NewMaterial,
     now: NaiveDateTime,
-) -> Result<LineRow, ApiError> {
+) -> Result<LineRow, Error> {
     let checked = check_material(&m)?;
     let t = actable(conn, viewer, id)?;
     if let Some(existing) = db::materials::find_line(conn, &checked.id)? {
         // the same add sent again (a retry, a replayed offline queue): answer what stands
         if existing.ticket_id != t.id {
-            return Err(ApiError::field("id", "belongs to another ticket's line"));
+            return Err(Error::field("id", "belongs to another ticket's line"));
         }
         return Ok(existing);
     }
@@ -307,7 +302,7 @@ pub fn add_material(
         Some(item_id) => Some(
             db::materials::find_item(conn, item_id)?
                 .filter(|i| i.site_id == t.site_id)
-                .ok_or_else(|| ApiError::field("catalogue_item_id", "is not in this site's catalogue"))?,
+                .ok_or_else(|| Error::field("catalogue_item_id", "is not in this site's catalogue"))?,
         ),
         None => None,
     };
@@ -325,9 +320,9 @@ struct CheckedMaterial {
     supplied_by: SuppliedBy,
 }
 
-fn check_material(m: &NewMaterial) -> Result<CheckedMaterial, ApiError> {
+fn check_material(m: &NewMaterial) -> Result<CheckedMaterial, Error> {
     let mut checks = Checks::default();
-    let line_id = checks.take("id", client_id(m.id.as_deref()).map_err(|e| e.detail));
+    let line_id = checks.take("id", client_id(m.id.as_deref()).map_err(|e| e.detail()));
     let quantity = checks.take("quantity", parse_quantity(&m.quantity));
     let supplied_by = checks
         .take("supplied_by", SuppliedBy::parse(&m.supplied_by).ok_or_else(|| "must be company or resident".to_owned()));
@@ -349,13 +344,13 @@ fn material_line(
     ticket_id: &str,
     author: &str,
     now: NaiveDateTime,
-) -> Result<LineRow, ApiError> {
+) -> Result<LineRow, Error> {
     let name = text("name", m.name.as_deref().or(item.map(|i| i.name.as_str())), 100, true)?.unwrap_or_default();
     let unit = text("unit", m.unit.as_deref().or(item.map(|i| i.unit.as_str())), 20, true)?.unwrap_or_default();
     let unit_price_cents = m
         .unit_price_cents
         .or(item.map(|i| i.default_price_cents))
-        .ok_or_else(|| ApiError::field("unit_price_cents", "is required"))?;
+        .ok_or_else(|| Error::field("unit_price_cents", "is required"))?;
     Ok(LineRow {
         id: checked.id,
         ticket_id: ticket_id.to_owned(),
@@ -410,7 +405,7 @@ pub fn update_material(
     line_id: &str,
     p: MaterialPatch,
     now: NaiveDateTime,
-) -> Result<LineRow, ApiError> {
+) -> Result<LineRow, Error> {
     let mut checks = Checks::default();
     let quantity = p.quantity.as_deref().and_then(|q| checks.take("quantity", parse_quantity(q)));
     let supplied_by = p.supplied_by.as_deref().and_then(|s| {
@@ -427,10 +422,10 @@ pub fn update_material(
     let t = actable(conn, viewer, id)?;
     let before = db::materials::find_line(conn, line_id)?
         .filter(|l| l.ticket_id == t.id)
-        .ok_or_else(|| ApiError::not_found("material line"))?;
+        .ok_or_else(|| Error::not_found("material line"))?;
     if before.deleted_at.is_some() {
         // a delete wins over a concurrent edit
-        return Err(ApiError::new(ErrorCode::InvalidTransition, "this material line was removed"));
+        return Err(Error::new(ErrorCode::InvalidTransition, "this material line was removed"));
     }
     materials_allowed(conn, viewer, &t)?;
     if let Err(e) = require_version(p.version, &t) {
@@ -449,7 +444,7 @@ pub fn update_material(
         deleted_at: None,
     };
     db::materials::update_line(conn, line_id, &changes)?;
-    let after = db::materials::find_line(conn, line_id)?.ok_or_else(|| ApiError::not_found("material line"))?;
+    let after = db::materials::find_line(conn, line_id)?.ok_or_else(|| Error::not_found("material line"))?;
     let data = json!({ "line_id": line_id, "before": line_record(&before), "after": line_record(&after) });
     apply(conn, &t, &viewer.caller.user_id, "material_updated", None, TicketChanges::default(), data, now)?;
     Ok(after)
@@ -463,11 +458,11 @@ pub fn remove_material(
     line_id: &str,
     version: Option<i64>,
     now: NaiveDateTime,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let t = actable(conn, viewer, id)?;
     let line = db::materials::find_line(conn, line_id)?
         .filter(|l| l.ticket_id == t.id)
-        .ok_or_else(|| ApiError::not_found("material line"))?;
+        .ok_or_else(|| Error::not_found("material line"))?;
     if line.deleted_at.is_some() {
         return Ok(());
     }
@@ -488,12 +483,12 @@ pub fn add_note(
     body: NoteBody,
     device_time: Option<NaiveDateTime>,
     now: NaiveDateTime,
-) -> Result<NoteRow, ApiError> {
+) -> Result<NoteRow, Error> {
     let note = note_row(body, id, &viewer.caller.user_id, device_time, now)?;
     let t = actable(conn, viewer, id)?;
     if let Some(existing) = db::sync::find_note(conn, &note.id)? {
         if existing.ticket_id != t.id {
-            return Err(ApiError::field("id", "belongs to another ticket's note"));
+            return Err(Error::field("id", "belongs to another ticket's note"));
         }
         return Ok(existing);
     }
@@ -508,7 +503,7 @@ fn note_row(
     author: &str,
     device_time: Option<NaiveDateTime>,
     now: NaiveDateTime,
-) -> Result<NoteRow, ApiError> {
+) -> Result<NoteRow, Error> {
     Ok(NoteRow {
         id: client_id(body.id.as_deref())?,
         ticket_id: ticket_id.to_owned(),
@@ -548,7 +543,7 @@ pub fn add_many(
     id: &str,
     adds: Vec<Add>,
     now: NaiveDateTime,
-) -> Result<Option<TicketRow>, ApiError> {
+) -> Result<Option<TicketRow>, Error> {
     let me = viewer.caller.user_id.as_str();
     let (mut lines, mut notes) = (Vec::new(), Vec::new());
     // each add's event, in the order of the run: (type, data, when)
@@ -604,7 +599,7 @@ pub fn add_many(
     let last = events.last().map_or(now, |e| e.at);
     let changes = TicketChanges { last_activity_at: Some(last), ..Default::default() };
     let changed = db::tickets::update_at_version(conn, &t.id, t.version, &changes, events.len() as i64)?
-        .ok_or_else(|| ApiError::new(ErrorCode::TicketChanged, "the ticket changed meanwhile"))?;
+        .ok_or_else(|| Error::new(ErrorCode::TicketChanged, "the ticket changed meanwhile"))?;
     db::events::append_for_locked(conn, events)?;
     Ok(Some(changed))
 }
@@ -616,13 +611,13 @@ pub fn hold(
     id: &str,
     body: HoldBody,
     now: NaiveDateTime,
-) -> Result<TicketRow, ApiError> {
+) -> Result<TicketRow, Error> {
     let HoldBody { reason, note, resume_at } = body;
     let reason = HoldReason::parse(&reason)
-        .ok_or_else(|| ApiError::field("reason", format!("must be one of {}", HoldReason::names())))?;
+        .ok_or_else(|| Error::field("reason", format!("must be one of {}", HoldReason::names())))?;
     let note = text("note", note.as_deref(), 500, reason == HoldReason::Other)?;
     if resume_at.is_some_and(|r| r.naive_utc() < now) {
-        return Err(ApiError::field("resume_at", "must be in the future"));
+        return Err(Error::field("resume_at", "must be in the future"));
     }
     let t = actable(conn, viewer, id)?;
     require_move(&t, viewer, Move::Hold)?;
@@ -637,7 +632,7 @@ pub fn hold(
 }
 
 /// Work goes on.
-pub fn resume(conn: &mut DbConn, viewer: &Viewer, id: &str, now: NaiveDateTime) -> Result<TicketRow, ApiError> {
+pub fn resume(conn: &mut DbConn, viewer: &Viewer, id: &str, now: NaiveDateTime) -> Result<TicketRow, Error> {
     let t = actable(conn, viewer, id)?;
     require_move(&t, viewer, Move::Resume)?;
     let changes =
@@ -654,10 +649,10 @@ pub fn complete(
     id: &str,
     b: CompleteBody,
     now: NaiveDateTime,
-) -> Result<TicketRow, ApiError> {
+) -> Result<TicketRow, Error> {
     viewer.caller.require(&[Role::Technician])?;
     let mut checks = Checks::default();
-    let result = checks.take("result", text("result", Some(&b.result), 2000, true).map_err(|e| e.detail));
+    let result = checks.take("result", text("result", Some(&b.result), 2000, true).map_err(|e| e.detail()));
     if b.resident_rating.is_some_and(|r| !(1..=5).contains(&r)) {
         checks.fail("resident_rating", "must be 1 to 5");
     }

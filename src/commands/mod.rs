@@ -11,10 +11,12 @@
 //! This module holds what they share: the guards, and [`apply`], the one write of a change.
 
 pub mod desk;
+pub mod error;
 pub mod field;
 pub mod quote;
 
 pub use desk::*;
+pub use error::Error;
 pub use field::*;
 pub use quote::*;
 
@@ -28,7 +30,7 @@ use crate::db::{self, tickets::TicketChanges, tickets::TicketRow, DbConn};
 use crate::domain::code::{self, Purpose, MAX_FAILED_ATTEMPTS};
 use crate::domain::ticket::{Actor, Clock, Move, QuoteStatus, Status};
 use crate::domain::user::Role;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ErrorCode;
 use crate::notify::SmsPolicy;
 use crate::views::Viewer;
 
@@ -43,19 +45,19 @@ pub struct Ctx {
 }
 
 /// A ticket the caller may act on: the technician holding it, or the desk of its site.
-pub fn actable(conn: &mut DbConn, viewer: &Viewer, id: &str) -> Result<TicketRow, ApiError> {
+pub fn actable(conn: &mut DbConn, viewer: &Viewer, id: &str) -> Result<TicketRow, Error> {
     let t = db::tickets::find_for_update(conn, id)?
         .filter(|t| viewer.can_see(t))
-        .ok_or_else(|| ApiError::not_found("ticket"))?;
+        .ok_or_else(|| Error::not_found("ticket"))?;
     if viewer.caller.role == Role::Technician && t.assignee_id.as_deref() != Some(viewer.caller.user_id.as_str()) {
-        return Err(ApiError::not_found("ticket"));
+        return Err(Error::not_found("ticket"));
     }
     Ok(t)
 }
 
 /// Refuses a move that the ticket's status does not allow, or that the caller may not make: the
 /// table is [`crate::domain::ticket::MOVES`].
-pub fn require_move(t: &TicketRow, viewer: &Viewer, what: Move) -> Result<(), ApiError> {
+pub fn require_move(t: &TicketRow, viewer: &Viewer, what: Move) -> Result<(), Error> {
     let rule = what.transition();
     let actor = match viewer.caller.role {
         Role::Admin | Role::Dispatcher | Role::Supervisor => Actor::Desk,
@@ -63,21 +65,21 @@ pub fn require_move(t: &TicketRow, viewer: &Viewer, what: Move) -> Result<(), Ap
         Role::Technician => Actor::Technician,
     };
     if !rule.by.contains(&actor) {
-        return Err(ApiError::forbidden(format!("only {} may {} a ticket", by_names(rule.by), rule.doing)));
+        return Err(Error::forbidden(format!("only {} may {} a ticket", by_names(rule.by), rule.doing)));
     }
     if what.allowed_from(t.status) {
         return Ok(());
     }
-    Err(ApiError::new(ErrorCode::InvalidTransition, format!("cannot {} a ticket that is {}", rule.doing, t.status)))
+    Err(Error::new(ErrorCode::InvalidTransition, format!("cannot {} a ticket that is {}", rule.doing, t.status)))
 }
 
 fn by_names(by: &[Actor]) -> String {
     by.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(" or ")
 }
 
-pub fn require_version(expected: Option<i64>, t: &TicketRow) -> Result<(), ApiError> {
+pub fn require_version(expected: Option<i64>, t: &TicketRow) -> Result<(), Error> {
     match expected {
-        Some(v) if v != t.version => Err(ApiError::new(
+        Some(v) if v != t.version => Err(Error::new(
             ErrorCode::VersionConflict,
             format!("the ticket is at version {}, not {v}: reload it", t.version),
         )
@@ -87,21 +89,21 @@ pub fn require_version(expected: Option<i64>, t: &TicketRow) -> Result<(), ApiEr
 }
 
 /// Work on a paid job waits for an accepted quote (特约维修: the price is agreed first).
-pub fn require_accepted_quote(conn: &mut DbConn, t: &TicketRow) -> Result<(), ApiError> {
+pub fn require_accepted_quote(conn: &mut DbConn, t: &TicketRow) -> Result<(), Error> {
     if !t.paid {
         return Ok(());
     }
     match db::quotes::find(conn, &t.id)? {
         Some(q) if q.status == QuoteStatus::Accepted => Ok(()),
-        _ => Err(ApiError::new(ErrorCode::QuoteRequired, "this is paid work: the resident must accept a quote first")),
+        _ => Err(Error::new(ErrorCode::QuoteRequired, "this is paid work: the resident must accept a quote first")),
     }
 }
 
-pub fn text(field: &str, raw: Option<&str>, max: usize, required: bool) -> Result<Option<String>, ApiError> {
+pub fn text(field: &str, raw: Option<&str>, max: usize, required: bool) -> Result<Option<String>, Error> {
     match raw.map(str::trim).filter(|s| !s.is_empty()) {
-        None if required => Err(ApiError::field(field, "is required")),
+        None if required => Err(Error::field(field, "is required")),
         None => Ok(None),
-        Some(s) if s.chars().count() > max => Err(ApiError::field(field, format!("must be at most {max} characters"))),
+        Some(s) if s.chars().count() > max => Err(Error::field(field, format!("must be at most {max} characters"))),
         Some(s) => Ok(Some(s.to_owned())),
     }
 }
@@ -122,7 +124,7 @@ pub fn check_code(
     purpose: Purpose,
     given: &str,
     now: NaiveDateTime,
-) -> Result<CodeCheck, ApiError> {
+) -> Result<CodeCheck, Error> {
     let Some(row) = db::codes::find(conn, &t.id, purpose.as_str())? else { return Ok(CodeCheck::Unusable) };
     if row.used_at.is_some() || row.expires_at <= now {
         return Ok(CodeCheck::Unusable);
@@ -142,24 +144,24 @@ pub fn check_code(
 }
 
 /// Five wrong codes: what unlocks depends on what the code was for.
-pub fn code_locked(purpose: Purpose) -> ApiError {
+pub fn code_locked(purpose: Purpose) -> Error {
     let detail = match purpose {
         Purpose::Arrival => "five wrong codes: ask the desk to resend the code or verify by phone",
         Purpose::Quote => "five wrong codes for this ticket's quote: the desk confirms it with the resident by phone",
     };
-    ApiError::new(ErrorCode::CodeLocked, detail)
+    Error::new(ErrorCode::CodeLocked, detail)
 }
 
-pub fn code_refusal(check: CodeCheck, purpose: Purpose) -> Option<ApiError> {
+pub fn code_refusal(check: CodeCheck, purpose: Purpose) -> Option<Error> {
     match check {
         CodeCheck::Good => None,
         CodeCheck::Wrong { attempts_left } => Some(
-            ApiError::new(ErrorCode::InvalidCode, format!("wrong code; {attempts_left} tries left"))
+            Error::new(ErrorCode::InvalidCode, format!("wrong code; {attempts_left} tries left"))
                 .with("attempts_left", attempts_left),
         ),
         CodeCheck::Locked => Some(code_locked(purpose)),
         CodeCheck::Unusable => Some(
-            ApiError::new(ErrorCode::InvalidCode, "this code is used or expired: ask the desk to resend it")
+            Error::new(ErrorCode::InvalidCode, "this code is used or expired: ask the desk to resend it")
                 .with("attempts_left", 0),
         ),
     }
@@ -170,18 +172,18 @@ pub struct ReasonBody {
     pub reason: String,
 }
 
-pub fn reason(raw: &str) -> Result<String, ApiError> {
+pub fn reason(raw: &str) -> Result<String, Error> {
     let r = raw.trim();
     if r.is_empty() || r.chars().count() > 500 {
-        return Err(ApiError::field("reason", "must be 1 to 500 characters"));
+        return Err(Error::field("reason", "must be 1 to 500 characters"));
     }
     Ok(r.to_owned())
 }
 
-fn client_id(raw: Option<&str>) -> Result<String, ApiError> {
+fn client_id(raw: Option<&str>) -> Result<String, Error> {
     match raw.map(str::trim) {
         Some(raw) => {
-            uuid::Uuid::parse_str(raw).map(|u| u.to_string()).map_err(|_| ApiError::field("id", "must be a UUID"))
+            uuid::Uuid::parse_str(raw).map(|u| u.to_string()).map_err(|_| Error::field("id", "must be a UUID"))
         }
         None => Ok(db::new_id()),
     }
@@ -199,12 +201,12 @@ pub fn apply(
     mut changes: TicketChanges,
     data: Value,
     now: NaiveDateTime,
-) -> Result<TicketRow, ApiError> {
+) -> Result<TicketRow, Error> {
     let from = t.status;
     changes.status = to;
     changes.last_activity_at = Some(now);
     let Some(changed) = db::tickets::update_at_version(conn, &t.id, t.version, &changes, 1)? else {
-        return Err(ApiError::new(ErrorCode::TicketChanged, "the ticket changed meanwhile; reload it and try again"));
+        return Err(Error::new(ErrorCode::TicketChanged, "the ticket changed meanwhile; reload it and try again"));
     };
     if to.is_some_and(|to| to != from) {
         db::escalations::resolve_for_ticket(conn, &t.id, now)?;
@@ -237,15 +239,15 @@ pub fn transition(
     changes: TicketChanges,
     data: Value,
     now: NaiveDateTime,
-) -> Result<TicketRow, ApiError> {
+) -> Result<TicketRow, Error> {
     apply(conn, t, actor, event_type, Some(to), changes, data, now)
 }
 
-pub fn claim_refusal(t: &TicketRow) -> ApiError {
+pub fn claim_refusal(t: &TicketRow) -> Error {
     if t.assignee_id.is_some() && Status::ACTIVE.contains(&t.status) {
-        ApiError::new(ErrorCode::AlreadyClaimed, "another technician claimed this ticket first")
+        Error::new(ErrorCode::AlreadyClaimed, "another technician claimed this ticket first")
     } else {
-        ApiError::new(ErrorCode::NotClaimable, format!("the ticket is {}, not open", t.status))
+        Error::new(ErrorCode::NotClaimable, format!("the ticket is {}, not open", t.status))
     }
 }
 

@@ -7,12 +7,13 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::desk::DESK;
+use super::error::Error;
 use super::{actable, apply, check_code, code_locked, code_refusal, require_move, text, Ctx};
 use crate::db::{self, tickets::TicketChanges, tickets::TicketRow, DbConn};
 use crate::domain::code::{Purpose, MAX_FAILED_ATTEMPTS};
 use crate::domain::messages::{self, yuan};
 use crate::domain::ticket::{Move, QuoteStatus, Status};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ErrorCode;
 use crate::notify;
 use crate::views::Viewer;
 
@@ -34,19 +35,19 @@ pub fn propose_quote(
     id: &str,
     body: QuoteBody,
     now: NaiveDateTime,
-) -> Result<TicketRow, ApiError> {
+) -> Result<TicketRow, Error> {
     let QuoteBody { amount_cents, note } = body;
     if !(1..=100_000_000).contains(&amount_cents) {
-        return Err(ApiError::field("amount_cents", "must be 1 to 100000000"));
+        return Err(Error::field("amount_cents", "must be 1 to 100000000"));
     }
     let note = text("note", note.as_deref(), 500, false)?;
     let t = actable(conn, viewer, id)?;
     if !t.paid {
-        return Err(ApiError::new(ErrorCode::InvalidTransition, "only paid work (特约维修) is quoted"));
+        return Err(Error::new(ErrorCode::InvalidTransition, "only paid work (特约维修) is quoted"));
     }
     require_move(&t, viewer, Move::Quote)?;
     if db::quotes::find(conn, &t.id)?.is_some_and(|q| q.status == QuoteStatus::Accepted) {
-        return Err(ApiError::new(ErrorCode::InvalidTransition, "the quote is already accepted"));
+        return Err(Error::new(ErrorCode::InvalidTransition, "the quote is already accepted"));
     }
     // wrong codes count for the ticket, not for one quote: a new quote is no new set of guesses
     if db::codes::find(conn, &t.id, Purpose::Quote.as_str())?.is_some_and(|c| c.failed_attempts >= MAX_FAILED_ATTEMPTS)
@@ -68,7 +69,7 @@ pub fn propose_quote(
             decision_note: None,
         },
     )?;
-    let site = db::sites::find(conn, &t.site_id)?.ok_or_else(|| ApiError::not_found("site"))?;
+    let site = db::sites::find(conn, &t.site_id)?.ok_or_else(|| Error::not_found("site"))?;
     let amount = [("amount", yuan(amount_cents))];
     let sms = notify::CodeSms { purpose: Purpose::Quote, template: messages::QUOTE_CODE, extra: &amount };
     notify::issue_code(conn, &ctx.code_key, &ctx.sms_policy, &t, &site.name, sms, now)?;
@@ -96,27 +97,27 @@ pub fn accept_quote(
     id: &str,
     body: AcceptQuoteBody,
     now: NaiveDateTime,
-) -> Result<Result<TicketRow, ApiError>, ApiError> {
+) -> Result<Result<TicketRow, Error>, Error> {
     let AcceptQuoteBody { code, via, note } = body;
     let via = match via.as_deref().unwrap_or("code") {
         "code" => "code",
         "phone" => "phone",
-        _ => return Err(ApiError::field("via", "must be code or phone")),
+        _ => return Err(Error::field("via", "must be code or phone")),
     };
     if via == "phone" {
         viewer.caller.require(&DESK)?;
     }
     let note = text("note", note.as_deref(), 500, via == "phone")?;
     let t = actable(conn, viewer, id)?;
-    let quote = db::quotes::find(conn, &t.id)?
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidTransition, "there is no quote"))?;
+    let quote =
+        db::quotes::find(conn, &t.id)?.ok_or_else(|| Error::new(ErrorCode::InvalidTransition, "there is no quote"))?;
     if quote.status != QuoteStatus::Pending {
-        return Err(ApiError::new(ErrorCode::InvalidTransition, format!("the quote is {}", quote.status)));
+        return Err(Error::new(ErrorCode::InvalidTransition, format!("the quote is {}", quote.status)));
     }
     require_move(&t, viewer, Move::AcceptQuote)?;
     if via == "code" {
         let given = code.as_deref().map(str::trim).filter(|c| !c.is_empty());
-        let Some(given) = given else { return Err(ApiError::field("code", "the resident's code is required")) };
+        let Some(given) = given else { return Err(Error::field("code", "the resident's code is required")) };
         let check = check_code(conn, &ctx.code_key, &t, Purpose::Quote, given, now)?;
         if let Some(refusal) = code_refusal(check, Purpose::Quote) {
             return Ok(Err(refusal));
@@ -140,12 +141,12 @@ pub fn decline_quote(
     id: &str,
     body: DeclineBody,
     now: NaiveDateTime,
-) -> Result<TicketRow, ApiError> {
+) -> Result<TicketRow, Error> {
     let note = text("note", body.note.as_deref(), 500, false)?;
     let t = actable(conn, viewer, id)?;
     require_move(&t, viewer, Move::DeclineQuote)?;
     if !db::quotes::decide(conn, &t.id, QuoteStatus::Declined, &viewer.caller.user_id, "declined", note.clone(), now)? {
-        return Err(ApiError::new(ErrorCode::InvalidTransition, "there is no pending quote"));
+        return Err(Error::new(ErrorCode::InvalidTransition, "there is no pending quote"));
     }
     let data = json!({ "note": note });
     super::transition(

@@ -126,7 +126,7 @@ pub async fn resend_code(state: web::Data<AppState>, caller: Caller, id: Path<St
     let outcome = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller.clone())?;
         // a refusal for reaching a cap comes back inside `Ok`: its escalation must commit
-        commands::resend_code(conn, &ctx, &viewer, &id, db::now())
+        Ok(commands::resend_code(conn, &ctx, &viewer, &id, db::now())?)
     })
     .await?;
     Ok(HttpResponse::Accepted().json(Resent { sms_id: outcome? }))
@@ -154,7 +154,7 @@ pub async fn add_material(
     let id = id.into_inner();
     let line = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller.clone())?;
-        commands::add_material(conn, &viewer, &id, body.0.clone(), db::now())
+        Ok(commands::add_material(conn, &viewer, &id, body.0.clone(), db::now())?)
     })
     .await?;
     Ok(HttpResponse::Created().json(line_view(line)))
@@ -183,7 +183,7 @@ pub async fn update_material(
     let (ticket_id, line_id) = path.into_inner();
     let line = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller.clone())?;
-        commands::update_material(conn, &viewer, &ticket_id, &line_id, body.0.clone(), db::now())
+        Ok(commands::update_material(conn, &viewer, &ticket_id, &line_id, body.0.clone(), db::now())?)
     })
     .await?;
     Ok(HttpResponse::Ok().json(line_view(line)))
@@ -211,7 +211,7 @@ pub async fn remove_material(
     let version = query.version;
     db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller.clone())?;
-        commands::remove_material(conn, &viewer, &ticket_id, &line_id, version, db::now())
+        Ok(commands::remove_material(conn, &viewer, &ticket_id, &line_id, version, db::now())?)
     })
     .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -329,7 +329,7 @@ pub async fn add_note(
     let id = id.into_inner();
     let note = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller.clone())?;
-        commands::add_note(conn, &viewer, &id, body.0.clone(), None, db::now())
+        Ok(commands::add_note(conn, &viewer, &id, body.0.clone(), None, db::now())?)
     })
     .await?;
     Ok(HttpResponse::Created().json(NoteView::from(note)))

@@ -208,7 +208,7 @@ pub async fn claim_ticket(state: web::Data<AppState>, caller: Caller, id: Path<S
     let (ctx, id) = (state.commands(), id.into_inner());
     let view = db::run(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller)?;
-        commands::claim_and_view(conn, &ctx, &viewer, &id, db::now())
+        Ok(commands::claim_and_view(conn, &ctx, &viewer, &id, db::now())?)
     })
     .await?;
     Ok(HttpResponse::Ok().json(view))

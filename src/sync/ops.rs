@@ -112,29 +112,43 @@ impl Op {
     ) -> Result<Result<(), ApiError>, ApiError> {
         let id = op.ticket_id.as_str();
         match self {
-            Op::Claim => commands::claim(conn, ctx, viewer, id, now).map(|_| Ok(())),
-            Op::Release(body) => commands::release(conn, viewer, id, body, now).map(|_| Ok(())),
+            Op::Claim => {
+                commands::claim(conn, ctx, viewer, id, now)?;
+            }
+            Op::Release(body) => {
+                commands::release(conn, viewer, id, body, now)?;
+            }
             Op::Arrive(body) => {
                 if let Some(refusal) = arrival_elsewhere(conn, viewer, op, &body, now)? {
                     return Ok(Err(refusal));
                 }
-                Ok(commands::arrive(conn, ctx, viewer, id, body, now)?.map(|_| ()))
+                // a wrong code is refused inside Ok: its count stands
+                return Ok(commands::arrive(conn, ctx, viewer, id, body, now)?.map(|_| ()).map_err(ApiError::from));
             }
-            Op::AddMaterial(body) => commands::add_material(conn, viewer, id, body, now).map(|_| Ok(())),
+            Op::AddMaterial(body) => {
+                commands::add_material(conn, viewer, id, body, now)?;
+            }
             Op::UpdateMaterial { line_id, patch } => {
-                commands::update_material(conn, viewer, id, &line_id, patch, now).map(|_| Ok(()))
+                commands::update_material(conn, viewer, id, &line_id, patch, now)?;
             }
             Op::RemoveMaterial { line_id, version } => {
-                commands::remove_material(conn, viewer, id, &line_id, version, now).map(|_| Ok(()))
+                commands::remove_material(conn, viewer, id, &line_id, version, now)?;
             }
             Op::AddNote(body) => {
                 let device_time = op.device_time.map(|d| d.naive_utc());
-                commands::add_note(conn, viewer, id, body, device_time, now).map(|_| Ok(()))
+                drop(commands::add_note(conn, viewer, id, body, device_time, now)?)
             }
-            Op::Hold(body) => commands::hold(conn, viewer, id, body, now).map(|_| Ok(())),
-            Op::Resume => commands::resume(conn, viewer, id, now).map(|_| Ok(())),
-            Op::Complete(body) => commands::complete(conn, viewer, id, body, now).map(|_| Ok(())),
+            Op::Hold(body) => {
+                commands::hold(conn, viewer, id, body, now)?;
+            }
+            Op::Resume => {
+                commands::resume(conn, viewer, id, now)?;
+            }
+            Op::Complete(body) => {
+                commands::complete(conn, viewer, id, body, now)?;
+            }
         }
+        Ok(Ok(()))
     }
 }
 

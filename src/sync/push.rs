@@ -200,7 +200,7 @@ fn push_adds(
         };
         adds.push(add);
     }
-    let t = match db::savepoint(conn, |c| commands::add_many(c, viewer, &run[0].raw.ticket_id, adds, now)) {
+    let t = match db::savepoint(conn, |c| Ok(commands::add_many(c, viewer, &run[0].raw.ticket_id, adds, now)?)) {
         Ok(Some(t)) => t,
         Ok(None) => return Ok(None),
         Err(e) if e.is_transient() => return Err(e),

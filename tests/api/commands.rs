@@ -5,13 +5,12 @@
 use chrono::{Duration, NaiveDateTime};
 use repairdesk::auth::Caller;
 use repairdesk::commands::{
-    self, AcceptQuoteBody, ArriveBody, AssignBody, CallbackBody, CompleteBody, Ctx, DeclineBody, HoldBody, InspectBody,
-    NewMaterial, NoteBody, PhoneVerification, QuoteBody, ReasonBody,
+    self, AcceptQuoteBody, ArriveBody, AssignBody, CallbackBody, CompleteBody, Ctx, DeclineBody, Error, HoldBody,
+    InspectBody, NewMaterial, NoteBody, PhoneVerification, QuoteBody, ReasonBody,
 };
 use repairdesk::db::{self, sites::SiteRow, tickets::TicketRow, users::UserRow, DatabaseUrl, DbConn, Pool};
 use repairdesk::domain::ticket::TicketForm;
 use repairdesk::domain::user::Role;
-use repairdesk::error::ApiError;
 use repairdesk::views::Viewer;
 use serde_json::Value;
 
@@ -78,8 +77,8 @@ impl World {
     fn run<T>(
         &self,
         who: &Caller,
-        work: impl Fn(&mut DbConn, &Ctx, &Viewer, NaiveDateTime) -> Result<T, ApiError>,
-    ) -> Result<T, ApiError> {
+        work: impl Fn(&mut DbConn, &Ctx, &Viewer, NaiveDateTime) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         self.run_at(who, 0, work)
     }
 
@@ -87,8 +86,8 @@ impl World {
         &self,
         who: &Caller,
         minutes: i64,
-        work: impl Fn(&mut DbConn, &Ctx, &Viewer, NaiveDateTime) -> Result<T, ApiError>,
-    ) -> Result<T, ApiError> {
+        work: impl Fn(&mut DbConn, &Ctx, &Viewer, NaiveDateTime) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let mut conn = self.pool.get().unwrap();
         let at = self.now + Duration::minutes(minutes);
         db::write_transaction(&mut conn, |conn| {
@@ -135,8 +134,8 @@ impl World {
     }
 }
 
-fn code_of(e: ApiError) -> &'static str {
-    e.code.as_str()
+fn code_of(e: Error) -> &'static str {
+    e.code().as_str()
 }
 
 fn reason(r: &str) -> ReasonBody {
@@ -171,7 +170,7 @@ fn the_desk_registers_assigns_and_cancels_a_ticket() {
     assert_eq!(code_of(refused.unwrap_err()), "forbidden");
     let bad = TicketForm { area: Some("garden".into()), ..w.form("in_home") };
     let refused = w.run(&w.desk, |c, ctx, v, now| commands::create_ticket(c, ctx, v, &bad, None, now)).unwrap_err();
-    assert!(refused.errors.iter().any(|e| e.field == "area"));
+    assert!(refused.fields().iter().any(|e| e.field == "area"));
     assert_eq!(code_of(refused), "validation_failed");
 
     let t = w.create(w.form("in_home"));

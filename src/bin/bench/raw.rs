@@ -20,7 +20,7 @@ fn raw_claim(conn: &mut DbConn, ctx: &Ctx, caller: &Caller, ticket: &str) -> Res
     db::tokens::live_session_role(conn, &caller.session_id, &caller.user_id)?
         .ok_or_else(|| ApiError::internal("the bench's session ended"))?;
     let viewer = Viewer::load(conn, caller.clone())?;
-    commands::claim_and_view(conn, ctx, &viewer, ticket, db::now()).map(|_| ())
+    commands::claim_and_view(conn, ctx, &viewer, ticket, db::now()).map(|_| ()).map_err(ApiError::from)
 }
 
 /// The raw pass: `threads` blocking threads claim distinct tickets on their own pool, closed loop.
