@@ -116,10 +116,6 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::new(routes::MAX_BODY_BYTES))
-                .app_data(
-                    web::QueryConfig::default().error_handler(|e, _| ApiError::field("query", e.to_string()).into()),
-                )
-                .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::not_found("resource").into()))
                 .into_utoipa_app()
                 .configure(routes::configure)
                 .into_app()
