@@ -20,6 +20,10 @@ use crate::error::{ApiError, ErrorCode, LeavesTrace};
 use crate::state::AppState;
 
 pub const HEADER: &str = "idempotency-key";
+/// How long a key is: 1 to 200 visible ASCII characters.
+pub const KEY_LEN: std::ops::RangeInclusive<usize> = 1..=200;
+/// A key as the schema states it.
+pub const KEY_PATTERN: &str = "^[!-~]{1,200}$";
 /// A first request older than this with no answer stored died with its process; a retry runs it
 /// again (requests are bounded well below it by the 5 s database pool timeout). Ticket creation
 /// also keeps its key on the ticket, so running it again finds the ticket it made.
@@ -41,7 +45,7 @@ pub async fn middleware(
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     };
     let key = match key {
-        Ok(k) if (1..=200).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => k,
+        Ok(k) if KEY_LEN.contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => k,
         _ => {
             let e = ApiError::field("Idempotency-Key", "must be 1 to 200 visible ASCII characters");
             return Ok(req.into_response(e.error_response()));

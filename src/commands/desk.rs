@@ -87,7 +87,10 @@ pub fn create_ticket(
 
 #[derive(Clone, Deserialize, ToSchema)]
 pub struct AssignBody {
+    /// An active technician of the ticket's site.
     pub technician_id: String,
+    /// Why, when given.
+    #[schema(min_length = 1, max_length = 500, pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     pub reason: Option<String>,
 }
 
@@ -148,6 +151,7 @@ pub fn cancel(
 #[derive(Clone, Deserialize, ToSchema)]
 pub struct PhoneVerification {
     /// Who was called and what they said.
+    #[schema(min_length = 1, max_length = 500, pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     pub note: String,
 }
 
@@ -161,7 +165,7 @@ pub fn verify_by_phone(
     now: NaiveDateTime,
 ) -> Result<TicketRow, Error> {
     viewer.caller.require(&DESK)?;
-    let note = text("note", Some(&body.note), 500, true)?;
+    let note = text("note", Some(&body.note), super::MAX_MOVE_NOTE, true)?;
     let t = actable(conn, viewer, id)?;
     require_move(&t, viewer, Move::VerifyByPhone)?;
     let changes = TicketChanges {
@@ -206,7 +210,8 @@ pub fn resend_code(
 #[derive(Clone, Deserialize, ToSchema)]
 pub struct InspectBody {
     pub passed: bool,
-    /// Required when the work failed: what must be done again.
+    /// What must be done again: required (not blank) when `passed` is false.
+    #[schema(max_length = 500)]
     pub note: Option<String>,
 }
 
@@ -221,7 +226,7 @@ pub fn inspect(
 ) -> Result<TicketRow, Error> {
     viewer.caller.require(&DESK)?;
     let InspectBody { passed, note } = body;
-    let note = text("note", note.as_deref(), 500, !passed)?;
+    let note = text("note", note.as_deref(), super::MAX_MOVE_NOTE, !passed)?;
     let t = actable(conn, viewer, id)?;
     require_move(&t, viewer, Move::Inspect)?;
     let (to, changes) = if passed {
@@ -239,12 +244,17 @@ pub fn inspect(
     transition(conn, &t, &viewer.caller.user_id, "inspected", to, changes, data, now)
 }
 
+/// The longest comment of a callback, in characters (trimmed).
+pub const MAX_COMMENT: usize = 1000;
+
 #[derive(Clone, Deserialize, ToSchema)]
 pub struct CallbackBody {
     /// Whether the resident answered.
     pub reached: bool,
-    /// 1 to 5.
+    /// 1 to 5 stars; only from a resident who was reached (`reached: true`).
+    #[schema(minimum = 1, maximum = 5)]
     pub satisfaction: Option<i64>,
+    #[schema(max_length = 1000)]
     pub comment: Option<String>,
 }
 
@@ -258,13 +268,13 @@ pub fn callback(
 ) -> Result<TicketRow, Error> {
     viewer.caller.require(&DESK)?;
     let CallbackBody { reached, satisfaction, comment } = body;
-    if satisfaction.is_some_and(|s| !(1..=5).contains(&s)) {
+    if satisfaction.is_some_and(|s| !super::RATING.contains(&s)) {
         return Err(Error::field("satisfaction", "must be 1 to 5"));
     }
     if satisfaction.is_some() && !reached {
         return Err(Error::field("satisfaction", "only a resident who was reached can rate"));
     }
-    let comment = text("comment", comment.as_deref(), 1000, false)?;
+    let comment = text("comment", comment.as_deref(), MAX_COMMENT, false)?;
     let t = actable(conn, viewer, id)?;
     require_move(&t, viewer, Move::Callback)?;
     db::quotes::insert_callback(

@@ -15,7 +15,7 @@ use crate::db::{
     self, materials::LineChanges, materials::LineRow, sync::NoteRow, tickets::TicketChanges, tickets::TicketRow, DbConn,
 };
 use crate::domain::code::Purpose;
-use crate::domain::material::{line_total_cents, parse_quantity, SuppliedBy};
+use crate::domain::material::{line_total_cents, parse_quantity, SuppliedBy, MAX_CENTS, MAX_NAME, MAX_SPEC, MAX_UNIT};
 use crate::domain::ticket::{Area, HoldReason, Move, Status, Urgency};
 use crate::domain::user::Role;
 use crate::error::{Checks, ErrorCode};
@@ -23,9 +23,12 @@ use crate::views::{line_view, TicketView, Viewer};
 
 #[derive(Clone, Deserialize, ToSchema)]
 pub struct ArriveBody {
-    /// The resident's SMS code; not needed for public-area tickets or after the desk verified by phone.
+    /// The resident's SMS code: required (not blank) for an in-home ticket, unless the desk
+    /// verified the arrival by phone.
     pub code: Option<String>,
+    #[schema(minimum = -90, maximum = 90)]
     pub lat: Option<f64>,
+    #[schema(minimum = -180, maximum = 180)]
     pub lng: Option<f64>,
     /// When the phone says it arrived (kept beside the server time; used for the on-time check
     /// when plausible).
@@ -36,17 +39,30 @@ pub struct ArriveBody {
 #[derive(Clone, Deserialize, ToSchema)]
 pub struct NewMaterial {
     /// Made by the phone (UUID), so a line added offline keeps its id; sending it again is harmless.
+    #[schema(format = Uuid)]
     pub id: Option<String>,
-    /// Fills name, spec, model, unit and price from the site's catalogue when those are absent.
+    /// An item of the ticket's site's catalogue: fills name, spec, model, unit and price when
+    /// those are absent.
     pub catalogue_item_id: Option<String>,
+    /// Required (not blank) without a `catalogue_item_id`.
+    #[schema(max_length = 100)]
     pub name: Option<String>,
+    #[schema(max_length = 100)]
     pub spec: Option<String>,
+    #[schema(max_length = 100)]
     pub model: Option<String>,
-    /// A decimal string such as `"1.5"`.
+    /// A decimal string such as `"1.5"`: more than 0, at most 100000, at most 3 decimals.
+    #[schema(
+        pattern = r"^(?:[1-9][0-9]{0,4}(?:\.[0-9]{1,3})?|0\.(?:[1-9][0-9]{0,2}|0[1-9][0-9]?|00[1-9])|100000(?:\.0{1,3})?)$"
+    )]
     pub quantity: String,
+    /// Required (not blank) without a `catalogue_item_id`.
+    #[schema(max_length = 20)]
     pub unit: Option<String>,
+    /// Required without a `catalogue_item_id`.
+    #[schema(minimum = 0, maximum = 100_000_000)]
     pub unit_price_cents: Option<i64>,
-    /// `company` or `resident`.
+    #[schema(value_type = SuppliedBy)]
     pub supplied_by: String,
     /// The ticket version the phone last saw; a different one answers 409 `version_conflict`.
     pub version: Option<i64>,
@@ -54,16 +70,28 @@ pub struct NewMaterial {
 
 #[derive(Clone, Deserialize, ToSchema)]
 pub struct MaterialPatch {
+    /// Blank leaves the name as it is.
+    #[schema(max_length = 100)]
     pub name: Option<String>,
+    /// `null` (or blank) clears it.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 100)]
     pub spec: Option<Option<String>>,
+    /// `null` (or blank) clears it.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 100)]
     pub model: Option<Option<String>>,
+    /// A decimal string such as `"1.5"`: more than 0, at most 100000, at most 3 decimals.
+    #[schema(
+        pattern = r"^(?:[1-9][0-9]{0,4}(?:\.[0-9]{1,3})?|0\.(?:[1-9][0-9]{0,2}|0[1-9][0-9]?|00[1-9])|100000(?:\.0{1,3})?)$"
+    )]
     pub quantity: Option<String>,
+    /// Blank leaves the unit as it is.
+    #[schema(max_length = 20)]
     pub unit: Option<String>,
+    #[schema(minimum = 0, maximum = 100_000_000)]
     pub unit_price_cents: Option<i64>,
+    #[schema(value_type = Option<SuppliedBy>)]
     pub supplied_by: Option<String>,
     /// The ticket version the phone last saw; a different one answers 409 with the current line.
     pub version: Option<i64>,
@@ -76,8 +104,8 @@ pub struct VersionQuery {
 }
 
 pub fn check_price(checks: &mut Checks, cents: i64) {
-    if !(0..=100_000_000).contains(&cents) {
-        checks.fail("unit_price_cents", "must be 0 to 100000000");
+    if !(0..=MAX_CENTS).contains(&cents) {
+        checks.fail("unit_price_cents", format!("must be 0 to {MAX_CENTS}"));
     }
 }
 
@@ -88,23 +116,38 @@ pub fn materials_allowed(conn: &mut DbConn, viewer: &Viewer, t: &TicketRow) -> R
 
 #[derive(Clone, Deserialize, ToSchema)]
 pub struct HoldBody {
-    /// `awaiting_parts | needs_assessment | resident_absent | other`
+    #[schema(value_type = HoldReason)]
     pub reason: String,
+    /// Required (not blank) when `reason` is `other`.
+    #[schema(max_length = 500)]
     pub note: Option<String>,
-    /// When work should go on; the stalled clock waits for it.
+    /// When work should go on (not in the past); the stalled clock waits for it.
     #[serde(default, deserialize_with = "crate::domain::time::optional")]
     pub resume_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Deserialize, ToSchema)]
 pub struct CompleteBody {
+    /// What was done.
+    #[schema(min_length = 1, max_length = 2000, pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     pub result: String,
-    /// 1 to 5.
+    /// 1 to 5 stars.
+    #[schema(minimum = 1, maximum = 5)]
     pub resident_rating: Option<i64>,
-    /// A PNG, at most 256 KB.
+    /// A PNG of at most 256 KB, in base64 (a `data:image/png;base64,` prefix is allowed).
+    #[schema(content_encoding = "base64", content_media_type = "image/png")]
     pub resident_signature_png_base64: Option<String>,
+    #[schema(minimum = 0, maximum = 100_000_000)]
     pub fee_collected_cents: Option<i64>,
 }
+
+/// The longest result of a job, in characters (trimmed).
+pub const MAX_RESULT: usize = 2000;
+/// The longest note on a ticket, in characters (trimmed).
+pub const MAX_NOTE: usize = 2000;
+/// Where an arrival may be: latitude and longitude in degrees.
+pub const LAT: std::ops::RangeInclusive<f64> = -90.0..=90.0;
+pub const LNG: std::ops::RangeInclusive<f64> = -180.0..=180.0;
 
 pub const MAX_SIGNATURE_BYTES: usize = 256 * 1024;
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
@@ -126,7 +169,9 @@ pub fn parse_signature(raw: &str) -> Result<Vec<u8>, String> {
 #[derive(Clone, Deserialize, ToSchema)]
 pub struct NoteBody {
     /// Made by the phone (UUID), so a note written offline keeps its id; sending it again is harmless.
+    #[schema(format = Uuid)]
     pub id: Option<String>,
+    #[schema(min_length = 1, max_length = 2000, pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     pub note: String,
 }
 
@@ -236,7 +281,7 @@ pub fn arrive(
 ) -> Result<Result<TicketRow, Error>, Error> {
     viewer.caller.require(&[Role::Technician])?;
     let ArriveBody { code, lat, lng, device_time } = body;
-    if lat.is_some_and(|v| !(-90.0..=90.0).contains(&v)) || lng.is_some_and(|v| !(-180.0..=180.0).contains(&v)) {
+    if lat.is_some_and(|v| !LAT.contains(&v)) || lng.is_some_and(|v| !LNG.contains(&v)) {
         return Err(Error::field("lat", "lat must be within ±90 and lng within ±180"));
     }
     let t = actable(conn, viewer, id)?;
@@ -345,8 +390,8 @@ fn material_line(
     author: &str,
     now: NaiveDateTime,
 ) -> Result<LineRow, Error> {
-    let name = text("name", m.name.as_deref().or(item.map(|i| i.name.as_str())), 100, true)?.unwrap_or_default();
-    let unit = text("unit", m.unit.as_deref().or(item.map(|i| i.unit.as_str())), 20, true)?.unwrap_or_default();
+    let name = text("name", m.name.as_deref().or(item.map(|i| i.name.as_str())), MAX_NAME, true)?.unwrap_or_default();
+    let unit = text("unit", m.unit.as_deref().or(item.map(|i| i.unit.as_str())), MAX_UNIT, true)?.unwrap_or_default();
     let unit_price_cents = m
         .unit_price_cents
         .or(item.map(|i| i.default_price_cents))
@@ -356,8 +401,8 @@ fn material_line(
         ticket_id: ticket_id.to_owned(),
         catalogue_item_id: item.map(|i| i.id.clone()),
         name,
-        spec: text("spec", m.spec.as_deref(), 100, false)?.or(item.and_then(|i| i.spec.clone())),
-        model: text("model", m.model.as_deref(), 100, false)?.or(item.and_then(|i| i.model.clone())),
+        spec: text("spec", m.spec.as_deref(), MAX_SPEC, false)?.or(item.and_then(|i| i.spec.clone())),
+        model: text("model", m.model.as_deref(), MAX_SPEC, false)?.or(item.and_then(|i| i.model.clone())),
         quantity: checked.quantity,
         quantity_milli: checked.quantity_milli,
         unit,
@@ -415,10 +460,10 @@ pub fn update_material(
         check_price(&mut checks, price);
     }
     checks.finish()?;
-    let name = text("name", p.name.as_deref(), 100, false)?;
-    let unit = text("unit", p.unit.as_deref(), 20, false)?;
-    let spec = p.spec.map(|s| text("spec", s.as_deref(), 100, false)).transpose()?;
-    let model = p.model.map(|s| text("model", s.as_deref(), 100, false)).transpose()?;
+    let name = text("name", p.name.as_deref(), MAX_NAME, false)?;
+    let unit = text("unit", p.unit.as_deref(), MAX_UNIT, false)?;
+    let spec = p.spec.map(|s| text("spec", s.as_deref(), MAX_SPEC, false)).transpose()?;
+    let model = p.model.map(|s| text("model", s.as_deref(), MAX_SPEC, false)).transpose()?;
     let t = actable(conn, viewer, id)?;
     let before = db::materials::find_line(conn, line_id)?
         .filter(|l| l.ticket_id == t.id)
@@ -508,7 +553,7 @@ fn note_row(
         id: client_id(body.id.as_deref())?,
         ticket_id: ticket_id.to_owned(),
         author_id: author.to_owned(),
-        body: text("note", Some(&body.note), 2000, true)?.unwrap_or_default(),
+        body: text("note", Some(&body.note), MAX_NOTE, true)?.unwrap_or_default(),
         created_at: now,
         device_time,
     })
@@ -615,7 +660,7 @@ pub fn hold(
     let HoldBody { reason, note, resume_at } = body;
     let reason = HoldReason::parse(&reason)
         .ok_or_else(|| Error::field("reason", format!("must be one of {}", HoldReason::names())))?;
-    let note = text("note", note.as_deref(), 500, reason == HoldReason::Other)?;
+    let note = text("note", note.as_deref(), super::MAX_MOVE_NOTE, reason == HoldReason::Other)?;
     if resume_at.is_some_and(|r| r.naive_utc() < now) {
         return Err(Error::field("resume_at", "must be in the future"));
     }
@@ -652,12 +697,12 @@ pub fn complete(
 ) -> Result<TicketRow, Error> {
     viewer.caller.require(&[Role::Technician])?;
     let mut checks = Checks::default();
-    let result = checks.take("result", text("result", Some(&b.result), 2000, true).map_err(|e| e.detail()));
-    if b.resident_rating.is_some_and(|r| !(1..=5).contains(&r)) {
+    let result = checks.take("result", text("result", Some(&b.result), MAX_RESULT, true).map_err(|e| e.detail()));
+    if b.resident_rating.is_some_and(|r| !super::RATING.contains(&r)) {
         checks.fail("resident_rating", "must be 1 to 5");
     }
-    if b.fee_collected_cents.is_some_and(|f| !(0..=100_000_000).contains(&f)) {
-        checks.fail("fee_collected_cents", "must be 0 to 100000000");
+    if b.fee_collected_cents.is_some_and(|f| !(0..=MAX_CENTS).contains(&f)) {
+        checks.fail("fee_collected_cents", format!("must be 0 to {MAX_CENTS}"));
     }
     let signature = match &b.resident_signature_png_base64 {
         Some(raw) => checks.take("resident_signature_png_base64", parse_signature(raw)),

@@ -167,15 +167,24 @@ pub fn code_refusal(check: CodeCheck, purpose: Purpose) -> Option<Error> {
     }
 }
 
+/// The longest reason for a release, a cancellation or an assignment, in characters (trimmed).
+pub const MAX_REASON: usize = 500;
+/// The longest note that goes with a move (a phone verification, an inspection, a hold, a quote
+/// and the resident's answer), in characters (trimmed).
+pub const MAX_MOVE_NOTE: usize = 500;
+/// A resident's satisfaction or rating, in stars.
+pub const RATING: std::ops::RangeInclusive<i64> = 1..=5;
+
 #[derive(Clone, Deserialize, ToSchema)]
 pub struct ReasonBody {
+    #[schema(min_length = 1, max_length = 500, pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     pub reason: String,
 }
 
 pub fn reason(raw: &str) -> Result<String, Error> {
     let r = raw.trim();
-    if r.is_empty() || r.chars().count() > 500 {
-        return Err(Error::field("reason", "must be 1 to 500 characters"));
+    if r.is_empty() || r.chars().count() > MAX_REASON {
+        return Err(Error::field("reason", format!("must be 1 to {MAX_REASON} characters")));
     }
     Ok(r.to_owned())
 }

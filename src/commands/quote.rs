@@ -8,9 +8,10 @@ use utoipa::ToSchema;
 
 use super::desk::DESK;
 use super::error::Error;
-use super::{actable, apply, check_code, code_locked, code_refusal, require_move, text, Ctx};
+use super::{actable, apply, check_code, code_locked, code_refusal, require_move, text, Ctx, MAX_MOVE_NOTE};
 use crate::db::{self, tickets::TicketChanges, tickets::TicketRow, DbConn};
 use crate::domain::code::{Purpose, MAX_FAILED_ATTEMPTS};
+use crate::domain::material::MAX_CENTS;
 use crate::domain::messages::{self, yuan};
 use crate::domain::ticket::{Move, QuoteStatus, Status};
 use crate::error::ErrorCode;
@@ -19,8 +20,10 @@ use crate::views::Viewer;
 
 #[derive(Clone, Deserialize, ToSchema)]
 pub struct QuoteBody {
-    /// 1 to 100000000.
+    /// The price in cents.
+    #[schema(minimum = 1, maximum = 100_000_000)]
     pub amount_cents: i64,
+    #[schema(max_length = 500)]
     pub note: Option<String>,
 }
 
@@ -37,10 +40,10 @@ pub fn propose_quote(
     now: NaiveDateTime,
 ) -> Result<TicketRow, Error> {
     let QuoteBody { amount_cents, note } = body;
-    if !(1..=100_000_000).contains(&amount_cents) {
-        return Err(Error::field("amount_cents", "must be 1 to 100000000"));
+    if !(1..=MAX_CENTS).contains(&amount_cents) {
+        return Err(Error::field("amount_cents", format!("must be 1 to {MAX_CENTS}")));
     }
-    let note = text("note", note.as_deref(), 500, false)?;
+    let note = text("note", note.as_deref(), MAX_MOVE_NOTE, false)?;
     let t = actable(conn, viewer, id)?;
     if !t.paid {
         return Err(Error::new(ErrorCode::InvalidTransition, "only paid work (特约维修) is quoted"));
@@ -79,12 +82,27 @@ pub fn propose_quote(
 
 #[derive(Clone, Deserialize, ToSchema)]
 pub struct AcceptQuoteBody {
-    /// The code the resident received by SMS.
+    /// The code the resident received by SMS: required (not blank) with `via: code`.
     pub code: Option<String>,
-    /// `code` (default) or `phone`: the desk recorded the resident's consent by phone.
+    #[schema(schema_with = consent_via)]
     pub via: Option<String>,
-    /// Required with `via: phone`: who was called and what they said.
+    /// Who was called and what they said: required (not blank) with `via: phone`.
+    #[schema(max_length = 500)]
     pub note: Option<String>,
+}
+
+/// How a resident's consent to a quote comes: the values [`accept_quote`] takes for `via`.
+pub const CONSENT_VIA: [&str; 2] = ["code", "phone"];
+
+fn consent_via() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(CONSENT_VIA))
+        .default(Some(CONSENT_VIA[0].into()))
+        .description(Some(
+            "`code` (the default) or `phone`: the desk recorded the resident's consent by phone (the desk only).",
+        ))
+        .build()
 }
 
 /// The resident accepts the quote: with the SMS code, or by phone to the desk (which also works
@@ -107,7 +125,7 @@ pub fn accept_quote(
     if via == "phone" {
         viewer.caller.require(&DESK)?;
     }
-    let note = text("note", note.as_deref(), 500, via == "phone")?;
+    let note = text("note", note.as_deref(), MAX_MOVE_NOTE, via == "phone")?;
     let t = actable(conn, viewer, id)?;
     let quote =
         db::quotes::find(conn, &t.id)?.ok_or_else(|| Error::new(ErrorCode::InvalidTransition, "there is no quote"))?;
@@ -130,6 +148,7 @@ pub fn accept_quote(
 
 #[derive(Clone, Deserialize, ToSchema)]
 pub struct DeclineBody {
+    #[schema(max_length = 500)]
     pub note: Option<String>,
 }
 
@@ -142,7 +161,7 @@ pub fn decline_quote(
     body: DeclineBody,
     now: NaiveDateTime,
 ) -> Result<TicketRow, Error> {
-    let note = text("note", body.note.as_deref(), 500, false)?;
+    let note = text("note", body.note.as_deref(), MAX_MOVE_NOTE, false)?;
     let t = actable(conn, viewer, id)?;
     require_move(&t, viewer, Move::DeclineQuote)?;
     if !db::quotes::decide(conn, &t.id, QuoteStatus::Declined, &viewer.caller.user_id, "declined", note.clone(), now)? {

@@ -28,6 +28,26 @@ impl SuppliedBy {
     }
 }
 
+/// The most money a material line's price, a catalogue price, a quote or a collected fee may
+/// carry, in cents (1,000,000 yuan).
+pub const MAX_CENTS: i64 = 100_000_000;
+
+/// The longest name of a material (a line's or a catalogue item's), in characters.
+pub const MAX_NAME: usize = 100;
+/// The longest spec or model of a material, in characters.
+pub const MAX_SPEC: usize = 100;
+/// The longest unit of a material (`m`, `个`), in characters.
+pub const MAX_UNIT: usize = 20;
+
+/// The largest quantity, in thousandths (100000).
+pub const MAX_QUANTITY_MILLI: i64 = 100_000_000;
+
+/// The quantities [`parse_quantity`] takes, as the schema states them: more than 0, at most
+/// 100000, at most 3 decimals, written without leading zeros (the server also takes those, and
+/// spaces around). Every normalised quantity matches.
+pub const QUANTITY_PATTERN: &str =
+    r"^(?:[1-9][0-9]{0,4}(?:\.[0-9]{1,3})?|0\.(?:[1-9][0-9]{0,2}|0[1-9][0-9]?|00[1-9])|100000(?:\.0{1,3})?)$";
+
 /// Parses a quantity such as `"1.5"`: positive, at most 3 decimals, at most 100000.
 /// Returns the normalised text and the quantity in thousandths.
 pub fn parse_quantity(raw: &str) -> Result<(String, i64), String> {
@@ -46,7 +66,7 @@ pub fn parse_quantity(raw: &str) -> Result<(String, i64), String> {
     let whole: i64 = whole.parse().map_err(|_| MSG.to_owned())?;
     let frac_milli: i64 = format!("{frac:0<3}").parse().map_err(|_| MSG.to_owned())?;
     let milli = whole * 1000 + frac_milli;
-    if milli <= 0 || milli > 100_000_000 {
+    if milli <= 0 || milli > MAX_QUANTITY_MILLI {
         return Err("must be more than 0 and at most 100000".into());
     }
     let text = if frac_milli == 0 {
@@ -89,8 +109,25 @@ mod properties {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::domain::unanchored;
 
     proptest! {
+        /// Whatever the schema's pattern allows, the server takes, and writes the same way.
+        #[test]
+        fn what_the_pattern_allows_parses(raw in proptest::string::string_regex(&unanchored(QUANTITY_PATTERN)).unwrap()) {
+            let (text, milli) = parse_quantity(&raw).unwrap();
+            prop_assert!(milli > 0);
+            prop_assert_eq!(text.parse::<f64>().unwrap(), raw.parse::<f64>().unwrap());
+        }
+
+        /// What parses is written in a form the pattern allows.
+        #[test]
+        fn what_parses_matches_the_pattern(raw in "[0-9]{1,6}(\\.[0-9]{1,3})?") {
+            if let Ok((text, _)) = parse_quantity(&raw) {
+                prop_assert!(regex::Regex::new(QUANTITY_PATTERN).unwrap().is_match(&text), "{}", text);
+            }
+        }
+
         /// A quantity that parses is positive, and its normal text parses to the same amount.
         #[test]
         fn parsed_quantities_round_trip(raw in "[0-9.,+e -]{0,12}") {

@@ -1,6 +1,13 @@
 //! Phone numbers: mainland mobiles (`1[3-9]` and 9 more digits, `+86` optional) and E.164,
 //! stored normalised as E.164 (`+8613812345678`).
 
+/// The numbers as the schema states them: a mainland mobile, `+86` optional, or another E.164
+/// number (8 to 15 digits after `+`, no leading 0; a `+861` number is a mainland mobile). The
+/// server also takes them written with spaces, dashes, dots and parentheses; every normalised
+/// number matches.
+pub const PATTERN: &str =
+    r"^(?:(?:\+86)?1[3-9][0-9]{9}|\+(?:[1-79][0-9]{7,14}|8[0-57-9][0-9]{6,13}|86[02-9][0-9]{5,12}))$";
+
 /// Parses and normalises; spaces, dashes and parentheses are ignored.
 pub fn parse_phone(raw: &str) -> Result<String, String> {
     let compact: String = raw.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.')).collect();
@@ -70,8 +77,16 @@ mod properties {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::domain::unanchored;
 
     proptest! {
+        /// Whatever the schema's pattern allows, the server takes, as itself once normalised.
+        #[test]
+        fn what_the_pattern_allows_parses(raw in proptest::string::string_regex(&unanchored(PATTERN)).unwrap()) {
+            let expected = if raw.starts_with('+') { raw.clone() } else { format!("+86{raw}") };
+            prop_assert_eq!(parse_phone(&raw).unwrap(), expected);
+        }
+
         /// Any mainland mobile, however it is written, normalises to +86 and its 11 digits, and the
         /// normal form parses to itself.
         #[test]
@@ -86,6 +101,15 @@ mod properties {
             let normal = parse_phone(&written).unwrap();
             prop_assert_eq!(&normal, &format!("+86{digits}"));
             prop_assert_eq!(parse_phone(&normal).unwrap(), normal);
+        }
+
+        /// The pattern tells every number the server keeps: what an E.164 number normalises to
+        /// matches it.
+        #[test]
+        fn what_parses_matches_the_pattern(raw in "\\+[ ]?[1-9][0-9 ]{7,16}") {
+            if let Ok(normal) = parse_phone(&raw) {
+                prop_assert!(regex::Regex::new(PATTERN).unwrap().is_match(&normal), "{}", normal);
+            }
         }
 
         /// Whatever is typed, parsing never panics, and what it accepts is E.164.

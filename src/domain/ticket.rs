@@ -342,29 +342,50 @@ pub fn transitions_markdown() -> String {
     out
 }
 
-/// The intake form as sent: every field optional, so that one answer can name every bad field.
+/// The longest texts of the intake form, in characters (trimmed).
+pub const MAX_SITE_ID: usize = 64;
+pub const MAX_LOCATION: usize = 200;
+pub const MAX_DESCRIPTION: usize = 2000;
+pub const MAX_REPORTER_NAME: usize = 100;
+/// How far back an appointment may be (a form filled in a few minutes ago), and how far ahead.
+pub const APPOINTMENT_GRACE_MINUTES: i64 = 5;
+pub const APPOINTMENT_MAX_DAYS: i64 = 90;
+
+/// The intake form as sent: the fields are read as optional, so that one answer can name every
+/// bad field; the schema states what passes. Texts are trimmed.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct TicketForm {
+    #[schema(value_type = String, min_length = 1, max_length = 64, pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     pub site_id: Option<String>,
-    /// `in_home` or `public`.
+    #[schema(value_type = Area)]
     pub area: Option<String>,
     /// Room/unit (房号) for in-home tickets, the exact place for public ones.
+    #[schema(value_type = String, min_length = 1, max_length = 200, pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     pub location: Option<String>,
-    /// `water | electric | gas | elevator | hvac | door_window | general | other`.
+    #[schema(value_type = Category)]
     pub category: Option<String>,
-    /// `normal` or `emergency`.
+    #[schema(value_type = Urgency)]
     pub urgency: Option<String>,
-    /// Paid special service (特约维修).
+    /// Paid special service (特约维修); `false` when left out.
     pub paid: Option<bool>,
+    #[schema(value_type = String, min_length = 1, max_length = 2000, pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     pub description: Option<String>,
+    #[schema(value_type = String, min_length = 1, max_length = 100, pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     pub reporter_name: Option<String>,
-    /// Mainland mobile or E.164; required for in-home tickets.
+    /// Mainland mobile or E.164. Required (not blank) when `area` is `in_home`: the resident's
+    /// code goes to it.
+    #[schema(
+        pattern = r"^(?:(?:\+86)?1[3-9][0-9]{9}|\+(?:[1-79][0-9]{7,14}|8[0-57-9][0-9]{6,13}|86[02-9][0-9]{5,12}))$"
+    )]
     pub reporter_phone: Option<String>,
+    /// From 5 minutes ago to 90 days ahead.
     pub appointment_at: Option<DateTime<Utc>>,
+    /// `false` when left out.
     pub resident_supplies_parts: Option<bool>,
-    /// `phone | app | wechat | walk_in | patrol`.
+    #[schema(value_type = Channel)]
     pub channel: Option<String>,
-    /// Assigns the ticket to this technician directly instead of the pool.
+    /// Assigns the ticket to this technician directly instead of the pool: an active technician
+    /// of the site. Blank is the same as left out.
     pub requested_technician_id: Option<String>,
 }
 
@@ -426,13 +447,13 @@ impl TicketForm {
     /// Checks every field; `now` bounds the appointment time.
     pub fn validate(&self, now: DateTime<Utc>) -> Result<NewTicket, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let site_id = text(&mut errors, "site_id", self.site_id.as_ref(), 64);
+        let site_id = text(&mut errors, "site_id", self.site_id.as_ref(), MAX_SITE_ID);
         let area = choice(&mut errors, "area", self.area.as_ref(), Area::parse, Area::names());
-        let location = text(&mut errors, "location", self.location.as_ref(), 200);
+        let location = text(&mut errors, "location", self.location.as_ref(), MAX_LOCATION);
         let category = choice(&mut errors, "category", self.category.as_ref(), Category::parse, Category::names());
         let urgency = choice(&mut errors, "urgency", self.urgency.as_ref(), Urgency::parse, Urgency::names());
-        let description = text(&mut errors, "description", self.description.as_ref(), 2000);
-        let reporter_name = text(&mut errors, "reporter_name", self.reporter_name.as_ref(), 100);
+        let description = text(&mut errors, "description", self.description.as_ref(), MAX_DESCRIPTION);
+        let reporter_name = text(&mut errors, "reporter_name", self.reporter_name.as_ref(), MAX_REPORTER_NAME);
         let channel = choice(&mut errors, "channel", self.channel.as_ref(), Channel::parse, Channel::names());
         let reporter_phone = match self.reporter_phone.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
             Some(p) => match parse_phone(p) {
@@ -453,10 +474,10 @@ impl TicketForm {
             }
         };
         if let Some(at) = self.appointment_at {
-            if at < now - Duration::minutes(5) {
+            if at < now - Duration::minutes(APPOINTMENT_GRACE_MINUTES) {
                 errors.push(FieldError::new("appointment_at", "must not be in the past"));
-            } else if at > now + Duration::days(90) {
-                errors.push(FieldError::new("appointment_at", "must be within 90 days"));
+            } else if at > now + Duration::days(APPOINTMENT_MAX_DAYS) {
+                errors.push(FieldError::new("appointment_at", format!("must be within {APPOINTMENT_MAX_DAYS} days")));
             }
         }
         let requested_technician_id =

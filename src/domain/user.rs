@@ -32,6 +32,13 @@ impl Role {
     }
 }
 
+/// How long a login name is, in characters.
+pub const USERNAME_LEN: std::ops::RangeInclusive<usize> = 3..=64;
+/// Login names as the schema states them (the server also trims spaces around them).
+pub const USERNAME_PATTERN: &str = r"^[A-Za-z0-9._-]{3,64}$";
+/// The longest name shown on tickets, in characters.
+pub const MAX_DISPLAY_NAME: usize = 100;
+
 /// A login name: 3 to 64 of `a-z 0-9 . _ -`, stored lower-case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username(String);
@@ -39,7 +46,7 @@ pub struct Username(String);
 impl Username {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let name = raw.trim().to_lowercase();
-        if !(3..=64).contains(&name.len()) {
+        if !USERNAME_LEN.contains(&name.len()) {
             return Err("must be 3 to 64 characters".into());
         }
         if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c)) {
@@ -58,7 +65,7 @@ pub fn parse_display_name(raw: &str) -> Result<String, String> {
     let name = raw.trim();
     match name.chars().count() {
         0 => Err("must not be empty".into()),
-        1..=100 => Ok(name.to_owned()),
+        1..=MAX_DISPLAY_NAME => Ok(name.to_owned()),
         _ => Err("must be at most 100 characters".into()),
     }
 }
@@ -73,6 +80,17 @@ mod tests {
         assert!(Username::parse("ab").is_err());
         assert!(Username::parse("李伟").is_err());
         assert!(Username::parse("a b c").is_err());
+    }
+
+    #[test]
+    fn what_the_username_pattern_allows_parses() {
+        let pattern = regex::Regex::new(USERNAME_PATTERN).unwrap();
+        for name in ["abc", "Li.Wei", "tech_1-a", &"x".repeat(64)] {
+            assert!(pattern.is_match(name) && Username::parse(name).is_ok(), "{name}");
+        }
+        for name in ["ab", "li wei", "李伟", &"x".repeat(65)] {
+            assert!(!pattern.is_match(name) && Username::parse(name).is_err(), "{name}");
+        }
     }
 
     #[test]

@@ -25,6 +25,8 @@ fn no_store() -> DefaultHeaders {
 #[derive(Deserialize, ToSchema)]
 pub struct LoginRequest {
     pub username: String,
+    /// A longer one is nobody's password (`invalid_credentials`).
+    #[schema(max_length = 128)]
     pub password: String,
 }
 
@@ -35,7 +37,10 @@ pub struct RefreshRequest {
 
 #[derive(Deserialize, ToSchema)]
 pub struct ChangePasswordRequest {
+    /// A longer one is nobody's password (`wrong_password`).
+    #[schema(max_length = 128)]
     pub current_password: String,
+    #[schema(min_length = 8, max_length = 128)]
     pub new_password: String,
 }
 

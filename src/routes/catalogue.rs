@@ -10,6 +10,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use super::{Checks, JsonBody, Path};
 use crate::auth::Caller;
 use crate::db::{self, materials::CatalogueItem};
+use crate::domain::material::{MAX_CENTS, MAX_NAME, MAX_SPEC, MAX_UNIT};
 use crate::domain::user::Role;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -20,10 +21,15 @@ pub fn configure(cfg: &mut ServiceConfig) {
 
 #[derive(Deserialize, ToSchema)]
 pub struct NewItem {
+    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     pub name: String,
+    #[schema(max_length = 100)]
     pub spec: Option<String>,
+    #[schema(max_length = 100)]
     pub model: Option<String>,
+    #[schema(min_length = 1, max_length = 20, pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     pub unit: String,
+    #[schema(minimum = 0, maximum = 100_000_000)]
     pub default_price_cents: i64,
 }
 
@@ -70,8 +76,8 @@ fn member(conn: &mut db::DbConn, caller: &Caller, site_id: &str) -> Result<(), A
 
 fn optional(checks: &mut Checks, field: &str, raw: Option<String>) -> Option<String> {
     let value = raw.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
-    if value.as_ref().is_some_and(|v| v.chars().count() > 100) {
-        checks.fail(field, "must be at most 100 characters");
+    if value.as_ref().is_some_and(|v| v.chars().count() > MAX_SPEC) {
+        checks.fail(field, format!("must be at most {MAX_SPEC} characters"));
     }
     value
 }
@@ -95,15 +101,15 @@ pub async fn add_item(
     let n = body.0;
     let mut checks = Checks::default();
     let name = n.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 {
-        checks.fail("name", "must be 1 to 100 characters");
+    if name.is_empty() || name.chars().count() > MAX_NAME {
+        checks.fail("name", format!("must be 1 to {MAX_NAME} characters"));
     }
     let unit = n.unit.trim().to_owned();
-    if unit.is_empty() || unit.chars().count() > 20 {
-        checks.fail("unit", "must be 1 to 20 characters");
+    if unit.is_empty() || unit.chars().count() > MAX_UNIT {
+        checks.fail("unit", format!("must be 1 to {MAX_UNIT} characters"));
     }
-    if !(0..=100_000_000).contains(&n.default_price_cents) {
-        checks.fail("default_price_cents", "must be 0 to 100000000");
+    if !(0..=MAX_CENTS).contains(&n.default_price_cents) {
+        checks.fail("default_price_cents", format!("must be 0 to {MAX_CENTS}"));
     }
     let spec = optional(&mut checks, "spec", n.spec);
     let model = optional(&mut checks, "model", n.model);

@@ -1,14 +1,17 @@
 //! The OpenAPI document, generated from the handlers' annotations. `openapi/openapi.json` is this
 //! document committed; a test fails when the two differ.
 
+use std::collections::HashSet;
+
 use utoipa::openapi::path::{Operation, Parameter, ParameterIn};
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::{ArrayItems, ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::Required;
 use utoipa::openapi::{Content, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 
+use crate::idempotency::{KEY_LEN, KEY_PATTERN};
 use crate::routes;
 
 #[derive(OpenApi)]
@@ -112,7 +115,11 @@ impl Modify for IdempotencyKeys {
 }
 
 fn accepts_idempotency_key(operation: &mut Operation) {
-    let schema = ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(200));
+    let schema = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(*KEY_LEN.start()))
+        .max_length(Some(*KEY_LEN.end()))
+        .pattern(Some(KEY_PATTERN));
     let header = Parameter::builder()
         .name("Idempotency-Key")
         .parameter_in(ParameterIn::Header)
@@ -125,7 +132,11 @@ fn accepts_idempotency_key(operation: &mut Operation) {
         ))
         .schema(Some(schema))
         .build();
-    operation.parameters.get_or_insert_with(Vec::new).push(header);
+    let parameters = operation.parameters.get_or_insert_with(Vec::new);
+    // stated once, whatever a handler's annotation said
+    parameters
+        .retain(|p| !(p.name.eq_ignore_ascii_case("Idempotency-Key") && matches!(p.parameter_in, ParameterIn::Header)));
+    parameters.push(header);
     let answers = [
         (
             "409",
@@ -147,6 +158,77 @@ fn accepts_idempotency_key(operation: &mut Operation) {
                 operation.responses.responses.insert(status.to_owned(), RefOr::T(response));
             }
         }
+    }
+}
+
+/// The pattern of a text that may hold anything but the NUL character, which every text the
+/// server takes refuses ([`crate::input::NUL_MESSAGE`]).
+pub const NO_NUL: &str = r"^[^\u0000]*$";
+
+/// States the NUL rule on what requests carry: a text of a request body or a query parameter
+/// with no pattern, format or enum of its own gets [`NO_NUL`] (patterns of their own leave NUL
+/// out already; a test checks each).
+struct NoNul;
+
+impl Modify for NoNul {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let mut named = Vec::new();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.post, &mut item.patch, &mut item.put, &mut item.delete];
+            for operation in operations.into_iter().flatten() {
+                let queries = operation.parameters.iter_mut().flatten();
+                for schema in
+                    queries.filter(|p| matches!(p.parameter_in, ParameterIn::Query)).filter_map(|p| p.schema.as_mut())
+                {
+                    no_nul(schema, &mut named);
+                }
+                let bodies = operation.request_body.iter_mut().flat_map(|b| b.content.values_mut());
+                for schema in bodies.filter_map(|c| c.schema.as_mut()) {
+                    no_nul(schema, &mut named);
+                }
+            }
+        }
+        // and the schemas those name, and the schemas these name
+        let Some(components) = openapi.components.as_mut() else { return };
+        let mut done = HashSet::new();
+        while let Some(name) = named.pop() {
+            if done.insert(name.clone()) {
+                if let Some(schema) = components.schemas.get_mut(&name) {
+                    no_nul(schema, &mut named);
+                }
+            }
+        }
+    }
+}
+
+/// Gives the texts of `schema` [`NO_NUL`], and adds to `named` the component schemas it names.
+fn no_nul(schema: &mut RefOr<Schema>, named: &mut Vec<String>) {
+    match schema {
+        RefOr::Ref(r) => named.extend(r.ref_location.rsplit('/').next().map(str::to_owned)),
+        RefOr::T(Schema::Object(object)) => {
+            let text = match &object.schema_type {
+                SchemaType::Type(t) => *t == Type::String,
+                SchemaType::Array(types) => types.contains(&Type::String),
+                SchemaType::AnyValue => false,
+            };
+            let own_rule = object.pattern.is_some()
+                || object.format.is_some()
+                || object.enum_values.is_some()
+                || !object.content_encoding.is_empty();
+            if text && !own_rule {
+                object.pattern = Some(NO_NUL.to_owned());
+            }
+            object.properties.values_mut().for_each(|p| no_nul(p, named));
+        }
+        RefOr::T(Schema::Array(array)) => {
+            if let ArrayItems::RefOrSchema(items) = &mut array.items {
+                no_nul(items, named);
+            }
+        }
+        RefOr::T(Schema::OneOf(one)) => one.items.iter_mut().for_each(|s| no_nul(s, named)),
+        RefOr::T(Schema::AllOf(all)) => all.items.iter_mut().for_each(|s| no_nul(s, named)),
+        RefOr::T(Schema::AnyOf(any)) => any.items.iter_mut().for_each(|s| no_nul(s, named)),
+        RefOr::T(_) => {}
     }
 }
 
@@ -172,6 +254,7 @@ pub fn spec() -> utoipa::openapi::OpenApi {
     // these look at every operation, so they run once the routes are in
     ProblemResponses.modify(&mut api);
     IdempotencyKeys.modify(&mut api);
+    NoNul.modify(&mut api);
     api
 }
 

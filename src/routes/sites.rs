@@ -8,7 +8,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use super::{Checks, JsonBody};
 use crate::auth::Caller;
 use crate::db::{self, sites::SiteRow};
-use crate::domain::site::{parse_site_code, parse_timezone};
+use crate::domain::site::{parse_site_code, parse_timezone, timezone_names, MAX_NAME};
 use crate::domain::user::Role;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
@@ -19,11 +19,22 @@ pub fn configure(cfg: &mut ServiceConfig) {
 
 #[derive(Deserialize, ToSchema)]
 pub struct NewSite {
-    /// 2 to 16 letters or digits; prefixes ticket numbers.
+    /// 2 to 16 letters or digits, stored upper-case; prefixes ticket numbers.
+    #[schema(min_length = 2, max_length = 16, pattern = r"^[A-Za-z0-9]{2,16}$")]
     pub code: String,
+    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     pub name: String,
-    /// IANA time zone, e.g. `Asia/Shanghai`.
+    #[schema(schema_with = timezone)]
     pub timezone: String,
+}
+
+/// The time zones a site may be in: those [`parse_timezone`] takes.
+fn timezone() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(timezone_names()))
+        .description(Some("IANA time zone, e.g. `Asia/Shanghai`; ticket numbers count the site's local days."))
+        .build()
 }
 
 #[derive(Serialize, ToSchema)]
@@ -70,8 +81,8 @@ pub async fn create_site(
     let code = checks.take("code", parse_site_code(&code));
     let timezone = checks.take("timezone", parse_timezone(&timezone));
     let name = name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 {
-        checks.fail("name", "must be 1 to 100 characters");
+    if name.is_empty() || name.chars().count() > MAX_NAME {
+        checks.fail("name", format!("must be 1 to {MAX_NAME} characters"));
     }
     checks.finish()?;
     let (Some(code), Some(timezone)) = (code, timezone) else { unreachable!("checked above") };

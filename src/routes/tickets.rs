@@ -33,7 +33,6 @@ pub fn configure(cfg: &mut ServiceConfig) {
     tag = "tickets",
     security(("bearer" = [])),
     request_body = TicketForm,
-    params(("Idempotency-Key" = Option<String>, Header, description = "retry safely: the same key and body answer the first response again")),
     responses(
         (status = 201, body = TicketView),
         (status = 403, body = crate::error::Problem),
@@ -62,6 +61,7 @@ pub async fn create_ticket(
 #[into_params(parameter_in = Query)]
 pub struct TicketQuery {
     /// One status, or several separated by commas.
+    #[param(value_type = Option<Vec<Status>>, style = Form, explode = false)]
     pub status: Option<String>,
     pub site_id: Option<String>,
     pub assignee_id: Option<String>,
@@ -71,10 +71,15 @@ pub struct TicketQuery {
     /// Created before this time (RFC 3339).
     #[serde(default, deserialize_with = "crate::domain::time::optional")]
     pub created_before: Option<DateTime<Utc>>,
-    /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200, default = 50)]
     pub limit: Option<i64>,
+    /// The `next_cursor` of the page before.
     pub cursor: Option<String>,
 }
+
+/// How many tickets a page may hold, and how many it holds unless asked.
+pub const LIMIT: std::ops::RangeInclusive<i64> = 1..=200;
+pub const DEFAULT_LIMIT: i64 = 50;
 
 fn encode_cursor(t: &TicketRow) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}|{}", t.created_at.and_utc().timestamp_micros(), t.id))
@@ -102,9 +107,9 @@ pub async fn list_tickets(
 ) -> ApiResult<HttpResponse> {
     let q = query.into_inner();
     let mut checks = super::Checks::default();
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        checks.fail("limit", "must be between 1 and 200");
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !LIMIT.contains(&limit) {
+        checks.fail("limit", format!("must be between {} and {}", LIMIT.start(), LIMIT.end()));
     }
     let mut statuses = Vec::new();
     for s in q.status.as_deref().unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()) {

@@ -56,36 +56,56 @@ impl From<UserRecord> for UserView {
 
 #[derive(Deserialize, ToSchema)]
 pub struct NewUser {
+    /// Letters, digits, `.`, `_` and `-`; stored lower-case.
+    #[schema(min_length = 3, max_length = 64, pattern = r"^[A-Za-z0-9._-]{3,64}$")]
     pub username: String,
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
+    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     pub display_name: String,
+    #[schema(value_type = Role)]
     pub role: String,
+    /// Sites that exist; at least one unless `role` is `admin`.
     #[serde(default)]
     pub site_ids: Vec<String>,
+    /// Ticket categories this user handles.
     #[serde(default)]
+    #[schema(value_type = Vec<Category>)]
     pub trades: Vec<String>,
+    /// Mainland mobile or E.164.
+    #[schema(
+        pattern = r"^(?:(?:\+86)?1[3-9][0-9]{9}|\+(?:[1-79][0-9]{7,14}|8[0-57-9][0-9]{6,13}|86[02-9][0-9]{5,12}))$"
+    )]
     pub phone: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct UserPatch {
+    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     pub display_name: Option<String>,
+    /// Not your own: an admin stays an admin.
+    #[schema(value_type = Option<Role>)]
     pub role: Option<String>,
+    /// Sites that exist; at least one unless the user is (or becomes) an admin.
     pub site_ids: Option<Vec<String>>,
+    #[schema(value_type = Option<Vec<Category>>)]
     pub trades: Option<Vec<String>>,
-    /// `null` clears the phone.
+    /// Mainland mobile or E.164; `null` clears the phone.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^(?:(?:\+86)?1[3-9][0-9]{9}|\+(?:[1-79][0-9]{7,14}|8[0-57-9][0-9]{6,13}|86[02-9][0-9]{5,12}))$")]
     pub phone: Option<Option<String>>,
-    /// `false` deactivates the user and ends their logins at once.
+    /// `false` deactivates the user and ends their logins at once (not yourself).
     pub active: Option<bool>,
     /// A password reset; ends the user's logins at once.
+    #[schema(min_length = 8, max_length = 128)]
     pub password: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UserFilter {
+    /// Another value matches no one.
+    #[param(value_type = Option<Role>)]
     pub role: Option<String>,
     pub site_id: Option<String>,
 }
