@@ -32,7 +32,11 @@ pub fn parse_json_allowing_nul<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, A
         return Err(ApiError::validation(vec![FieldError::new("body", "must be a JSON object")]));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let parsed = serde_path_to_error::deserialize(&mut de).or_else(|e| match whole_floats_as_integers(bytes, &e) {
+        Some(value) => serde_path_to_error::deserialize(value),
+        None => Err(e),
+    });
+    parsed.map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         // serde_json refuses an escaped lone surrogate as a syntax error; it is a bad value
@@ -53,6 +57,32 @@ pub fn parse_json_allowing_nul<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, A
         };
         ApiError::validation(vec![FieldError::new(field, message)])
     })
+}
+
+/// `2.0` is the integer 2 to JSON Schema, so to the spec's `type: integer`, though not to serde.
+/// When a document was refused for a float: the document again, each whole float in it (within
+/// `i64`) made an integer. `None` when it was refused for something else.
+fn whole_floats_as_integers(bytes: &[u8], refusal: &serde_path_to_error::Error<serde_json::Error>) -> Option<Value> {
+    fn walk(value: &mut Value) {
+        match value {
+            Value::Number(n) if n.is_f64() => {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                // i64::MIN is -2^63 exactly; 2^63 is one past i64::MAX
+                if f.fract() == 0.0 && f >= i64::MIN as f64 && f < -(i64::MIN as f64) {
+                    *value = Value::from(f as i64);
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            Value::Object(members) => members.values_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    if !refusal.inner().to_string().starts_with("invalid type: floating point") {
+        return None;
+    }
+    let mut value: Value = serde_json::from_slice(bytes).ok()?;
+    walk(&mut value);
+    Some(value)
 }
 
 /// Whether a JSON text holds the escape `\u0000` (not an escaped backslash followed by `u0000`).

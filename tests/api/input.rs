@@ -1,6 +1,8 @@
 //! Input PostgreSQL refuses though SQLite would store it (a NUL character, a lone UTF-16
 //! surrogate, a time out of range, an integer past `BIGINT`): on both engines it is a named
 //! field (404 for a path id), never a server error, and nothing is stored.
+//! And numbers as the spec's JSON Schema reads them: a whole number written with a decimal
+//! point is an integer.
 
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
@@ -150,4 +152,25 @@ async fn sync_ops_carrying_what_the_database_refuses_are_rejected_one_by_one() {
     )
     .await;
     assert_refused(res, "ops[0].op_id").await;
+}
+
+/// `1200.0` is an integer to JSON Schema, so to the spec's `type: integer`, and the server takes it
+/// as 1200; a number with a fraction is still refused, by name. Found by schemathesis
+/// (`scripts/fuzz.sh`): it writes some of the integers it draws with a decimal point.
+#[tokio::test]
+async fn a_whole_number_written_with_a_decimal_point_is_the_integer() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let site = app.create_site(&admin, "GY").await;
+    let path = format!("/api/v1/sites/{site}/materials");
+    let item = json!({ "name": "PPR pipe 20mm", "unit": "m", "default_price_cents": 1200.0 });
+    let res = app.post(&path, &admin, &item).await;
+    assert_eq!(res.status(), 201);
+    let created: Value = res.json().await.unwrap();
+    assert_eq!(created["default_price_cents"], 1200);
+    for refused in [json!(12.5), json!(1e300)] {
+        let item = json!({ "name": "PPR pipe 20mm", "unit": "m", "default_price_cents": refused });
+        let problem = assert_problem(app.post(&path, &admin, &item).await, 422, "validation_failed").await;
+        assert_eq!(problem["errors"][0]["field"], "default_price_cents", "{problem}");
+    }
 }
