@@ -17,6 +17,9 @@
 #   FUZZ_SEED          schemathesis seed, for a reproducible run (random)
 #   FUZZ_VENV          virtualenv holding schemathesis; created when missing (target/fuzz-venv)
 #   FUZZ_KEEP          1 keeps the temporary folder (database, server log, reports)
+#
+# scripts/fuzz_hooks.py makes each Idempotency-Key the fuzzer draws unique, so that a write is not
+# refused for a key it drew before (422 idempotency_key_reused) instead of reaching its checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -152,7 +155,8 @@ run() {
   local seed=()
   config "$3" >"$WORK/schemathesis-$1.toml"
   [ -n "${FUZZ_SEED:-}" ] && seed=(--seed "$FUZZ_SEED")
-  "$ST" --config-file "$WORK/schemathesis-$1.toml" run openapi/openapi.json \
+  SCHEMATHESIS_HOOKS="$PWD/scripts/fuzz_hooks.py" \
+    "$ST" --config-file "$WORK/schemathesis-$1.toml" run openapi/openapi.json \
     --url "$BASE" \
     --header "Authorization: Bearer $2" \
     --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
