@@ -167,7 +167,8 @@ pub const NO_NUL: &str = r"^[^\u0000]*$";
 
 /// States the NUL rule on what requests carry: a text of a request body or a query parameter
 /// with no pattern, format or enum of its own gets [`NO_NUL`] (patterns of their own leave NUL
-/// out already; a test checks each).
+/// out already; a test checks each), and so do the member names of a body's objects, which the
+/// server refuses a NUL in too, even in a member it does not read.
 struct NoNul;
 
 impl Modify for NoNul {
@@ -217,6 +218,10 @@ fn no_nul(schema: &mut RefOr<Schema>, named: &mut Vec<String>) {
                 || !object.content_encoding.is_empty();
             if text && !own_rule {
                 object.pattern = Some(NO_NUL.to_owned());
+            }
+            if matches!(object.schema_type, SchemaType::Type(Type::Object)) {
+                let names = ObjectBuilder::new().schema_type(Type::String).pattern(Some(NO_NUL)).build();
+                object.property_names = Some(Box::new(Schema::Object(names)));
             }
             object.properties.values_mut().for_each(|p| no_nul(p, named));
         }

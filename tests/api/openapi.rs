@@ -419,8 +419,9 @@ fn the_spec_states_the_field_rules_the_server_checks() {
 }
 
 /// Every text a request carries refuses the NUL character (PostgreSQL can't store it), and the
-/// spec says so: each string of a request body or a query parameter has a pattern that leaves NUL
-/// out (and blanks too, where the text is required), or a format or an enum.
+/// spec says so: each string of a request body or a query parameter, and each member name of a
+/// body's objects, has a pattern that leaves NUL out (and blanks too, where the text is
+/// required), or a format or an enum.
 #[test]
 fn the_spec_states_that_no_text_of_a_request_holds_a_nul() {
     fn texts(spec: &Value, schema: &Value, at: String, seen: &mut Vec<String>, out: &mut Vec<(String, Value)>) {
@@ -436,6 +437,9 @@ fn the_spec_states_that_no_text_of_a_request_holds_a_nul() {
             schema["type"] == "string" || schema["type"].as_array().is_some_and(|t| t.contains(&json!("string")));
         if is_text {
             out.push((at.clone(), schema.clone()));
+        }
+        if schema["type"] == "object" {
+            out.push((format!("{at} (member names)"), schema["propertyNames"].clone()));
         }
         for (name, property) in schema["properties"].as_object().into_iter().flatten() {
             texts(spec, property, format!("{at}.{name}"), seen, out);
