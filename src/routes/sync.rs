@@ -99,8 +99,8 @@ pub async fn pull(state: web::Data<AppState>, caller: Caller, body: JsonBody<Pul
     let mut checks = Checks::default();
     let client_id = client_uuid(&mut checks, &request.client_id);
     let limit = request.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        checks.fail("limit", "must be 1 to 500");
+    if !sync::PULL_LIMIT.contains(&limit) {
+        checks.fail("limit", format!("must be {} to {}", sync::PULL_LIMIT.start(), sync::PULL_LIMIT.end()));
     }
     checks.finish()?;
     sync::own_client(&state.pool, &caller, &client_id).await?;

@@ -27,6 +27,8 @@ use crate::views::{TicketEvent, TicketView};
 
 pub const SCHEMA_VERSIONS: [i64; 1] = [1];
 pub const MAX_OPS: usize = 500;
+/// Tickets a pull may ask for at once.
+pub const PULL_LIMIT: std::ops::RangeInclusive<i64> = 1..=500;
 /// Operations of one ticket applied per transaction: one commit (one `fsync`) for many
 /// operations, while the write lock is held for a bounded time.
 pub const OPS_PER_TRANSACTION: usize = 100;
@@ -37,8 +39,11 @@ pub const CURSOR_RETENTION: Duration = Duration::days(30);
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PushRequest {
     /// A UUID per app install; bound to the user who first pushes or pulls with it.
+    #[schema(format = Uuid)]
     pub client_id: String,
     pub schema_version: i64,
+    /// At most 500 ([`MAX_OPS`]).
+    #[schema(max_items = 500)]
     pub ops: Vec<PushOp>,
 }
 
@@ -106,10 +111,13 @@ pub struct PushResponse {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PullRequest {
+    /// The app install's UUID, as in its pushes.
+    #[schema(format = Uuid)]
     pub client_id: String,
     /// The `cursor` of the last pull; absent on the first.
     pub cursor: Option<String>,
-    /// Tickets per page, 1 to 500 (default 100).
+    /// Tickets per page, 1 to 500 ([`PULL_LIMIT`]; default 100).
+    #[schema(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 

@@ -516,3 +516,16 @@ async fn the_intake_forms_stated_lengths_are_where_the_server_starts_refusing() 
         }
     }
 }
+
+/// The sync envelopes state the limits the server checks.
+#[test]
+fn the_sync_requests_state_their_limits() {
+    let spec: Value = serde_json::from_str(&repairdesk::routes::openapi::spec_json()).unwrap();
+    let schemas = &spec["components"]["schemas"];
+    assert_eq!(schemas["PushRequest"]["properties"]["ops"]["maxItems"], repairdesk::sync::MAX_OPS);
+    assert_eq!(schemas["PushRequest"]["properties"]["client_id"]["format"], "uuid");
+    let limit = &schemas["PullRequest"]["properties"]["limit"];
+    assert_eq!(limit["minimum"], *repairdesk::sync::PULL_LIMIT.start());
+    assert_eq!(limit["maximum"], *repairdesk::sync::PULL_LIMIT.end());
+    assert_eq!(schemas["PullRequest"]["properties"]["client_id"]["format"], "uuid");
+}
