@@ -6,7 +6,7 @@ use chrono::{Duration, NaiveDateTime};
 use repairdesk::auth::Caller;
 use repairdesk::commands::{
     self, AcceptQuoteBody, ArriveBody, AssignBody, CallbackBody, CompleteBody, Ctx, DeclineBody, Error, HoldBody,
-    InspectBody, NewMaterial, NoteBody, PhoneVerification, QuoteBody, ReasonBody,
+    InspectBody, MaterialPatch, NewMaterial, NoteBody, PhoneVerification, QuoteBody, ReasonBody,
 };
 use repairdesk::db::{self, sites::SiteRow, tickets::TicketRow, users::UserRow, DatabaseUrl, DbConn, Pool};
 use repairdesk::domain::ticket::TicketForm;
@@ -223,7 +223,30 @@ fn a_technician_claims_arrives_with_the_code_works_and_the_desk_calls_back() {
         .unwrap();
     assert_eq!((arrived.status.as_str(), arrived.arrival_on_time), ("on_site", Some(true)));
 
-    w.run(&w.tech, |c, _, v, now| commands::add_material(c, v, &t.id, material("1.5"), now)).unwrap();
+    let line = w.run(&w.tech, |c, _, v, now| commands::add_material(c, v, &t.id, material("1.5"), now)).unwrap();
+    // corrected, then a stale edit refused with the line as it stands, then a second line removed
+    let patch = |quantity: &str, version| MaterialPatch {
+        name: None,
+        spec: None,
+        model: None,
+        quantity: Some(quantity.into()),
+        unit: None,
+        unit_price_cents: None,
+        supplied_by: None,
+        version,
+    };
+    let edited =
+        w.run(&w.tech, |c, _, v, now| commands::update_material(c, v, &t.id, &line.id, patch("2", None), now)).unwrap();
+    assert_eq!(edited.quantity, "2");
+    let stale =
+        w.run(&w.tech, |c, _, v, now| commands::update_material(c, v, &t.id, &line.id, patch("3", Some(1)), now));
+    assert_eq!(code_of(stale.unwrap_err()), "version_conflict");
+    let extra = w.run(&w.tech, |c, _, v, now| commands::add_material(c, v, &t.id, material("1"), now)).unwrap();
+    w.run(&w.tech, |c, _, v, now| commands::remove_material(c, v, &t.id, &extra.id, None, now)).unwrap();
+    // removing it again is harmless
+    w.run(&w.tech, |c, _, v, now| commands::remove_material(c, v, &t.id, &extra.id, None, now)).unwrap();
+    let removed = db::materials::find_line(&mut w.pool.get().unwrap(), &extra.id).unwrap().unwrap();
+    assert!(removed.deleted_at.is_some());
     let note = NoteBody { id: None, note: "阀门老化".into() };
     w.run(&w.tech, |c, _, v, now| commands::add_note(c, v, &t.id, note.clone(), None, now)).unwrap();
     let hold = HoldBody { reason: "awaiting_parts".into(), note: None, resume_at: None };
@@ -261,6 +284,9 @@ fn a_technician_claims_arrives_with_the_code_works_and_the_desk_calls_back() {
             "claimed",
             "arrived",
             "material_added",
+            "material_updated",
+            "material_added",
+            "material_removed",
             "note_added",
             "held",
             "resumed",
