@@ -8,7 +8,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::error::Error;
-use super::{actable, apply, reason, require_move, text, transition, Ctx, ReasonBody};
+use super::{actable, apply, back_to_pool, reason, require_move, text, transition, Ctx, ReasonBody};
 use crate::db::{self, events::NewEvent, tickets::TicketChanges, tickets::TicketRow, users::UserRecord, DbConn};
 use crate::domain::code::Purpose;
 use crate::domain::messages;
@@ -333,12 +333,7 @@ pub fn release_removed_technician(
         if !still_held || (keeps_all_but && after.site_ids.contains(&t.site_id)) {
             continue;
         }
-        let changes = TicketChanges {
-            assignee_id: Some(None),
-            claimed_at: Some(None),
-            pooled_at: Some(Some(now)),
-            ..Default::default()
-        };
+        let changes = back_to_pool(now);
         let data = json!({ "reason": reason, "previous_assignee_id": user_id });
         let t = apply(conn, &t, admin_id, "unassigned", Some(Status::Open), changes, data, now)?;
         let kind = EscalationKind::TechnicianRemoved.as_str();

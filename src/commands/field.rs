@@ -8,8 +8,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::Error;
 use super::{
-    actable, apply, check_code, claim_refusal, client_id, code_refusal, nullable, reason, require_accepted_quote,
-    require_move, require_version, text, Ctx, ReasonBody,
+    actable, apply, back_to_pool, check_code, claim_refusal, client_id, code_refusal, nullable, reason,
+    require_accepted_quote, require_move, require_version, text, Ctx, ReasonBody,
 };
 use crate::db::{
     self, materials::LineChanges, materials::LineRow, sync::NoteRow, tickets::TicketChanges, tickets::TicketRow, DbConn,
@@ -259,12 +259,7 @@ pub fn release(
     let reason = reason(&body.reason)?;
     let t = actable(conn, viewer, id)?;
     require_move(&t, viewer, Move::Release)?;
-    let changes = TicketChanges {
-        assignee_id: Some(None),
-        claimed_at: Some(None),
-        pooled_at: Some(Some(now)),
-        ..Default::default()
-    };
+    let changes = back_to_pool(now);
     let data = json!({ "reason": reason, "previous_assignee_id": t.assignee_id });
     apply(conn, &t, &viewer.caller.user_id, "released", Some(Status::Open), changes, data, now)
 }

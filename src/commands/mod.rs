@@ -237,6 +237,12 @@ pub fn apply(
     Ok(changed)
 }
 
+/// The changes that put a ticket back into the pool: no one holds it, and its `unclaimed` clock
+/// starts again at `now`.
+pub fn back_to_pool(now: NaiveDateTime) -> TicketChanges {
+    TicketChanges { assignee_id: Some(None), claimed_at: Some(None), pooled_at: Some(Some(now)), ..Default::default() }
+}
+
 /// [`apply`] with a change of status.
 #[allow(clippy::too_many_arguments)]
 pub fn transition(

@@ -305,16 +305,6 @@ impl Status {
     /// Held by a technician: counts against the active-ticket cap.
     pub const ACTIVE: [Status; 3] = [Assigned, OnSite, OnHold];
 
-    pub fn can_cancel(self) -> bool {
-        Move::Cancel.allowed_from(self)
-    }
-
-    /// The desk may hand the ticket (again) to a technician before anyone has arrived, or while
-    /// it is on hold (the first technician could not finish).
-    pub fn can_assign(self) -> bool {
-        Move::Assign.allowed_from(self)
-    }
-
     /// No move leads anywhere from here.
     pub fn is_final(self) -> bool {
         MOVES.iter().all(|t| !t.from.contains(&self) || t.to.is_empty() || t.what == Move::Note)
@@ -630,8 +620,9 @@ mod tests {
 
     #[test]
     fn the_desk_assigns_and_cancels_only_unfinished_work() {
-        assert!(Status::OnHold.can_assign() && !Status::OnSite.can_assign());
-        assert!(Status::AwaitingInspection.can_cancel() && !Status::Completed.can_cancel());
+        // handed (again) to a technician before anyone arrived, or while on hold
+        assert!(Move::Assign.allowed_from(Status::OnHold) && !Move::Assign.allowed_from(Status::OnSite));
+        assert!(Move::Cancel.allowed_from(Status::AwaitingInspection) && !Move::Cancel.allowed_from(Status::Completed));
         assert!(Move::Note.allowed_from(Status::Closed));
         assert!(!Move::Materials.allowed_from(Status::Assigned));
     }

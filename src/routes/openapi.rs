@@ -250,7 +250,13 @@ fn problem_content_type(response: &mut Response) {
 }
 
 /// The document: what [`routes::configure`] registers, with what every operation shares.
-pub fn spec() -> utoipa::openapi::OpenApi {
+/// Built once, on first use; the served document and the router's 405 answers both read it.
+pub fn spec() -> &'static utoipa::openapi::OpenApi {
+    static SPEC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    SPEC.get_or_init(build)
+}
+
+fn build() -> utoipa::openapi::OpenApi {
     let (_, mut api) = actix_web::App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
@@ -264,14 +270,13 @@ pub fn spec() -> utoipa::openapi::OpenApi {
 }
 
 /// The document as committed: pretty JSON with a final newline.
-pub fn spec_json() -> String {
+pub fn spec_json() -> &'static str {
     static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     JSON.get_or_init(|| {
         let mut json = spec().to_pretty_json().expect("the OpenAPI document serialises");
         json.push('\n');
         json
     })
-    .clone()
 }
 
 /// The methods the spec documents for a request path (empty: no such route). The router answers
@@ -280,8 +285,7 @@ pub fn methods_for(path: &str) -> Vec<&'static str> {
     static ROUTES: std::sync::OnceLock<Vec<(actix_web::dev::ResourceDef, Vec<&'static str>)>> =
         std::sync::OnceLock::new();
     let routes = ROUTES.get_or_init(|| {
-        let api = spec();
-        let mut routes: Vec<_> = api
+        let mut routes: Vec<_> = spec()
             .paths
             .paths
             .iter()

@@ -10,7 +10,7 @@ async fn the_committed_spec_matches_the_code() {
     let generated = repairdesk::routes::openapi::spec_json();
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json");
     if std::env::var("UPDATE_OPENAPI").is_ok_and(|v| v == "1") {
-        std::fs::write(path, &generated).unwrap();
+        std::fs::write(path, generated).unwrap();
     }
     let committed = std::fs::read_to_string(path).unwrap_or_default();
     assert!(
@@ -28,7 +28,7 @@ async fn the_committed_spec_matches_the_code() {
 /// Found by schemathesis (`scripts/fuzz.sh`): it flagged each of these as undocumented.
 #[tokio::test]
 async fn the_spec_documents_problem_json_and_the_extractors_errors() {
-    let spec: Value = serde_json::from_str(&repairdesk::routes::openapi::spec_json()).unwrap();
+    let spec: Value = serde_json::from_str(repairdesk::routes::openapi::spec_json()).unwrap();
     for (path, item) in spec["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             let responses = op["responses"].as_object().unwrap();
@@ -71,7 +71,7 @@ async fn the_spec_documents_problem_json_and_the_extractors_errors() {
 /// `409 idempotency_key_in_use` and `422 idempotency_key_reused`.
 #[test]
 fn every_write_documents_its_idempotency_key_answers() {
-    let spec: Value = serde_json::from_str(&repairdesk::routes::openapi::spec_json()).unwrap();
+    let spec: Value = serde_json::from_str(repairdesk::routes::openapi::spec_json()).unwrap();
     let mut writes = 0;
     for (path, item) in spec["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
@@ -98,7 +98,7 @@ fn every_write_documents_its_idempotency_key_answers() {
 /// never sent by a generated client, nor by the fuzzer.
 #[test]
 fn path_parameters_are_the_templates_and_query_parameters_are_optional() {
-    let spec: Value = serde_json::from_str(&repairdesk::routes::openapi::spec_json()).unwrap();
+    let spec: Value = serde_json::from_str(repairdesk::routes::openapi::spec_json()).unwrap();
     let mut queries = Vec::new();
     for (path, item) in spec["paths"].as_object().unwrap() {
         let template: Vec<&str> =
@@ -149,7 +149,7 @@ fn the_transitions_doc_is_the_table_the_commands_check() {
 #[test]
 fn the_spec_lists_every_status_of_the_domain() {
     use repairdesk::domain::ticket::{QuoteStatus, Status};
-    let spec: Value = serde_json::from_str(&repairdesk::routes::openapi::spec_json()).unwrap();
+    let spec: Value = serde_json::from_str(repairdesk::routes::openapi::spec_json()).unwrap();
     let schemas = &spec["components"]["schemas"];
     let listed = |name: &str| -> Vec<String> {
         let values = schemas[name]["enum"].as_array().unwrap_or_else(|| panic!("{name} has no enum"));
@@ -168,7 +168,7 @@ fn the_spec_lists_every_status_of_the_domain() {
 #[tokio::test]
 async fn the_router_serves_exactly_the_documented_operations() {
     let app = spawn_app().await;
-    let spec: Value = serde_json::from_str(&repairdesk::routes::openapi::spec_json()).unwrap();
+    let spec: Value = serde_json::from_str(repairdesk::routes::openapi::spec_json()).unwrap();
     let all = [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
     let mut operations = 0;
     for (template, item) in spec["paths"].as_object().unwrap() {
@@ -198,7 +198,7 @@ async fn the_router_serves_exactly_the_documented_operations() {
 }
 
 fn committed_spec() -> Value {
-    serde_json::from_str(&repairdesk::routes::openapi::spec_json()).unwrap()
+    serde_json::from_str(repairdesk::routes::openapi::spec_json()).unwrap()
 }
 
 /// A property of a component schema, which must be there.
@@ -520,7 +520,7 @@ async fn the_intake_forms_stated_lengths_are_where_the_server_starts_refusing() 
 /// The sync envelopes state the limits the server checks.
 #[test]
 fn the_sync_requests_state_their_limits() {
-    let spec: Value = serde_json::from_str(&repairdesk::routes::openapi::spec_json()).unwrap();
+    let spec: Value = serde_json::from_str(repairdesk::routes::openapi::spec_json()).unwrap();
     let schemas = &spec["components"]["schemas"];
     assert_eq!(schemas["PushRequest"]["properties"]["ops"]["maxItems"], repairdesk::sync::MAX_OPS);
     assert_eq!(schemas["PushRequest"]["properties"]["client_id"]["format"], "uuid");
