@@ -80,7 +80,7 @@ pub fn create_ticket(
         let sms = notify::CodeSms { purpose: Purpose::Arrival, template: messages::ARRIVAL_CODE, extra: &[] };
         notify::issue_code(conn, &ctx.code_key, &ctx.sms_policy, &row, &site.name, sms, now)?;
     }
-    // the change counter last (the lock order, `db` module doc)
+    // the history last (the lock order, `db` module doc)
     db::events::append(conn, events)?;
     Ok(row)
 }

@@ -179,7 +179,7 @@ pub struct NoteBody {
 pub fn claim(conn: &mut DbConn, ctx: &Ctx, viewer: &Viewer, id: &str, now: NaiveDateTime) -> Result<TicketRow, Error> {
     viewer.caller.require(&[Role::Technician])?;
     let me = viewer.caller.user_id.clone();
-    // the lock order: the ticket, then the technician, then the change counter
+    // the lock order: the ticket, then the technician
     let t = db::tickets::find_for_update(conn, id)?
         .filter(|t| viewer.sites.contains(&t.site_id))
         .ok_or_else(|| Error::not_found("ticket"))?;
@@ -207,7 +207,7 @@ pub fn claim(conn: &mut DbConn, ctx: &Ctx, viewer: &Viewer, id: &str, now: Naive
     };
     db::escalations::resolve_for_ticket(conn, id, now)?;
     // the claim's update holds the ticket's row
-    db::events::append_for_locked(
+    db::events::append(
         conn,
         vec![db::events::NewEvent {
             ticket_id: t.id.clone(),
@@ -640,7 +640,7 @@ pub fn add_many(
     let changes = TicketChanges { last_activity_at: Some(last), ..Default::default() };
     let changed = db::tickets::update_at_version(conn, &t.id, t.version, &changes, events.len() as i64)?
         .ok_or_else(|| Error::new(ErrorCode::TicketChanged, "the ticket changed meanwhile"))?;
-    db::events::append_for_locked(conn, events)?;
+    db::events::append(conn, events)?;
     Ok(Some(changed))
 }
 

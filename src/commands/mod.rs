@@ -221,7 +221,7 @@ pub fn apply(
         db::escalations::resolve_for_ticket(conn, &t.id, now)?;
     }
     // the update above holds the ticket's row
-    db::events::append_for_locked(
+    db::events::append(
         conn,
         vec![NewEvent {
             ticket_id: t.id.clone(),

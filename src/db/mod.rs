@@ -22,9 +22,9 @@
 //! 4. **Rows that belong to the tickets locked above**: their codes, material lines, notes, quotes,
 //!    escalations and outbox messages, and a new ticket's per-site, per-day number counter
 //!    ([`tickets::next_number`]; its creating transaction holds no other ticket).
-//! 5. **The change counter, last** ([`events::append`]): it orders the changes, and is held until
-//!    commit, so whoever holds it waits for nothing else. After it a transaction only inserts new
-//!    rows that reference tickets it has locked already.
+//! 5. **New rows that reference the tickets locked above**: their events ([`events::append`]).
+//!    No row is shared by all writers: an event records its own transaction, and readers order
+//!    changes by what their snapshots held (`docs/sync.md`).
 //!
 //! SQLite has one writer at a time ([`write_transaction`]), so the order costs it nothing. A
 //! deadlock or serialization failure that still happens is retried by [`write_transaction`] a
@@ -381,7 +381,10 @@ pub fn savepoint<T>(conn: &mut DbConn, work: impl FnOnce(&mut DbConn) -> Result<
 
 /// Runs `work` on one consistent snapshot of the database: PostgreSQL's REPEATABLE READ, SQLite's
 /// read transaction. For reads that must agree with each other (a sync pull and its `last_op_id`).
-pub fn snapshot<T>(conn: &mut DbConn, work: impl FnOnce(&mut DbConn) -> Result<T, ApiError>) -> Result<T, ApiError> {
+pub fn snapshot<T, E: From<diesel::result::Error>>(
+    conn: &mut DbConn,
+    work: impl FnOnce(&mut DbConn) -> Result<T, E>,
+) -> Result<T, E> {
     transaction_begun_with(conn, "BEGIN", "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", work)
 }
 

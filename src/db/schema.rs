@@ -139,13 +139,6 @@ diesel::table! {
 }
 
 diesel::table! {
-    change_counter (name) {
-        name -> Text,
-        value -> BigInt,
-    }
-}
-
-diesel::table! {
     ticket_events (seq) {
         seq -> BigInt,
         id -> Text,
@@ -157,6 +150,7 @@ diesel::table! {
         from_status -> Nullable<Text>,
         to_status -> Nullable<Text>,
         data -> Text,
+        tx -> BigInt,
     }
 }
 
@@ -327,7 +321,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     login_failures,
     tickets,
     ticket_counters,
-    change_counter,
     ticket_events,
     escalations,
     idempotency_keys,

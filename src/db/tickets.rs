@@ -210,7 +210,7 @@ pub fn claim(conn: &mut DbConn, id: &str, technician_id: &str, at: NaiveDateTime
 
 /// Serialises one technician's claims on PostgreSQL so the active-ticket cap can't be overrun by
 /// two claims at once (SQLite's write transactions are serial already). Second in the lock order:
-/// after the ticket, before the change counter.
+/// after the ticket, before the ticket's own rows.
 pub fn lock_technician(conn: &mut DbConn, technician_id: &str) -> QueryResult<()> {
     if let DbConn::Postgres(c) = conn {
         diesel::sql_query("SELECT id FROM users WHERE id = $1 FOR UPDATE")

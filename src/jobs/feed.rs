@@ -1,5 +1,5 @@
-//! The change feed: each instance reads the ticket history in sequence order and fans new
-//! changes out to its open streams. Reading the shared table (not a local channel) is what lets a
+//! The change feed: each instance reads the changes of the ticket history its last read did not
+//! hold (a [`Horizon`]) and fans them out to its open streams. Reading the shared table (not a local channel) is what lets a
 //! phone connected to one instance hear of a change made through another.
 
 use std::sync::Arc;
@@ -11,13 +11,21 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::Error;
-use crate::db::{self, events::FeedRow, DbConn, Pool};
+use crate::db::events::{FeedRow, Horizon};
+use crate::db::{self, DbConn, Pool};
 use crate::domain::access::ChangeFacts;
 
 /// One committed change of a ticket, with what subscribers route on.
 #[derive(Debug, Clone, Serialize)]
 pub struct Change {
     pub seq: i64,
+    /// The transaction that made it (`db::events::Horizon`).
+    #[serde(skip)]
+    pub tx: i64,
+    /// Where a stream that received this change resumes: the horizon of the read before the one
+    /// that found it, as text. Resuming there may bring this change again, never skips one.
+    #[serde(skip)]
+    pub resume: Arc<str>,
     pub ticket_id: String,
     pub number: String,
     pub site_id: String,
@@ -30,10 +38,12 @@ pub struct Change {
     pub data: Value,
 }
 
-impl From<FeedRow> for Change {
-    fn from(r: FeedRow) -> Self {
+impl Change {
+    fn new(r: FeedRow, resume: Arc<str>) -> Self {
         Self {
             seq: r.seq,
+            tx: r.tx,
+            resume,
             ticket_id: r.ticket_id,
             number: r.number,
             site_id: r.site_id,
@@ -45,9 +55,7 @@ impl From<FeedRow> for Change {
             data: serde_json::from_str(&r.data).unwrap_or(Value::Null),
         }
     }
-}
 
-impl Change {
     /// The technician who held the ticket before this change, when it changed hands.
     pub fn previous_assignee(&self) -> Option<&str> {
         self.data.get("previous_assignee_id").and_then(Value::as_str)
@@ -93,8 +101,11 @@ impl Feed {
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let mut last = loop {
-                match db::run_with(&pool, |conn| -> Result<i64, Error> { Ok(db::events::last_seq(conn)?) }).await {
-                    Ok(seq) => break seq,
+                let here = |conn: &mut DbConn| -> Result<Horizon, Error> {
+                    Ok(db::snapshot(conn, db::events::horizon)?)
+                };
+                match db::run_with(&pool, here).await {
+                    Ok(h) => break h,
                     Err(e) => tracing::warn!(error = %e, "change feed cannot start yet"),
                 }
                 tokio::select! {
@@ -104,16 +115,24 @@ impl Feed {
             };
             let mut ticker = super::Ticker::new(every, stopping);
             while ticker.next().await {
-                let read = move |conn: &mut DbConn| -> Result<Vec<FeedRow>, Error> {
-                    Ok(db::events::feed_since(conn, last, 1000)?)
+                let after = last.clone();
+                let read = move |conn: &mut DbConn| -> Result<_, Error> {
+                    Ok(db::events::feed_since(conn, &after, 1000, FEED_MAX)?)
                 };
                 match db::run_with(&pool, read).await {
-                    Ok(rows) => {
-                        for row in rows {
-                            last = row.seq;
-                            // no receivers is fine: nobody is listening on this instance
-                            let _ = tx.send(Arc::new(Change::from(row)));
+                    Ok((rows, now, cut)) => {
+                        if cut {
+                            tracing::warn!(
+                                max = FEED_MAX,
+                                "change feed fell behind; streams tell their phones to resync"
+                            );
                         }
+                        let resume: Arc<str> = last.to_text().into();
+                        for row in rows {
+                            // no receivers is fine: nobody is listening on this instance
+                            let _ = tx.send(Arc::new(Change::new(row, resume.clone())));
+                        }
+                        last = now;
                     }
                     Err(e) => tracing::warn!(error = %e, "change feed read failed"),
                 }
@@ -122,7 +141,17 @@ impl Feed {
     }
 }
 
-/// Changes after `after`, for a reconnecting stream (`Last-Event-ID`).
-pub fn since(conn: &mut DbConn, after: i64, limit: i64) -> QueryResult<Vec<Change>> {
-    Ok(db::events::feed_since(conn, after, limit)?.into_iter().map(Change::from).collect())
+/// The most changes one read of the feed passes on: more than a stream's channel holds, so a
+/// stream that would need the rest has lagged already and resyncs.
+const FEED_MAX: usize = 20_000;
+
+/// Changes that `after` did not hold (a reconnecting stream's `Last-Event-ID`), at most `limit`,
+/// and the horizon they were read at; `None` when there are more.
+pub fn since(conn: &mut DbConn, after: &Horizon, limit: usize) -> QueryResult<Option<(Vec<Change>, Horizon)>> {
+    let (rows, now, cut) = db::events::feed_since(conn, after, 1000, limit)?;
+    if cut {
+        return Ok(None);
+    }
+    let resume: Arc<str> = after.to_text().into();
+    Ok(Some((rows.into_iter().map(|r| Change::new(r, resume.clone())).collect(), now)))
 }

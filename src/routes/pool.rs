@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::db;
+use crate::db::events::Horizon;
 use crate::domain::access::PoolEvent;
 use crate::domain::user::Role;
 use crate::error::ApiResult;
@@ -49,6 +50,8 @@ pub async fn pool(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpR
     Ok(HttpResponse::Ok().json(PoolList { items }))
 }
 
+const RESYNC: &[u8] = b"event: resync\ndata: {}\n\n";
+
 /// Decides the event name a change has on one stream, if any.
 pub type Router = Box<dyn Fn(&Change) -> Option<&'static str>>;
 
@@ -57,13 +60,16 @@ fn frame(event: &str, c: &Change) -> web::Bytes {
         "seq": c.seq, "ticket_id": c.ticket_id, "number": c.number, "site_id": c.site_id,
         "category": c.category, "urgency": c.urgency, "status": c.to_status, "change": c.event_type,
     });
-    web::Bytes::from(format!("id: {}\nevent: {event}\ndata: {data}\n\n", c.seq))
+    web::Bytes::from(format!("id: {}\nevent: {event}\ndata: {data}\n\n", c.resume))
 }
 
 struct StreamState {
     rx: broadcast::Receiver<Arc<Change>>,
     backlog: VecDeque<Change>,
-    last_sent: i64,
+    /// Changes this horizon holds were in the backlog (or with the phone before): not sent again.
+    caught_up: Option<Horizon>,
+    /// The phone's `Last-Event-ID` could not be resumed from: it is told to refetch first.
+    resync: bool,
     heartbeat: tokio::time::Interval,
     route: Router,
     greeted: bool,
@@ -71,12 +77,12 @@ struct StreamState {
 
 /// Server-sent events for the calling technician: `pool_added`, `pool_removed`,
 /// `ticket_assigned`, `ticket_lost` (reassigned or cancelled away from them) and `resync` (refetch
-/// the pool: this stream fell behind). Event ids are sequence numbers: reconnect with
-/// `Last-Event-ID` to receive what was missed. Comments (`: ping`) keep proxies from closing it.
+/// the pool: this stream fell behind). Reconnect with the last event id received as
+/// `Last-Event-ID` to receive what was missed (some changes may come twice). Comments (`: ping`) keep proxies from closing it.
 #[utoipa::path(
     tag = "pool",
     security(("bearer" = [])),
-    params(("Last-Event-ID" = Option<i64>, Header, description = "the last event id received")),
+    params(("Last-Event-ID" = Option<String>, Header, description = "the last event id received")),
     responses((status = 200, description = "text/event-stream", content_type = "text/event-stream", body = String))
 )]
 #[get("/pool/stream")]
@@ -95,26 +101,32 @@ pub async fn event_stream(
     req: HttpRequest,
     router: impl FnOnce(Viewer) -> Router,
 ) -> ApiResult<HttpResponse> {
-    let last_event_id =
-        req.headers().get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
+    let last_event_id = req.headers().get("last-event-id").map(|v| v.to_str().ok().and_then(Horizon::parse));
     // subscribe before reading the backlog, so nothing falls between the two
     let rx = state.feed.subscribe();
     let viewer = db::run(&state.pool, move |conn| Viewer::load(conn, caller)).await?;
     let route = router(viewer);
-    let backlog: VecDeque<Change> = match last_event_id {
-        Some(after) => db::run(&state.pool, move |conn| Ok(feed::since(conn, after, 1000)?)).await?.into(),
-        None => VecDeque::new(),
+    let (backlog, caught_up, resync) = match last_event_id {
+        Some(Some(after)) => match db::run(&state.pool, move |conn| Ok(feed::since(conn, &after, 1000)?)).await? {
+            Some((changes, now)) => (changes.into(), Some(now), false),
+            None => (VecDeque::new(), None, true),
+        },
+        // an id this server did not write (or wrote before horizons): start over
+        Some(None) => (VecDeque::new(), None, true),
+        None => (VecDeque::new(), None, false),
     };
     let every = Duration::from_secs(state.settings.sse_heartbeat_secs);
     let heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    let start = StreamState { rx, backlog, last_sent: last_event_id.unwrap_or(0), heartbeat, route, greeted: false };
+    let start = StreamState { rx, backlog, caught_up, resync, heartbeat, route, greeted: false };
     let stream = futures_util::stream::unfold(start, |mut s| async move {
         if !s.greeted {
             s.greeted = true;
             return Some((Ok::<_, actix_web::Error>(web::Bytes::from_static(b"retry: 2000\n: connected\n\n")), s));
         }
+        if std::mem::take(&mut s.resync) {
+            return Some((Ok(web::Bytes::from_static(RESYNC)), s));
+        }
         while let Some(c) = s.backlog.pop_front() {
-            s.last_sent = s.last_sent.max(c.seq);
             if let Some(event) = (s.route)(&c) {
                 return Some((Ok(frame(event, &c)), s));
             }
@@ -123,15 +135,14 @@ pub async fn event_stream(
             tokio::select! {
                 _ = s.heartbeat.tick() => return Some((Ok(web::Bytes::from_static(b": ping\n\n")), s)),
                 msg = s.rx.recv() => match msg {
-                    Ok(c) if c.seq > s.last_sent => {
-                        s.last_sent = c.seq;
+                    Ok(c) if !s.caught_up.as_ref().is_some_and(|h| h.holds(c.tx)) => {
                         if let Some(event) = (s.route)(&c) {
                             return Some((Ok(frame(event, &c)), s));
                         }
                     }
                     Ok(_) => {}
                     Err(RecvError::Lagged(_)) => {
-                        return Some((Ok(web::Bytes::from_static(b"event: resync\ndata: {}\n\n")), s));
+                        return Some((Ok(web::Bytes::from_static(RESYNC)), s));
                     }
                     Err(RecvError::Closed) => return None,
                 },

@@ -83,7 +83,7 @@ pub async fn push(
 
 /// Whether `next` joins the transaction that `first` opened. A transaction holds one ticket's
 /// operations, a claim only at its start: its locks then come in the order every writer takes
-/// them (the technician, the ticket, the event counter), so two transactions never deadlock.
+/// them (the ticket, then the technician), so two transactions never deadlock.
 fn same_transaction(first: &Received, next: &Received) -> bool {
     next.raw.ticket_id == first.raw.ticket_id && !matches!(next.op, Ok(Op::Claim))
 }

@@ -757,3 +757,71 @@ async fn a_conflict_the_server_gets_past_by_running_the_push_again_is_not_seen_b
     assert_eq!(ticket["status"], "on_site");
     assert_eq!(ticket["notes"].as_array().unwrap().len(), 1, "applied once, though run several times");
 }
+
+/// Writers of two sites share no row or lock: while a transaction that changed a ticket of one
+/// site is still open, a change in another site commits at once, and a reader sees it. The
+/// open transaction, whose id is older, commits after that read: the reader's cursor still
+/// brings its change (it never skips a late commit). PostgreSQL only: SQLite has one writer at a
+/// time by design.
+#[tokio::test]
+async fn writes_in_two_sites_never_wait_on_each_other_and_a_late_commit_is_not_skipped() {
+    use diesel::{Connection, RunQueryDsl};
+    use repairdesk::db::{events, DbConn};
+    let d = desk_with(&[]).await;
+    let Some(url) = d.app.db.url().strip_prefix("postgres").map(|rest| format!("postgres{rest}")) else {
+        eprintln!("two writers at once: PostgreSQL only (SQLite has one writer)");
+        return;
+    };
+    let other_site = d.app.create_site(&d.admin, "LX").await;
+    let (_, other_desk) = d.app.user_token(&d.admin, "desk2", "dispatcher", &[&other_site], &[]).await;
+    let here = d.ticket().await;
+    let res = d.app.post("/api/v1/tickets", &other_desk, &ticket_body(&other_site)).await;
+    let there: Value = res.json().await.unwrap();
+    let client = new_client();
+    let mut cursor = pull(&d.app, &d.admin, &client, None).await["cursor"].as_str().unwrap().to_owned();
+
+    // a writer of the first site, its transaction left open after its ticket and event
+    let mut open = DbConn::Postgres(diesel::PgConnection::establish(&url).unwrap());
+    diesel::sql_query("BEGIN").execute(&mut open).unwrap();
+    diesel::sql_query("UPDATE tickets SET version = version + 1 WHERE id = $1")
+        .bind::<diesel::sql_types::Text, _>(here["id"].as_str().unwrap())
+        .execute(&mut open)
+        .unwrap();
+    events::append(
+        &mut open,
+        vec![events::NewEvent {
+            ticket_id: here["id"].as_str().unwrap().to_owned(),
+            site_id: d.site.clone(),
+            event_type: "note_added",
+            actor_id: None,
+            at: repairdesk::db::now(),
+            from_status: None,
+            to_status: None,
+            data: json!({ "note": "late" }),
+        }],
+    )
+    .unwrap();
+
+    // the other site's desk writes meanwhile, and does not wait for it
+    let (path, body) = (format!("/api/v1/tickets/{}/notes", id_of(&there)), json!({ "note": "now" }));
+    let note = d.app.post(&path, &other_desk, &body);
+    let res = tokio::time::timeout(std::time::Duration::from_secs(20), note)
+        .await
+        .expect("a write in another site waited for the open transaction");
+    assert_eq!(res.status(), 201);
+    let page = pull(&d.app, &d.admin, &client, Some(&cursor)).await;
+    let ids: Vec<&str> = page["tickets"].as_array().unwrap().iter().map(id_of).collect();
+    assert_eq!(ids, [id_of(&there)]);
+    cursor = page["cursor"].as_str().unwrap().to_owned();
+
+    // the older transaction commits last: the next pull brings its change
+    diesel::sql_query("COMMIT").execute(&mut open).unwrap();
+    let page = pull(&d.app, &d.admin, &client, Some(&cursor)).await;
+    let ids: Vec<&str> = page["tickets"].as_array().unwrap().iter().map(id_of).collect();
+    assert_eq!(ids, [id_of(&here)]);
+    assert!(page["tickets"][0]["events"].as_array().unwrap().iter().any(|e| e["data"]["note"] == "late"));
+}
+
+fn id_of(v: &Value) -> &str {
+    v["id"].as_str().unwrap()
+}

@@ -403,7 +403,7 @@ async fn an_idempotency_key_replays_the_first_answer() {
 }
 
 /// Reads the stream until an event of `kind` naming `ticket_id` arrives; returns its id line.
-async fn wait_for_event(res: reqwest::Response, kind: &str, ticket_id: &str, within: Duration) -> i64 {
+async fn wait_for_event(res: reqwest::Response, kind: &str, ticket_id: &str, within: Duration) -> String {
     let mut stream = res.bytes_stream();
     let mut text = String::new();
     let deadline = tokio::time::Instant::now() + within;
@@ -416,17 +416,16 @@ async fn wait_for_event(res: reqwest::Response, kind: &str, ticket_id: &str, wit
         text.push_str(&String::from_utf8_lossy(&chunk));
         for frame in text.split("\n\n") {
             if frame.contains(&format!("event: {kind}")) && frame.contains(ticket_id) {
-                let id_line = frame.lines().find_map(|l| l.strip_prefix("id: ")).unwrap();
-                return id_line.parse().unwrap();
+                return frame.lines().find_map(|l| l.strip_prefix("id: ")).unwrap().to_owned();
             }
         }
     }
 }
 
-async fn open_stream(app: &TestApp, token: &str, last_event_id: Option<i64>) -> reqwest::Response {
+async fn open_stream(app: &TestApp, token: &str, last_event_id: Option<&str>) -> reqwest::Response {
     let mut req = app.client.get(app.url("/api/v1/pool/stream")).bearer_auth(token);
     if let Some(id) = last_event_id {
-        req = req.header("last-event-id", id.to_string());
+        req = req.header("last-event-id", id);
     }
     let res = req.send().await.unwrap();
     assert_eq!(res.status(), 200);
@@ -449,10 +448,32 @@ async fn the_pool_stream_tells_a_phone_of_new_claimed_and_lost_tickets() {
     d.app.post(&format!("/api/v1/tickets/{}/assign", id(&t)), &d.desk, &assign).await;
     let reassign = json!({ "technician_id": tech2_id });
     d.app.post(&format!("/api/v1/tickets/{}/assign", id(&t)), &d.desk, &reassign).await;
-    let stream = open_stream(&d.app, &tech1, Some(added)).await;
+    let stream = open_stream(&d.app, &tech1, Some(&added)).await;
     wait_for_event(stream, "ticket_lost", id(&t), Duration::from_secs(3)).await;
-    let stream = open_stream(&d.app, &tech1, Some(added)).await;
+    let stream = open_stream(&d.app, &tech1, Some(&added)).await;
     wait_for_event(stream, "ticket_assigned", id(&t), Duration::from_secs(3)).await;
+    // an id this server never wrote (the sequence numbers of before): refetch the pool first
+    for unknown in ["42", "9:3:", "junk"] {
+        let stream = open_stream(&d.app, &tech1, Some(unknown)).await;
+        let first = read_until(stream, "event: resync", Duration::from_secs(3)).await;
+        assert!(!first.contains("pool_added"), "{first}");
+    }
+}
+
+/// Reads the stream until `needle` appears; returns what it read.
+async fn read_until(res: reqwest::Response, needle: &str, within: Duration) -> String {
+    let mut stream = res.bytes_stream();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while !text.contains(needle) {
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {needle} within {within:?}; got {text}"))
+            .expect("stream open")
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text
 }
 
 #[tokio::test]
