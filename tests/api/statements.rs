@@ -163,7 +163,8 @@ async fn measure_every_request() -> (Vec<Ran>, &'static str) {
     (m.ran, engine)
 }
 
-/// A statement as a line to read: long column lists cut, runs of the same statement counted.
+/// The statements as lines to read: long column and value lists cut, runs of the same statement
+/// counted.
 fn listing(sql: &[String]) -> String {
     let short = |s: &str| -> String {
         let mut s = s.to_owned();
@@ -178,9 +179,12 @@ fn listing(sql: &[String]) -> String {
         if let (Some(open), Some(values)) = (s.find(" ("), s.find(") VALUES (")) {
             if s.starts_with("INSERT") && open < values {
                 s.replace_range(open + 2..values, "…");
-                let v = s.find(") VALUES (").unwrap() + 10;
-                let close = v + s[v..].find(')').unwrap_or(0);
-                s.replace_range(v..close, "…");
+                let v = s.find(") VALUES (").unwrap() + 9;
+                let tail = [" ON CONFLICT", " RETURNING"].iter().filter_map(|t| s[v..].find(t)).min();
+                let end = v + tail.unwrap_or(s.len() - v);
+                let rows = s[v..end].matches("), (").count() + 1;
+                let values = if rows == 1 { "(…)".to_owned() } else { format!("(…) × {rows} rows") };
+                s.replace_range(v..end, &values);
             }
         }
         s
