@@ -27,6 +27,7 @@ pub struct Application {
     port: u16,
     server: Server,
     jobs: jobs::Jobs,
+    statements: db::Statements,
     stop_jobs: tokio::sync::watch::Sender<bool>,
 }
 
@@ -36,6 +37,9 @@ pub struct Application {
 pub enum Timers {
     On,
     Off,
+    /// Off, and the change feed does not poll either, so the database sees only the requests (and
+    /// rounds run by hand): for counting the statements of a request. Event streams hear nothing.
+    Quiet,
 }
 
 /// Stops a running [`Application`] from outside (tests, signal handling).
@@ -48,9 +52,11 @@ impl Application {
         Self::build_with(settings, Timers::On).await
     }
 
-    /// [`Application::build`], with the clock's and the outbox's timers on or off.
+    /// [`Application::build`], with the clock's and the outbox's timers on or off, or everything
+    /// beside the requests off ([`Timers::Quiet`]).
     pub async fn build_with(settings: Settings, timers: Timers) -> anyhow::Result<Self> {
-        let pool = open_database(&settings).await?;
+        let statements = db::Statements::default();
+        let pool = open_database(&settings, statements.clone()).await?;
         let secret = match &settings.jwt_secret {
             Some(secret) => secret.expose().to_owned(),
             None => {
@@ -77,7 +83,9 @@ impl Application {
         let workers = settings.workers;
         let (stop_jobs, stopping) = tokio::sync::watch::channel(false);
         let feed = Feed::default();
-        feed.spawn_poller(pool.clone(), FEED_POLL, stopping.clone());
+        if timers != Timers::Quiet {
+            feed.spawn_poller(pool.clone(), FEED_POLL, stopping.clone());
+        }
         let provider = crate::sms::build_provider(&settings.sms).map_err(anyhow::Error::msg)?;
         if matches!(settings.sms.provider, ProviderSettings::Log) {
             tracing::warn!(
@@ -129,7 +137,7 @@ impl Application {
         .shutdown_timeout(30)
         .run();
         tracing::info!(port, "listening");
-        Ok(Self { port, server, jobs, stop_jobs })
+        Ok(Self { port, server, jobs, statements, stop_jobs })
     }
 
     pub fn port(&self) -> u16 {
@@ -145,6 +153,11 @@ impl Application {
         &self.jobs
     }
 
+    /// The statements this instance's pool has run (`db::statements`).
+    pub fn statements(&self) -> &db::Statements {
+        &self.statements
+    }
+
     /// Serves until SIGTERM or SIGINT (or a [`StopHandle`]), finishes the requests in flight, then
     /// stops the background jobs.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
@@ -154,12 +167,12 @@ impl Application {
     }
 }
 
-/// Opens the pool and applies migrations.
-pub async fn open_database(settings: &Settings) -> anyhow::Result<Pool> {
+/// Opens the pool, counting its statements into `statements`, and applies migrations.
+pub async fn open_database(settings: &Settings, statements: db::Statements) -> anyhow::Result<Pool> {
     let url = settings.database_url.clone();
     let size = settings.db_pool_size;
     tokio::task::spawn_blocking(move || {
-        let pool = db::connect(&url, size)?;
+        let pool = db::connect_counting(&url, size, statements)?;
         db::migrate(&pool)?;
         match db::autovacuum_off(&mut *pool.get()?) {
             Ok(Some(true)) => tracing::warn!(

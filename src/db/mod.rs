@@ -52,6 +52,7 @@ pub mod quotes;
 pub mod schema;
 pub mod settings;
 pub mod sites;
+pub mod statements;
 pub mod sync;
 pub mod tickets;
 pub mod tokens;
@@ -80,10 +81,14 @@ pub type Pool = r2d2::Pool<Manager>;
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
-/// r2d2 manager that opens the engine named by the URL and sets SQLite's pragmas on every connection.
+pub use statements::Statements;
+
+/// r2d2 manager that opens the engine named by the URL, sets SQLite's pragmas on every connection,
+/// and has each count its statements into the pool's [`Statements`].
 #[derive(Debug, Clone)]
 pub struct Manager {
     url: DatabaseUrl,
+    statements: Statements,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -91,6 +96,23 @@ impl r2d2::ManageConnection for Manager {
     type Error = diesel::r2d2::Error;
 
     fn connect(&self) -> Result<DbConn, Self::Error> {
+        let mut conn = self.open()?;
+        conn.set_instrumentation(self.statements.counter());
+        Ok(conn)
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), Self::Error> {
+        conn.batch_execute("SELECT 1").map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    /// A connection whose server went away (a database restart) is dropped, not pooled again.
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        diesel::r2d2::R2D2Connection::is_broken(conn)
+    }
+}
+
+impl Manager {
+    fn open(&self) -> Result<DbConn, diesel::r2d2::Error> {
         match &self.url {
             DatabaseUrl::Postgres(url) => {
                 diesel::PgConnection::establish(url).map(DbConn::Postgres).map_err(diesel::r2d2::Error::ConnectionError)
@@ -109,19 +131,15 @@ impl r2d2::ManageConnection for Manager {
             }
         }
     }
-
-    fn is_valid(&self, conn: &mut DbConn) -> Result<(), Self::Error> {
-        conn.batch_execute("SELECT 1").map_err(diesel::r2d2::Error::QueryError)
-    }
-
-    /// A connection whose server went away (a database restart) is dropped, not pooled again.
-    fn has_broken(&self, conn: &mut DbConn) -> bool {
-        diesel::r2d2::R2D2Connection::is_broken(conn)
-    }
 }
 
 /// Opens the pool. The SQLite file's folder is created when missing.
 pub fn connect(url: &DatabaseUrl, max_size: u32) -> anyhow::Result<Pool> {
+    connect_counting(url, max_size, Statements::default())
+}
+
+/// [`connect`], counting the statements of the pool's connections into `statements`.
+pub fn connect_counting(url: &DatabaseUrl, max_size: u32, statements: Statements) -> anyhow::Result<Pool> {
     if let DatabaseUrl::Sqlite(path) = url {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
@@ -132,7 +150,7 @@ pub fn connect(url: &DatabaseUrl, max_size: u32) -> anyhow::Result<Pool> {
         .connection_timeout(Duration::from_secs(5))
         .min_idle(Some(1))
         .test_on_check_out(false)
-        .build(Manager { url: url.clone() })?;
+        .build(Manager { url: url.clone(), statements })?;
     Ok(pool)
 }
 
@@ -208,7 +226,7 @@ pub fn connect_once(url: &DatabaseUrl) -> anyhow::Result<DbConn> {
             std::fs::create_dir_all(dir)?;
         }
     }
-    Ok(r2d2::ManageConnection::connect(&Manager { url: url.clone() })?)
+    Ok(Manager { url: url.clone(), statements: Statements::default() }.open()?)
 }
 
 /// What a failed statement means for the work that met it.

@@ -5,12 +5,15 @@
 //!
 //! The server's dispatch clock and SMS outbox do not run on their timers: a test runs a round of
 //! either when it wants, at the time it wants ([`TestApp::deliver_sms`], [`TestApp::scan_at`]).
+//! [`spawn_quiet_app`] stops the change feed's polling too, so the database sees only the test's
+//! requests ([`TestApp::statements`]).
 
 use std::collections::HashMap;
 
 use chrono::NaiveDateTime;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use repairdesk::config::Settings;
+use repairdesk::db::Statements;
 use repairdesk::jobs::Jobs;
 use repairdesk::startup::{Application, StopHandle, Timers};
 use reqwest::{Client, Method, Response};
@@ -72,6 +75,8 @@ pub struct TestApp {
     pub db_url: String,
     /// The server's clock and outbox, run by hand.
     pub jobs: Jobs,
+    /// The statements the server's pool has run.
+    pub statements: Statements,
     handle: StopHandle,
     // held so the database outlives the server; shared by a second instance
     #[allow(dead_code)]
@@ -114,12 +119,23 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
 
 /// Another server on the same database, as a second instance behind a load balancer.
 pub async fn spawn_on(db: std::sync::Arc<TestDb>, extra: &[(&str, &str)]) -> TestApp {
+    spawn_with_timers(db, extra, Timers::Off).await
+}
+
+/// A server whose change feed does not poll: nothing but the test's requests (and the rounds it
+/// runs) touches the database, so [`TestApp::statements`] counts exactly those. Its event streams
+/// hear of nothing.
+pub async fn spawn_quiet_app() -> TestApp {
+    spawn_with_timers(std::sync::Arc::new(TestDb::new()), &[], Timers::Quiet).await
+}
+
+async fn spawn_with_timers(db: std::sync::Arc<TestDb>, extra: &[(&str, &str)], timers: Timers) -> TestApp {
     let db_url = db.url();
-    let app = Application::build_with(base_settings(&db_url, extra), Timers::Off).await.expect("app builds");
+    let app = Application::build_with(base_settings(&db_url, extra), timers).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
-    let (handle, jobs) = (app.handle(), app.jobs().clone());
+    let (handle, jobs, statements) = (app.handle(), app.jobs().clone(), app.statements().clone());
     tokio::spawn(app.run_until_stopped());
-    TestApp { address, client: Client::new(), db_url, jobs, handle, db }
+    TestApp { address, client: Client::new(), db_url, jobs, statements, handle, db }
 }
 
 impl TestApp {

@@ -10,6 +10,7 @@ mod onsite;
 mod openapi;
 mod schema;
 mod sms_providers;
+mod statements;
 mod stub;
 mod sync;
 mod sync_simulation;
