@@ -288,7 +288,13 @@ pub struct Viewer {
 }
 
 impl Viewer {
+    /// The caller with their sites and trades: as read with the session when they were, else
+    /// read now.
     pub fn load(conn: &mut DbConn, caller: Caller) -> Result<Self, ApiError> {
+        if let Some(m) = &caller.membership {
+            let (sites, trades) = (m.sites.clone(), m.trades.clone());
+            return Ok(Self { caller, sites, trades });
+        }
         let sites = db::users::site_ids(conn, &caller.user_id)?;
         let trades = db::tickets::trades_of(conn, &caller.user_id)?;
         Ok(Self { caller, sites, trades })

@@ -1,5 +1,7 @@
 //! `Caller`: the authenticated user of a request (read from the request by `routes::caller`).
 
+use std::sync::Arc;
+
 use crate::domain::user::Role;
 use crate::error::ApiError;
 
@@ -8,6 +10,16 @@ pub struct Caller {
     pub user_id: String,
     pub session_id: String,
     pub role: Role,
+    /// The caller's sites and trades, when they were read with the session (the request's one
+    /// read of who the caller is); `views::Viewer::load` reads them otherwise.
+    pub membership: Option<Arc<Membership>>,
+}
+
+/// The sites a user belongs to and the trades they work in, each sorted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub sites: Vec<String>,
+    pub trades: Vec<String>,
 }
 
 impl Caller {

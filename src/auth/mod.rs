@@ -5,4 +5,4 @@ pub mod password;
 pub mod throttle;
 pub mod tokens;
 
-pub use extractor::Caller;
+pub use extractor::{Caller, Membership};

@@ -167,6 +167,54 @@ pub fn live_session_role(conn: &mut DbConn, session_id: &str, user_id: &str) -> 
         .optional()
 }
 
+/// Who a live session's user is, in one read: the role, the sites and the trades. `None` when the
+/// session ended or its user was deactivated.
+pub fn live_session(conn: &mut DbConn, session_id: &str, user_id: &str) -> QueryResult<Option<Identity>> {
+    use diesel::sql_types::{Nullable, Text};
+    #[derive(QueryableByName)]
+    struct Fact {
+        #[diesel(sql_type = Text)]
+        role: String,
+        #[diesel(sql_type = Text)]
+        kind: String,
+        #[diesel(sql_type = Nullable<Text>)]
+        value: Option<String>,
+    }
+    const LIVE: &str = "FROM sessions s JOIN users u ON u.id = s.user_id \
+        WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND u.active = TRUE";
+    // the session's user once with each site (or once with none), then once with each trade
+    let facts: Vec<Fact> = diesel::sql_query(format!(
+        "SELECT u.role AS role, 'site' AS kind, NULL AS value {LIVE} \
+         UNION ALL SELECT u.role, 'site', us.site_id {LIVE_SITES} \
+         UNION ALL SELECT u.role, 'trade', ut.trade {LIVE_TRADES}",
+        LIVE_SITES = LIVE.replace("WHERE", "JOIN user_sites us ON us.user_id = u.id WHERE"),
+        LIVE_TRADES = LIVE.replace("WHERE", "JOIN user_trades ut ON ut.user_id = u.id WHERE"),
+    ))
+    .bind::<Text, _>(session_id)
+    .bind::<Text, _>(user_id)
+    .load(conn)?;
+    let Some(role) = facts.first().map(|f| f.role.clone()) else { return Ok(None) };
+    let (mut sites, mut trades) = (Vec::new(), Vec::new());
+    for fact in facts {
+        match (fact.kind.as_str(), fact.value) {
+            ("site", Some(site)) => sites.push(site),
+            ("trade", Some(trade)) => trades.push(trade),
+            _ => {}
+        }
+    }
+    sites.sort();
+    trades.sort();
+    Ok(Some(Identity { role, sites, trades }))
+}
+
+/// A session's user as [`live_session`] reads it.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub role: String,
+    pub sites: Vec<String>,
+    pub trades: Vec<String>,
+}
+
 /// Failed logins under `key` since `since`, and the oldest of them.
 pub fn recent_failures(
     conn: &mut DbConn,

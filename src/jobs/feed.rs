@@ -101,9 +101,8 @@ impl Feed {
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let mut last = loop {
-                let here = |conn: &mut DbConn| -> Result<Horizon, Error> {
-                    Ok(db::snapshot(conn, db::events::horizon)?)
-                };
+                let here =
+                    |conn: &mut DbConn| -> Result<Horizon, Error> { Ok(db::snapshot(conn, db::events::horizon)?) };
                 match db::run_with(&pool, here).await {
                     Ok(h) => break h,
                     Err(e) => tracing::warn!(error = %e, "change feed cannot start yet"),

@@ -6,7 +6,9 @@ use std::pin::Pin;
 
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
 
-use crate::auth::Caller;
+use std::sync::Arc;
+
+use crate::auth::{Caller, Membership};
 use crate::db;
 use crate::domain::user::Role;
 use crate::error::{ApiError, ErrorCode};
@@ -41,11 +43,13 @@ impl FromRequest for Caller {
                 .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "the access token is invalid or expired"))?;
             let sid = claims.sid.clone();
             let sub = claims.sub.clone();
-            let role = db::run(&state.pool, move |conn| Ok(db::tokens::live_session_role(conn, &sid, &sub)?))
+            let who = db::run(&state.pool, move |conn| Ok(db::tokens::live_session(conn, &sid, &sub)?))
                 .await?
                 .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "this login has ended; log in again"))?;
-            let role = Role::parse(&role).ok_or_else(|| ApiError::internal(format!("unknown role {role}")))?;
-            Ok(Caller { user_id: claims.sub, session_id: claims.sid, role })
+            let role =
+                Role::parse(&who.role).ok_or_else(|| ApiError::internal(format!("unknown role {}", who.role)))?;
+            let membership = Some(Arc::new(Membership { sites: who.sites, trades: who.trades }));
+            Ok(Caller { user_id: claims.sub, session_id: claims.sid, role, membership })
         })
     }
 }

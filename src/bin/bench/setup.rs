@@ -114,7 +114,7 @@ pub fn caller_of(token: &str, role: Role) -> anyhow::Result<Caller> {
     let payload = token.split('.').nth(1).context("not a JWT")?;
     let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload)?)?;
     let field = |k: &str| claims[k].as_str().map(str::to_owned).with_context(|| format!("no {k} in the token"));
-    Ok(Caller { user_id: field("sub")?, session_id: field("sid")?, role })
+    Ok(Caller { user_id: field("sub")?, session_id: field("sid")?, role, membership: None })
 }
 
 /// Inserts `n` technicians of `site` with one precomputed hash of [`PASSWORD`]; returns (id, username).
