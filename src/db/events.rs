@@ -27,7 +27,8 @@ pub struct EventRow {
 
 /// An event row as written: the database numbers it (`seq`) and records its transaction (`tx`).
 #[derive(Insertable)]
-#[diesel(table_name = ticket_events)]
+// None is NULL (no column has a default), so SQLite writes many rows in one statement
+#[diesel(table_name = ticket_events, treat_none_as_default_value = false)]
 struct EventInsert {
     id: String,
     ticket_id: String,

@@ -18,7 +18,8 @@ pub struct CatalogueItem {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = material_lines)]
+// None is NULL (no column has a default), so SQLite writes many rows in one statement
+#[diesel(table_name = material_lines, treat_none_as_default_value = false)]
 pub struct LineRow {
     pub id: String,
     pub ticket_id: String,

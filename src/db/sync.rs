@@ -52,7 +52,8 @@ pub fn set_last_op_id(conn: &mut DbConn, client_id: &str, op_id: i64, now: Naive
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = sync_ops)]
+// None is NULL (no column has a default), so SQLite writes many rows in one statement
+#[diesel(table_name = sync_ops, treat_none_as_default_value = false)]
 pub struct OpRow {
     pub client_id: String,
     pub op_id: i64,
@@ -105,7 +106,8 @@ pub fn rejections(conn: &mut DbConn, sites: Option<&[String]>, limit: i64) -> Qu
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = ticket_notes)]
+// None is NULL (no column has a default), so SQLite writes many rows in one statement
+#[diesel(table_name = ticket_notes, treat_none_as_default_value = false)]
 pub struct NoteRow {
     pub id: String,
     pub ticket_id: String,
