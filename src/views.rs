@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
+use crate::db::tickets::Present;
 use crate::db::{self, escalations::EscalationRow, tickets::TicketRow, DbConn};
 use crate::domain::access::{Reach, TicketFacts};
 use crate::domain::phone::mask_phone;
@@ -201,13 +202,29 @@ pub struct Extras {
 
 impl Extras {
     pub fn load(conn: &mut DbConn, ids: &[String]) -> Result<Self, ApiError> {
+        Self::load_present(conn, ids, Present::ALL)
+    }
+
+    /// [`Extras::load`], reading only the kinds `present` says exist.
+    pub fn load_present(conn: &mut DbConn, ids: &[String], present: Present) -> Result<Self, ApiError> {
+        fn read<T>(wanted: bool, rows: impl FnOnce() -> diesel::QueryResult<Vec<T>>) -> diesel::QueryResult<Vec<T>> {
+            if wanted {
+                rows()
+            } else {
+                Ok(Vec::new())
+            }
+        }
         Ok(Self {
-            escalations: ByTicket::new(db::escalations::for_tickets(conn, ids)?, |e| Some(&e.ticket_id)),
-            lines: ByTicket::new(db::materials::lines_of(conn, ids)?, |l| Some(&l.ticket_id)),
-            quotes: ByTicket::new(db::quotes::of(conn, ids)?, |q| Some(&q.ticket_id)),
-            sms: ByTicket::new(db::outbox::for_tickets(conn, ids)?, |m| m.ticket_id.as_deref()),
-            callbacks: ByTicket::new(db::quotes::callbacks_of(conn, ids)?, |c| Some(&c.ticket_id)),
-            notes: ByTicket::new(db::sync::notes_of(conn, ids)?, |n| Some(&n.ticket_id)),
+            escalations: ByTicket::new(read(present.escalations, || db::escalations::for_tickets(conn, ids))?, |e| {
+                Some(&e.ticket_id)
+            }),
+            lines: ByTicket::new(read(present.lines, || db::materials::lines_of(conn, ids))?, |l| Some(&l.ticket_id)),
+            quotes: ByTicket::new(read(present.quote, || db::quotes::of(conn, ids))?, |q| Some(&q.ticket_id)),
+            sms: ByTicket::new(read(present.sms, || db::outbox::for_tickets(conn, ids))?, |m| m.ticket_id.as_deref()),
+            callbacks: ByTicket::new(read(present.callbacks, || db::quotes::callbacks_of(conn, ids))?, |c| {
+                Some(&c.ticket_id)
+            }),
+            notes: ByTicket::new(read(present.notes, || db::sync::notes_of(conn, ids))?, |n| Some(&n.ticket_id)),
         })
     }
 }
@@ -437,7 +454,13 @@ impl Viewer {
     }
 
     pub fn view_one(&self, conn: &mut DbConn, t: TicketRow) -> Result<TicketView, ApiError> {
-        let mut extras = Extras::load(conn, std::slice::from_ref(&t.id))?;
+        self.view_one_with(conn, t, Present::ALL)
+    }
+
+    /// [`Viewer::view_one`] for a ticket whose other rows are known to be only those `present`
+    /// names.
+    pub fn view_one_with(&self, conn: &mut DbConn, t: TicketRow, present: Present) -> Result<TicketView, ApiError> {
+        let mut extras = Extras::load_present(conn, std::slice::from_ref(&t.id), present)?;
         Ok(self.view(t, &mut extras))
     }
 }

@@ -11,6 +11,7 @@ use super::{
     actable, apply, back_to_pool, check_code, claim_refusal, client_id, code_refusal, nullable, reason,
     require_accepted_quote, require_move, require_version, text, Ctx, ReasonBody,
 };
+use crate::db::tickets::{Present, Reachable};
 use crate::db::{
     self, materials::LineChanges, materials::LineRow, sync::NoteRow, tickets::TicketChanges, tickets::TicketRow, DbConn,
 };
@@ -175,43 +176,49 @@ pub struct NoteBody {
     pub note: String,
 }
 
-/// Grab a ticket from the pool (抢单). Of any number of technicians racing, exactly one wins.
-pub fn claim(conn: &mut DbConn, ctx: &Ctx, viewer: &Viewer, id: &str, now: NaiveDateTime) -> Result<TicketRow, Error> {
+/// Grab a ticket from the pool (抢单). Of any number of technicians racing, exactly one wins: the
+/// conditional update decides. What the ticket has besides its row comes with it, for the view.
+pub fn claim(
+    conn: &mut DbConn,
+    ctx: &Ctx,
+    viewer: &Viewer,
+    id: &str,
+    now: NaiveDateTime,
+) -> Result<(TicketRow, Present), Error> {
     viewer.caller.require(&[Role::Technician])?;
     let me = viewer.caller.user_id.clone();
-    // the lock order: the ticket, then the technician
-    let t = db::tickets::find_for_update(conn, id)?
-        .filter(|t| viewer.sites.contains(&t.site_id))
-        .ok_or_else(|| Error::not_found("ticket"))?;
-    if t.assignee_id.as_deref() == Some(me.as_str()) && t.status == Status::Assigned {
-        // a retry of a claim whose answer was lost: it is already yours
-        return Ok(t);
-    }
-    if !viewer.trades.contains(&t.category) {
-        return Err(Error::new(ErrorCode::NotClaimable, "this ticket is not in one of your trades"));
-    }
-    if !Move::Claim.allowed_from(t.status) {
+    let mine = Reachable { sites: &viewer.sites, trades: &viewer.trades };
+    // the lock order: the ticket, then the technician (taken by the same statement on PostgreSQL)
+    let Some((claimed, present)) = db::tickets::claim(conn, id, &me, mine, now)? else {
+        let t = db::tickets::find(conn, id)?
+            .filter(|t| viewer.sites.contains(&t.site_id))
+            .ok_or_else(|| Error::not_found("ticket"))?;
+        if t.assignee_id.as_deref() == Some(me.as_str()) && t.status == Status::Assigned {
+            // a retry of a claim whose answer was lost: it is already yours
+            return Ok((t, Present::ALL));
+        }
+        if !viewer.trades.contains(&t.category) {
+            return Err(Error::new(ErrorCode::NotClaimable, "this ticket is not in one of your trades"));
+        }
         return Err(claim_refusal(&t));
-    }
-    db::tickets::lock_technician(conn, &me)?;
+    };
+    // counted under the technician's lock, this claim among them; over the cap, the caller's
+    // transaction (or the push's savepoint) undoes the claim
     let cap = ctx.max_active_tickets;
-    if db::tickets::active_count(conn, &me)? >= cap {
+    if db::tickets::active_count(conn, &me)? > cap {
         return Err(Error::new(
             ErrorCode::TooManyActive,
             format!("you hold {cap} active tickets; finish or release one first"),
         ));
     }
-    let Some(claimed) = db::tickets::claim(conn, id, &me, now)? else {
-        let current = db::tickets::find(conn, id)?.ok_or_else(|| Error::not_found("ticket"))?;
-        return Err(claim_refusal(&current));
-    };
-    db::escalations::resolve_for_ticket(conn, id, now)?;
-    // the claim's update holds the ticket's row
+    if present.open_escalations {
+        db::escalations::resolve_for_ticket(conn, id, now)?;
+    }
     db::events::append(
         conn,
         vec![db::events::NewEvent {
-            ticket_id: t.id.clone(),
-            site_id: t.site_id.clone(),
+            ticket_id: claimed.id.clone(),
+            site_id: claimed.site_id.clone(),
             event_type: "claimed",
             actor_id: Some(me.clone()),
             at: now,
@@ -220,14 +227,14 @@ pub fn claim(conn: &mut DbConn, ctx: &Ctx, viewer: &Viewer, id: &str, now: Naive
             data: json!({ "technician_id": me }),
         }],
     )?;
-    Ok(claimed)
+    Ok((claimed, present))
 }
 
-/// A claim from the pool as the claim route makes it, on one connection. A ticket someone else
-/// already holds is refused from a plain read, so the losers of a race don't queue for the write
-/// lock behind the winner; only within the viewer's sites (elsewhere the answer stays "not
-/// found"). Winning is still decided only by the conditional update of [`claim`], in a write
-/// transaction that also reads the ticket as the answer shows it.
+/// A claim from the pool as the claim route makes it, on one connection. On SQLite, whose writers
+/// take turns, a ticket someone else already holds is refused from a plain read first, so the
+/// losers of a race don't queue for the write lock behind the winner (only within the viewer's
+/// sites: elsewhere the answer stays "not found"). Winning is still decided only by the
+/// conditional update of [`claim`], in a write transaction that also reads what the view shows.
 pub fn claim_and_view(
     conn: &mut DbConn,
     ctx: &Ctx,
@@ -236,15 +243,17 @@ pub fn claim_and_view(
     now: NaiveDateTime,
 ) -> Result<TicketView, Error> {
     let me = viewer.caller.user_id.as_str();
-    if let Some(t) = db::tickets::find(conn, id)?.filter(|t| viewer.sites.contains(&t.site_id)) {
-        let refusal = claim_refusal(&t);
-        if refusal.code() == ErrorCode::AlreadyClaimed && t.assignee_id.as_deref() != Some(me) {
-            return Err(refusal);
+    if matches!(conn, DbConn::Sqlite(_)) {
+        if let Some(t) = db::tickets::find(conn, id)?.filter(|t| viewer.sites.contains(&t.site_id)) {
+            let refusal = claim_refusal(&t);
+            if refusal.code() == ErrorCode::AlreadyClaimed && t.assignee_id.as_deref() != Some(me) {
+                return Err(refusal);
+            }
         }
     }
     db::write_transaction(conn, |conn| {
-        let t = claim(conn, ctx, viewer, id, now)?;
-        Ok(viewer.view_one(conn, t)?)
+        let (t, present) = claim(conn, ctx, viewer, id, now)?;
+        Ok(viewer.view_one_with(conn, t, present)?)
     })
 }
 

@@ -7,7 +7,7 @@ use super::schema::{ticket_counters, tickets, user_sites, user_trades, users};
 use super::DbConn;
 use crate::domain::ticket::{NewTicket, Status};
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = tickets)]
 pub struct TicketRow {
     pub id: String,
@@ -191,21 +191,147 @@ pub fn update_at_version(
 /// The conditional update that decides a claim, the race of the grab pool: only an `open` ticket
 /// can be claimed, so of any number of concurrent claims exactly one updates a row. The ticket as
 /// claimed, or `None` when it was no longer open.
-pub fn claim(conn: &mut DbConn, id: &str, technician_id: &str, at: NaiveDateTime) -> QueryResult<Option<TicketRow>> {
-    on_engine!(conn, |c| diesel::update(
-        tickets::table.filter(tickets::id.eq(id)).filter(tickets::status.eq(Status::Open))
+pub fn claim(
+    conn: &mut DbConn,
+    id: &str,
+    technician_id: &str,
+    mine: Reachable<'_>,
+    at: NaiveDateTime,
+) -> QueryResult<Option<(TicketRow, Present)>> {
+    match conn {
+        DbConn::Postgres(c) => claim_on_postgres(c, id, technician_id, mine, at),
+        DbConn::Sqlite(c) => diesel::update(
+            tickets::table
+                .filter(tickets::id.eq(id))
+                .filter(tickets::status.eq(Status::Open))
+                .filter(tickets::site_id.eq_any(mine.sites))
+                .filter(tickets::category.eq_any(mine.trades)),
+        )
+        .set((
+            tickets::status.eq(Status::Assigned),
+            tickets::assignee_id.eq(technician_id),
+            tickets::claimed_at.eq(at),
+            tickets::pooled_at.eq(None::<NaiveDateTime>),
+            tickets::last_activity_at.eq(at),
+            tickets::version.eq(tickets::version + 1),
+        ))
+        .returning(TicketRow::as_returning())
+        .get_result(c)
+        .optional()
+        .map(|row| row.map(|row| (row, Present::ALL))),
+    }
+}
+
+/// The sites and trades a claim may take a ticket from.
+#[derive(Debug, Clone, Copy)]
+pub struct Reachable<'a> {
+    pub sites: &'a [String],
+    pub trades: &'a [String],
+}
+
+/// Which kinds of a ticket's own rows exist, so a view reads only those. Read with the write
+/// that changes the ticket, under its lock (the rows of a ticket are written only under it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Present {
+    pub escalations: bool,
+    /// Open escalations a change of state resolves (all but failed SMS).
+    pub open_escalations: bool,
+    pub lines: bool,
+    pub quote: bool,
+    pub sms: bool,
+    pub callbacks: bool,
+    pub notes: bool,
+}
+
+impl Present {
+    /// Nothing known: read every kind.
+    pub const ALL: Present = Present {
+        escalations: true,
+        open_escalations: true,
+        lines: true,
+        quote: true,
+        sms: true,
+        callbacks: true,
+        notes: true,
+    };
+}
+
+/// The claim as one statement on PostgreSQL: the conditional update of the ticket, then a lock
+/// on the technician's row (second in the lock order, so the active tickets counted next are
+/// all committed), then which of the ticket's own rows exist.
+fn claim_on_postgres(
+    c: &mut diesel::PgConnection,
+    id: &str,
+    technician_id: &str,
+    mine: Reachable<'_>,
+    at: NaiveDateTime,
+) -> QueryResult<Option<(TicketRow, Present)>> {
+    use diesel::sql_types::{Array, Bool, Text, Timestamp};
+    #[derive(QueryableByName)]
+    struct Claimed {
+        #[diesel(embed)]
+        ticket: TicketRow,
+        #[diesel(sql_type = Bool)]
+        has_escalations: bool,
+        #[diesel(sql_type = Bool)]
+        has_open_escalations: bool,
+        #[diesel(sql_type = Bool)]
+        has_lines: bool,
+        #[diesel(sql_type = Bool)]
+        has_quote: bool,
+        #[diesel(sql_type = Bool)]
+        has_sms: bool,
+        #[diesel(sql_type = Bool)]
+        has_callbacks: bool,
+        #[diesel(sql_type = Bool)]
+        has_notes: bool,
+        #[diesel(sql_type = Bool)]
+        locked: bool,
+    }
+    let claimed: Option<Claimed> = diesel::sql_query(
+        "WITH c AS (
+            UPDATE tickets SET status = $1, assignee_id = $2, claimed_at = $3, pooled_at = NULL,
+                last_activity_at = $3, version = version + 1
+            WHERE id = $4 AND status = $5 AND site_id = ANY($6) AND category = ANY($7)
+            RETURNING *
+        ), me AS (
+            SELECT id FROM users WHERE id = $2 AND EXISTS (SELECT 1 FROM c) FOR UPDATE
+        )
+        SELECT c.*,
+            EXISTS (SELECT 1 FROM escalations e WHERE e.ticket_id = c.id) AS has_escalations,
+            EXISTS (SELECT 1 FROM escalations e WHERE e.ticket_id = c.id AND e.resolved_at IS NULL
+                AND e.kind <> 'sms_failed') AS has_open_escalations,
+            EXISTS (SELECT 1 FROM material_lines l WHERE l.ticket_id = c.id) AS has_lines,
+            EXISTS (SELECT 1 FROM quotes q WHERE q.ticket_id = c.id) AS has_quote,
+            EXISTS (SELECT 1 FROM sms_outbox m WHERE m.ticket_id = c.id) AS has_sms,
+            EXISTS (SELECT 1 FROM callbacks b WHERE b.ticket_id = c.id) AS has_callbacks,
+            EXISTS (SELECT 1 FROM ticket_notes n WHERE n.ticket_id = c.id) AS has_notes,
+            EXISTS (SELECT 1 FROM me) AS locked
+        FROM c",
     )
-    .set((
-        tickets::status.eq(Status::Assigned),
-        tickets::assignee_id.eq(technician_id),
-        tickets::claimed_at.eq(at),
-        tickets::pooled_at.eq(None::<NaiveDateTime>),
-        tickets::last_activity_at.eq(at),
-        tickets::version.eq(tickets::version + 1),
-    ))
-    .returning(TicketRow::as_returning())
+    .bind::<Text, _>(Status::Assigned.as_str())
+    .bind::<Text, _>(technician_id)
+    .bind::<Timestamp, _>(at)
+    .bind::<Text, _>(id)
+    .bind::<Text, _>(Status::Open.as_str())
+    .bind::<Array<Text>, _>(mine.sites)
+    .bind::<Array<Text>, _>(mine.trades)
     .get_result(c)
-    .optional())
+    .optional()?;
+    Ok(claimed.map(|c| {
+        // reading `locked` is what makes PostgreSQL run `me`, which takes the lock
+        let _ = c.locked;
+        let present = Present {
+            escalations: c.has_escalations,
+            open_escalations: c.has_open_escalations,
+            lines: c.has_lines,
+            quote: c.has_quote,
+            sms: c.has_sms,
+            callbacks: c.has_callbacks,
+            notes: c.has_notes,
+        };
+        (c.ticket, present)
+    }))
 }
 
 /// Serialises one technician's claims on PostgreSQL so the active-ticket cap can't be overrun by

@@ -208,7 +208,7 @@ fn a_technician_claims_arrives_with_the_code_works_and_the_desk_calls_back() {
     let w = World::new();
     let t = w.create(w.form("in_home"));
     let claimed = w.run(&w.tech, |c, ctx, v, now| commands::claim(c, ctx, v, &t.id, now)).unwrap();
-    assert_eq!(claimed.status.as_str(), "assigned");
+    assert_eq!(claimed.0.status.as_str(), "assigned");
     let lost = w.run(&w.other_tech, |c, ctx, v, now| commands::claim(c, ctx, v, &t.id, now));
     assert_eq!(code_of(lost.unwrap_err()), "already_claimed");
 
