@@ -453,8 +453,10 @@ impl Viewer {
         Ok(rows.into_iter().map(|t| self.view(t, &mut extras)).collect())
     }
 
+    /// One ticket's view: which of its own rows exist in one read, then only those.
     pub fn view_one(&self, conn: &mut DbConn, t: TicketRow) -> Result<TicketView, ApiError> {
-        self.view_one_with(conn, t, Present::ALL)
+        let present = db::tickets::present(conn, &t.id)?;
+        self.view_one_with(conn, t, present)
     }
 
     /// [`Viewer::view_one`] for a ticket whose other rows are known to be only those `present`

@@ -231,16 +231,45 @@ pub struct Reachable<'a> {
 
 /// Which kinds of a ticket's own rows exist, so a view reads only those. Read with the write
 /// that changes the ticket, under its lock (the rows of a ticket are written only under it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, QueryableByName)]
 pub struct Present {
+    #[diesel(sql_type = diesel::sql_types::Bool, column_name = has_escalations)]
     pub escalations: bool,
     /// Open escalations a change of state resolves (all but failed SMS).
+    #[diesel(sql_type = diesel::sql_types::Bool, column_name = has_open_escalations)]
     pub open_escalations: bool,
+    #[diesel(sql_type = diesel::sql_types::Bool, column_name = has_lines)]
     pub lines: bool,
+    #[diesel(sql_type = diesel::sql_types::Bool, column_name = has_quote)]
     pub quote: bool,
+    #[diesel(sql_type = diesel::sql_types::Bool, column_name = has_sms)]
     pub sms: bool,
+    #[diesel(sql_type = diesel::sql_types::Bool, column_name = has_callbacks)]
     pub callbacks: bool,
+    #[diesel(sql_type = diesel::sql_types::Bool, column_name = has_notes)]
     pub notes: bool,
+}
+
+/// The select-list columns that read a [`Present`] for the ticket whose id is `ticket_id` (an
+/// SQL expression).
+fn present_columns(ticket_id: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM escalations e WHERE e.ticket_id = {ticket_id}) AS has_escalations,
+        EXISTS (SELECT 1 FROM escalations e WHERE e.ticket_id = {ticket_id} AND e.resolved_at IS NULL
+            AND e.kind <> 'sms_failed') AS has_open_escalations,
+        EXISTS (SELECT 1 FROM material_lines l WHERE l.ticket_id = {ticket_id} AND l.deleted_at IS NULL) AS has_lines,
+        EXISTS (SELECT 1 FROM quotes q WHERE q.ticket_id = {ticket_id}) AS has_quote,
+        EXISTS (SELECT 1 FROM sms_outbox m WHERE m.ticket_id = {ticket_id}) AS has_sms,
+        EXISTS (SELECT 1 FROM callbacks b WHERE b.ticket_id = {ticket_id}) AS has_callbacks,
+        EXISTS (SELECT 1 FROM ticket_notes n WHERE n.ticket_id = {ticket_id}) AS has_notes"
+    )
+}
+
+/// Which of the ticket's own rows exist, in one read.
+pub fn present(conn: &mut DbConn, id: &str) -> QueryResult<Present> {
+    diesel::sql_query(format!("SELECT {}", present_columns("$1")))
+        .bind::<diesel::sql_types::Text, _>(id)
+        .get_result(conn)
 }
 
 impl Present {
@@ -271,24 +300,12 @@ fn claim_on_postgres(
     struct Claimed {
         #[diesel(embed)]
         ticket: TicketRow,
-        #[diesel(sql_type = Bool)]
-        has_escalations: bool,
-        #[diesel(sql_type = Bool)]
-        has_open_escalations: bool,
-        #[diesel(sql_type = Bool)]
-        has_lines: bool,
-        #[diesel(sql_type = Bool)]
-        has_quote: bool,
-        #[diesel(sql_type = Bool)]
-        has_sms: bool,
-        #[diesel(sql_type = Bool)]
-        has_callbacks: bool,
-        #[diesel(sql_type = Bool)]
-        has_notes: bool,
+        #[diesel(embed)]
+        present: Present,
         #[diesel(sql_type = Bool)]
         locked: bool,
     }
-    let claimed: Option<Claimed> = diesel::sql_query(
+    let claimed: Option<Claimed> = diesel::sql_query(format!(
         "WITH c AS (
             UPDATE tickets SET status = $1, assignee_id = $2, claimed_at = $3, pooled_at = NULL,
                 last_activity_at = $3, version = version + 1
@@ -297,18 +314,10 @@ fn claim_on_postgres(
         ), me AS (
             SELECT id FROM users WHERE id = $2 AND EXISTS (SELECT 1 FROM c) FOR UPDATE
         )
-        SELECT c.*,
-            EXISTS (SELECT 1 FROM escalations e WHERE e.ticket_id = c.id) AS has_escalations,
-            EXISTS (SELECT 1 FROM escalations e WHERE e.ticket_id = c.id AND e.resolved_at IS NULL
-                AND e.kind <> 'sms_failed') AS has_open_escalations,
-            EXISTS (SELECT 1 FROM material_lines l WHERE l.ticket_id = c.id) AS has_lines,
-            EXISTS (SELECT 1 FROM quotes q WHERE q.ticket_id = c.id) AS has_quote,
-            EXISTS (SELECT 1 FROM sms_outbox m WHERE m.ticket_id = c.id) AS has_sms,
-            EXISTS (SELECT 1 FROM callbacks b WHERE b.ticket_id = c.id) AS has_callbacks,
-            EXISTS (SELECT 1 FROM ticket_notes n WHERE n.ticket_id = c.id) AS has_notes,
-            EXISTS (SELECT 1 FROM me) AS locked
+        SELECT c.*, {present}, EXISTS (SELECT 1 FROM me) AS locked
         FROM c",
-    )
+        present = present_columns("c.id"),
+    ))
     .bind::<Text, _>(Status::Assigned.as_str())
     .bind::<Text, _>(technician_id)
     .bind::<Timestamp, _>(at)
@@ -321,16 +330,7 @@ fn claim_on_postgres(
     Ok(claimed.map(|c| {
         // reading `locked` is what makes PostgreSQL run `me`, which takes the lock
         let _ = c.locked;
-        let present = Present {
-            escalations: c.has_escalations,
-            open_escalations: c.has_open_escalations,
-            lines: c.has_lines,
-            quote: c.has_quote,
-            sms: c.has_sms,
-            callbacks: c.has_callbacks,
-            notes: c.has_notes,
-        };
-        (c.ticket, present)
+        (c.ticket, c.present)
     }))
 }
 
