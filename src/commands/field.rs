@@ -234,7 +234,8 @@ pub fn claim(
 /// take turns, a ticket someone else already holds is refused from a plain read first, so the
 /// losers of a race don't queue for the write lock behind the winner (only within the viewer's
 /// sites: elsewhere the answer stays "not found"). Winning is still decided only by the
-/// conditional update of [`claim`], in a write transaction that also reads what the view shows.
+/// conditional update of [`claim`], in a write transaction that also reads which of the ticket's
+/// own rows the view must show.
 pub fn claim_and_view(
     conn: &mut DbConn,
     ctx: &Ctx,
@@ -251,10 +252,10 @@ pub fn claim_and_view(
             }
         }
     }
-    db::write_transaction(conn, |conn| {
-        let (t, present) = claim(conn, ctx, viewer, id, now)?;
-        Ok(viewer.view_one_with(conn, t, present)?)
-    })
+    // the view is read after the commit, so the ticket's and the technician's locks (SQLite: the
+    // write lock) are held no longer than the claim needs them
+    let (t, present) = db::write_transaction(conn, |conn| claim(conn, ctx, viewer, id, now))?;
+    Ok(viewer.view_one_with(conn, t, present)?)
 }
 
 /// Put an assigned ticket back into the pool: the technician holding it, or the desk.

@@ -198,8 +198,8 @@ pub fn claim(
     mine: Reachable<'_>,
     at: NaiveDateTime,
 ) -> QueryResult<Option<(TicketRow, Present)>> {
-    match conn {
-        DbConn::Postgres(c) => claim_on_postgres(c, id, technician_id, mine, at),
+    let claimed = match conn {
+        DbConn::Postgres(c) => return claim_on_postgres(c, id, technician_id, mine, at),
         DbConn::Sqlite(c) => diesel::update(
             tickets::table
                 .filter(tickets::id.eq(id))
@@ -217,8 +217,12 @@ pub fn claim(
         ))
         .returning(TicketRow::as_returning())
         .get_result(c)
-        .optional()
-        .map(|row| row.map(|row| (row, Present::ALL))),
+        .optional()?,
+    };
+    // SQLite: in process, so a read of its own costs no round trip
+    match claimed {
+        Some(row) => Ok(Some((row, present(conn, id)?))),
+        None => Ok(None),
     }
 }
 

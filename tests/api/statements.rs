@@ -35,12 +35,12 @@ const NEXT_PULL: &str = "the desk's, from a cursor, one ticket changed";
 /// it run fewer updates its row.
 const EXPECTED: &[Expected] = &[
     row("POST /tickets", IN_HOME, (15, 2), (15, 2)),
-    row("POST /tickets/{id}/claim", IN_HOME, (12, 2), (5, 2)),
+    row("POST /tickets/{id}/claim", IN_HOME, (7, 2), (5, 2)),
     row("POST /tickets/{id}/arrive", IN_HOME, (9, 2), (9, 2)),
     row("POST /tickets/{id}/materials", IN_HOME, (6, 2), (6, 2)),
     row("POST /tickets/{id}/complete", IN_HOME, (9, 2), (9, 2)),
     row("POST /tickets", PUBLIC, (6, 2), (6, 2)),
-    row("POST /tickets/{id}/claim", PUBLIC, (12, 2), (4, 2)),
+    row("POST /tickets/{id}/claim", PUBLIC, (6, 2), (4, 2)),
     row("POST /tickets/{id}/arrive", PUBLIC, (6, 2), (6, 2)),
     row("POST /tickets/{id}/materials", PUBLIC, (6, 2), (6, 2)),
     row("POST /tickets/{id}/complete", PUBLIC, (7, 2), (7, 2)),
