@@ -164,6 +164,36 @@ async fn a_technician_holding_too_many_tickets_cannot_claim_more() {
     assert_eq!(still["status"], "open");
 }
 
+/// The cap holds when one technician's claims race each other (two phones, a push and a tap):
+/// each claim counts under the technician's lock, after its own update.
+#[tokio::test]
+async fn a_technicians_claims_at_once_never_pass_the_cap() {
+    let d = desk_with(&[("REPAIRDESK_MAX_ACTIVE_TICKETS", "2"), ("REPAIRDESK_DB_POOL_SIZE", "10")]).await;
+    let (tech_id, tech) = d.technician("tech1").await;
+    let mut tickets = Vec::new();
+    for _ in 0..8 {
+        tickets.push(id(&d.ticket().await).to_owned());
+    }
+    let claims = tickets.iter().map(|t| {
+        let (path, tech) = (format!("/api/v1/tickets/{t}/claim"), tech.clone());
+        let app = &d.app;
+        async move { app.post(&path, &tech, &json!({})).await.status().as_u16() }
+    });
+    let mut statuses = futures_util::future::join_all(claims).await;
+    statuses.sort();
+    assert_eq!(statuses, [200, 200, 409, 409, 409, 409, 409, 409]);
+    let mut held = 0;
+    for t in &tickets {
+        let now: Value = d.app.get(&format!("/api/v1/tickets/{t}"), &d.desk).await.json().await.unwrap();
+        if now["assignee_id"] == tech_id.as_str() {
+            held += 1;
+        } else {
+            assert_eq!(now["status"], "open");
+        }
+    }
+    assert_eq!(held, 2);
+}
+
 #[tokio::test]
 async fn release_assign_reassign_and_cancel_leave_their_events() {
     let d = desk_with(&[]).await;
