@@ -77,6 +77,9 @@ pub struct CodeSms<'a> {
     pub purpose: Purpose,
     pub template: &'a str,
     pub extra: &'a [(&'a str, String)],
+    /// The ticket was created in this transaction: it has no earlier code or message to limit,
+    /// replace or supersede.
+    pub first: bool,
 }
 
 /// Whether a new code of `template` may go out for `ticket` now: at most
@@ -133,21 +136,24 @@ pub fn issue_code(
     if ticket.reporter_phone.is_none() {
         return Ok(Queued::NoPhone);
     }
-    code_rate_limit(conn, policy, &ticket.id, sms.template, now)?;
+    if !sms.first {
+        code_rate_limit(conn, policy, &ticket.id, sms.template, now)?;
+    }
     let code = code::new_code();
-    db::codes::replace(
-        conn,
-        &db::codes::CodeRow {
-            ticket_id: ticket.id.clone(),
-            purpose: sms.purpose.as_str().to_owned(),
-            code_hash: code::hash_code(key, &ticket.id, sms.purpose, &code),
-            failed_attempts: 0,
-            expires_at: now + code::MAX_LIFETIME,
-            used_at: None,
-            created_at: now,
-        },
-        sms.purpose == Purpose::Quote,
-    )?;
+    let row = db::codes::CodeRow {
+        ticket_id: ticket.id.clone(),
+        purpose: sms.purpose.as_str().to_owned(),
+        code_hash: code::hash_code(key, &ticket.id, sms.purpose, &code),
+        failed_attempts: 0,
+        expires_at: now + code::MAX_LIFETIME,
+        used_at: None,
+        created_at: now,
+    };
+    if sms.first {
+        db::codes::insert(conn, &row)?;
+    } else {
+        db::codes::replace(conn, &row, sms.purpose == Purpose::Quote)?;
+    }
     let mut params: BTreeMap<String, String> =
         [("site", site_name.to_owned()), ("number", ticket.number.clone()), ("code", code)]
             .into_iter()
@@ -156,8 +162,10 @@ pub fn issue_code(
     for (k, v) in sms.extra {
         params.insert((*k).to_owned(), v.clone());
     }
-    // an earlier code still waiting in the outbox no longer works: it must not arrive after this one
-    db::outbox::supersede(conn, &ticket.id, sms.template, now)?;
+    if !sms.first {
+        // an earlier code still waiting in the outbox no longer works: it must not arrive after this one
+        db::outbox::supersede(conn, &ticket.id, sms.template, now)?;
+    }
     enqueue(conn, policy, ticket, sms.template, params, now)
 }
 

@@ -77,7 +77,8 @@ pub fn create_ticket(
     }
     if row.area == Area::InHome.as_str() {
         // the resident's code for the door goes out with the ticket, in its transaction
-        let sms = notify::CodeSms { purpose: Purpose::Arrival, template: messages::ARRIVAL_CODE, extra: &[] };
+        let sms =
+            notify::CodeSms { purpose: Purpose::Arrival, template: messages::ARRIVAL_CODE, extra: &[], first: true };
         notify::issue_code(conn, &ctx.code_key, &ctx.sms_policy, &row, &site.name, sms, now)?;
     }
     // the history last (the lock order, `db` module doc)
@@ -193,7 +194,7 @@ pub fn resend_code(
     }
     require_move(&t, viewer, Move::ResendCode)?;
     let site = db::sites::find(conn, &t.site_id)?.ok_or_else(|| Error::not_found("site"))?;
-    let sms = notify::CodeSms { purpose: Purpose::Arrival, template: messages::ARRIVAL_CODE, extra: &[] };
+    let sms = notify::CodeSms { purpose: Purpose::Arrival, template: messages::ARRIVAL_CODE, extra: &[], first: false };
     let sms_id = match notify::issue_code(conn, &ctx.code_key, &ctx.sms_policy, &t, &site.name, sms, now)? {
         Queued::Queued(id) => id,
         Queued::Capped(cap) => {

@@ -35,6 +35,11 @@ pub fn replace(conn: &mut DbConn, row: &CodeRow, keep_failures: bool) -> QueryRe
         }
     }
     diesel::delete(this).execute(conn)?;
+    insert(conn, row)
+}
+
+/// The first code of its ticket and purpose.
+pub fn insert(conn: &mut DbConn, row: &CodeRow) -> QueryResult<()> {
     diesel::insert_into(resident_codes::table).values(row).execute(conn).map(|_| ())
 }
 
