@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
-use repairdesk::auth::Caller;
+use repairdesk::auth::{Caller, Membership};
 use repairdesk::commands::{self, Ctx};
 use repairdesk::db::schema::{ticket_events, tickets};
 use repairdesk::db::tickets::TicketRow;
@@ -85,13 +85,15 @@ fn minimal_claim(conn: &mut DbConn, technician_id: &str, ticket: &str) -> Result
     })
 }
 
-/// One claim as `POST /tickets/{id}/claim` makes it, minus HTTP: the session check of the
-/// `Caller` extractor, the caller's sites and trades, then `commands::claim_and_view` (the
+/// One claim as `POST /tickets/{id}/claim` makes it, minus HTTP: the `Caller` extractor's one
+/// read of who the caller is (`tokens::live_session`: session, role, sites, trades), then what
+/// the route calls, `Viewer::load` (from what that read) and `commands::claim_and_view` (the
 /// refusal from a read, the claim's transaction, the ticket's view), on one connection.
 fn our_claim(conn: &mut DbConn, ctx: &Ctx, caller: &Caller, ticket: &str) -> Result<(), ApiError> {
-    db::tokens::live_session_role(conn, &caller.session_id, &caller.user_id)?
+    let who = db::tokens::live_session(conn, &caller.session_id, &caller.user_id)?
         .ok_or_else(|| ApiError::internal("the bench's session ended"))?;
-    let viewer = Viewer::load(conn, caller.clone())?;
+    let membership = Some(Arc::new(Membership { sites: who.sites, trades: who.trades }));
+    let viewer = Viewer::load(conn, Caller { membership, ..caller.clone() })?;
     commands::claim_and_view(conn, ctx, &viewer, ticket, db::now()).map(|_| ()).map_err(ApiError::from)
 }
 
