@@ -4,7 +4,8 @@
 //! [--rate R] [--out FILE.json]`. See docs/performance.md for what each scenario does.
 //!
 //! `setup` makes the world (database, server, site, desk, technicians, tickets), `scenarios` runs
-//! the passes over it with the loops of `measure`, `raw` measures claims without HTTP, `sse` the
+//! the passes over it with the loops of `measure`, `raw` makes claims straight on the database
+//! (the least a claim can be, and the service's own statements), `sse` the
 //! memory of idle streams, and `report` prints and writes the results.
 
 mod http;
@@ -22,6 +23,7 @@ use clap::Parser;
 use repairdesk::db;
 use serde_json::json;
 
+use crate::raw::DbClaim;
 use crate::scenarios::Results;
 use crate::setup::BenchDb;
 
@@ -32,6 +34,8 @@ pub const PASSWORD: &str = "password-123";
 pub const HOT_ALONE: usize = 200;
 pub const HOT_RACERS: usize = 64;
 pub const TRADE: &str = "water";
+/// Sites of the `claim_8_sites` scenario.
+pub const SITES_AT_ONCE: usize = 8;
 
 #[derive(Parser, Clone, Debug)]
 #[command(about = "Benchmarks repairdesk over HTTP and its database directly")]
@@ -72,8 +76,9 @@ pub struct Args {
     /// Idle SSE connections for the memory measurement (0 skips it)
     #[arg(long, default_value_t = 5000)]
     sse: usize,
-    /// Scenarios to run, comma-separated: claim,hot,flow,push,pull,login,raw,push500,sse
-    #[arg(long, default_value = "claim,hot,flow,push,pull,login,raw,push500,sse")]
+    /// Scenarios to run, comma-separated: claim,claim_8_sites,raw,hot,flow,push,pull,login,push500,sse
+    /// (raw: db_minimal_claim and db_our_claim_statements, each of which can also be named alone)
+    #[arg(long, default_value = "claim,claim_8_sites,raw,hot,flow,push,pull,login,push500,sse")]
     only: String,
     /// Keep the benchmark's database afterwards (its URL is printed), to look at its plans and data
     #[arg(long)]
@@ -99,8 +104,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if wants("claim") {
         scenarios::claim(&args, &fx, &mut out).await?;
     }
-    if wants("raw") {
-        scenarios::raw_claim(&args, &fx, &mut out).await?;
+    if wants("claim_8_sites") {
+        scenarios::claim_8_sites(&args, &fx, &mut out).await?;
+    }
+    for kind in [DbClaim::Minimal, DbClaim::OurStatements] {
+        if wants("raw") || wants(kind.scenario()) {
+            scenarios::db_claims(&args, &fx, kind, &mut out).await?;
+        }
     }
     if wants("hot") {
         scenarios::hot(&args, &fx, &mut out).await?;

@@ -195,7 +195,7 @@ pub async fn open_loop(
 
 pub fn report_line(s: &Summary) {
     eprintln!(
-        "  {:<14} {:<28} {:>9.1} req/s  p50 {:>7.2}  p99 {:>8.2} ms  errors {}",
+        "  {:<23} {:<28} {:>9.1} req/s  p50 {:>7.2}  p99 {:>8.2} ms  errors {}",
         s.scenario, s.mode, s.rps, s.p50, s.p99, s.errors
     );
 }

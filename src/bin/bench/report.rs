@@ -9,6 +9,29 @@ use crate::scenarios::Results;
 use crate::setup::nproc;
 use crate::Args;
 
+/// The max-pass throughput of `scenario`, when it ran.
+fn max_rps(results: &Results, scenario: &str) -> Option<f64> {
+    results.rows.iter().find(|r| r.scenario == scenario && r.mode.starts_with("max")).map(|r| r.rps)
+}
+
+/// HTTP claims against the database's ceiling, and claims over 8 sites against claims in one:
+/// (name, ratio, issue 13's target for it on this engine), for the passes that ran.
+fn ratios(args: &Args, results: &Results) -> Vec<(&'static str, f64, f64)> {
+    let minimal_target = if args.engine == "postgres" { 0.5 } else { 0.3 };
+    let ratio = |name, over, under, target| {
+        let (over, under) = (max_rps(results, over)?, max_rps(results, under)?);
+        Some((name, over / under, target))
+    };
+    [
+        ratio("claim_over_db_minimal_claim", "claim", "db_minimal_claim", minimal_target),
+        ratio("claim_over_db_our_claim_statements", "claim", "db_our_claim_statements", f64::NAN),
+        ratio("claim_8_sites_over_claim", "claim_8_sites", "claim", 1.0),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
 pub fn print_table(args: &Args, results: &Results) {
     let (rows, extra) = (&results.rows, &results.extra);
     println!(
@@ -20,13 +43,13 @@ pub fn print_table(args: &Args, results: &Results) {
         args.workers.unwrap_or_else(nproc)
     );
     println!(
-        "{:<14} {:<27} {:>8} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6}",
+        "{:<23} {:<27} {:>8} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6}",
         "scenario", "mode", "rate", "ok", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors", "late"
     );
     for r in rows {
         let rate = r.target_rate.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
         println!(
-            "{:<14} {:<27} {:>8} {:>7} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>6} {:>6}",
+            "{:<23} {:<27} {:>8} {:>7} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>6} {:>6}",
             r.scenario, r.mode, rate, r.ok, r.rps, r.p50, r.p95, r.p99, r.max, r.errors, r.late_no_slot
         );
         if let Some(note) = &r.note {
@@ -35,6 +58,10 @@ pub fn print_table(args: &Args, results: &Results) {
         if let Some(e) = &r.first_error {
             println!("    first error: {e}");
         }
+    }
+    for (name, ratio, target) in ratios(args, results) {
+        let target = if target.is_nan() { String::new() } else { format!("  (target >= {target})") };
+        println!("{name}: {ratio:.3}{target}");
     }
     for (k, v) in extra {
         println!("{k}: {v}");
@@ -54,6 +81,10 @@ pub fn write_json(path: &Path, args: &Args, setup: Value, results: &Results) -> 
         "git_commit": git_commit(),
         "setup": setup,
         "results": results.rows.iter().map(Summary::to_json).collect::<Vec<_>>(),
+        "ratios": ratios(args, results)
+            .into_iter()
+            .map(|(name, ratio, target)| (name.to_owned(), json!({ "ratio": ratio, "target_at_least": target })))
+            .collect::<serde_json::Map<_, _>>(),
         "extra": results.extra,
     });
     std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::http::Http;
 use crate::measure::{closed_loop, ms, open_loop, report_line, summarise, Recorder, Request, Summary};
-use crate::raw::raw_pass;
+use crate::raw::{db_pass, DbClaim};
 use crate::setup::Fixture;
 use crate::{Args, HOT_ALONE, HOT_RACERS, PASSWORD};
 
@@ -83,7 +83,21 @@ where
     Ok(())
 }
 
-/// (a) Claims of distinct tickets, technicians in turn.
+/// Claims `pairs[i]`: (ticket, the access token of the technician claiming it).
+fn claims(fx: &Arc<Fixture>, pairs: Vec<(String, String)>) -> (Request, usize) {
+    let (f, items, pairs) = (fx.clone(), pairs.len(), Arc::new(pairs));
+    let req: Request = Arc::new(move |i| {
+        let (f, pairs) = (f.clone(), pairs.clone());
+        async move {
+            let (ticket, token) = &pairs[i];
+            f.http.post_ok(&format!("/api/v1/tickets/{ticket}/claim"), Some(token), &json!({})).await.map(|_| ())
+        }
+        .boxed()
+    });
+    (req, items)
+}
+
+/// (a) Claims of distinct tickets of the one site, technicians in turn.
 pub async fn claim(args: &Args, fx: &Arc<Fixture>, out: &mut Results) -> anyhow::Result<()> {
     let f = fx.clone();
     two_passes(
@@ -94,20 +108,9 @@ pub async fn claim(args: &Args, fx: &Arc<Fixture>, out: &mut Results) -> anyhow:
         |n| {
             let f = f.clone();
             async move {
-                let tickets = Arc::new(f.take(n).await?);
-                let items = tickets.len();
-                let ff = f.clone();
-                let req: Request = Arc::new(move |i| {
-                    let (f, t) = (ff.clone(), tickets[i].clone());
-                    async move {
-                        f.http
-                            .post_ok(&format!("/api/v1/tickets/{t}/claim"), Some(&f.token(i)), &json!({}))
-                            .await
-                            .map(|_| ())
-                    }
-                    .boxed()
-                });
-                Ok((req, items))
+                let tickets = f.take(n).await?;
+                let pairs = tickets.into_iter().enumerate().map(|(i, t)| (t, f.token(i))).collect();
+                Ok(claims(&f, pairs))
             }
         },
         &mut out.rows,
@@ -115,20 +118,52 @@ pub async fn claim(args: &Args, fx: &Arc<Fixture>, out: &mut Results) -> anyhow:
     .await
 }
 
-/// The database's ceiling: the claim's statements without HTTP, same pool size and concurrency,
-/// right after the HTTP claims, on the database as they left it.
-pub async fn raw_claim(args: &Args, fx: &Arc<Fixture>, out: &mut Results) -> anyhow::Result<()> {
+/// (a') Claims of distinct tickets in [`crate::SITES_AT_ONCE`] sites at once: claim `i` is in site
+/// `i % 8`, by that site's technicians in turn (each belongs to that one site).
+pub async fn claim_8_sites(args: &Args, fx: &Arc<Fixture>, out: &mut Results) -> anyhow::Result<()> {
+    let world = Arc::new(fx.sites_at_once().await?);
+    let f = fx.clone();
+    two_passes(
+        args,
+        fx,
+        "claim_8_sites",
+        1500 * args.duration as usize,
+        |n| {
+            let (f, world) = (f.clone(), world.clone());
+            async move {
+                let per_site = n.div_ceil(world.sites.len());
+                let made = f.create_in(&world.desk, &world.sites, per_site).await?;
+                let pairs = (0..per_site * world.sites.len())
+                    .map(|i| {
+                        let (k, j) = (i % world.sites.len(), i / world.sites.len());
+                        let techs = &world.tokens[k];
+                        (made[k][j].clone(), techs[j % techs.len()].clone())
+                    })
+                    .collect();
+                Ok(claims(&f, pairs))
+            }
+        },
+        &mut out.rows,
+    )
+    .await
+}
+
+/// A claim pass straight on the database (`raw`): the same tables, technicians, pool size and
+/// concurrency as the HTTP claims, on the database as the passes before left it. The minimal
+/// claim takes up to 8,000 tickets per second of `--duration`, the service's statements 4,000;
+/// a pass that runs out of them early notes it, and its rate stands for the time it ran.
+pub async fn db_claims(args: &Args, fx: &Arc<Fixture>, kind: DbClaim, out: &mut Results) -> anyhow::Result<()> {
     let d = Duration::from_secs(args.duration);
-    let tickets = Arc::new(fx.take(4000 * args.duration as usize).await?);
+    let per_second = match kind {
+        DbClaim::Minimal => 8000,
+        DbClaim::OurStatements => 4000,
+    };
+    let tickets = Arc::new(fx.take(per_second * args.duration as usize).await?);
     let techs: Arc<Vec<Caller>> = Arc::new(fx.techs.iter().map(|t| t.caller.clone()).collect());
     let (pool, threads) = (fx.pool.clone(), args.concurrency);
-    let s = tokio::task::spawn_blocking(move || raw_pass(&pool, tickets, techs, threads, d)).await?;
+    fx.settle().await?;
+    let s = tokio::task::spawn_blocking(move || db_pass(kind, &pool, tickets, techs, threads, d)).await?;
     report_line(&s);
-    let http_max = out.rows.iter().find(|r| r.scenario == "claim" && r.mode.starts_with("max")).map(|r| r.rps);
-    if let Some(http) = http_max {
-        out.extra.insert("claim_http_over_raw".into(), json!(http / s.rps));
-    }
-    out.extra.insert("raw_db_claim_rps".into(), json!(s.rps));
     out.rows.push(s);
     Ok(())
 }

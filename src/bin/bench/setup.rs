@@ -24,7 +24,7 @@ use repairdesk::views::Viewer;
 use serde_json::{json, Value};
 
 use crate::http::Http;
-use crate::{Args, ADMIN_PASSWORD, HOT_RACERS, JWT_SECRET, PASSWORD, TRADE};
+use crate::{Args, ADMIN_PASSWORD, HOT_RACERS, JWT_SECRET, PASSWORD, SITES_AT_ONCE, TRADE};
 
 pub fn settings_for(db_url: &str, args: &Args) -> anyhow::Result<Settings> {
     let workers = args.workers.unwrap_or_else(nproc).to_string();
@@ -117,8 +117,9 @@ pub fn caller_of(token: &str, role: Role) -> anyhow::Result<Caller> {
     Ok(Caller { user_id: field("sub")?, session_id: field("sid")?, role, membership: None })
 }
 
-/// Inserts `n` technicians of `site` with one precomputed hash of [`PASSWORD`]; returns (id, username).
-fn insert_technicians(pool: &Pool, site: &str, n: usize) -> anyhow::Result<Vec<(String, String)>> {
+/// Inserts `n` technicians of `site`, named `prefix` and a number, with one precomputed hash of
+/// [`PASSWORD`]; returns (id, username).
+fn insert_technicians(pool: &Pool, site: &str, prefix: &str, n: usize) -> anyhow::Result<Vec<(String, String)>> {
     let hash = repairdesk::auth::password::hash_now(PASSWORD).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut conn = pool.get()?;
     let at = db::now();
@@ -127,7 +128,7 @@ fn insert_technicians(pool: &Pool, site: &str, n: usize) -> anyhow::Result<Vec<(
         for i in 0..n {
             let row = UserRow {
                 id: db::new_id(),
-                username: format!("tech{i:04}"),
+                username: format!("{prefix}{i:04}"),
                 password_hash: hash.clone(),
                 display_name: format!("技师{i}"),
                 role: "technician".into(),
@@ -157,13 +158,27 @@ fn ticket_body(site: &str, i: usize) -> Value {
 }
 
 /// Creates `n` open tickets of `site` as `desk` on the bench's pool, each as the create route
-/// does: `commands::create_ticket` in a write transaction of its own. These are the work items
-/// of the passes, made before a pass so that no pass waits for ticket creation.
+/// does: `commands::create_ticket` in a write transaction of its own, on as many threads as the
+/// pool has connections. These are the work items of the passes, made before a pass so that no
+/// pass waits for ticket creation.
 fn create_tickets(pool: &Pool, desk: &Caller, site: &str, n: usize) -> anyhow::Result<Vec<String>> {
+    let per_thread = n.div_ceil(pool.max_size() as usize).max(1);
+    let made: Vec<anyhow::Result<Vec<String>>> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..n)
+            .step_by(per_thread)
+            .map(|from| s.spawn(move || create_some(pool, desk, site, from..(from + per_thread).min(n))))
+            .collect();
+        threads.into_iter().map(|t| t.join().expect("ticket creation thread")).collect()
+    });
+    Ok(made.into_iter().collect::<anyhow::Result<Vec<_>>>()?.concat())
+}
+
+/// The tickets `range` of [`create_tickets`], on one connection.
+fn create_some(pool: &Pool, desk: &Caller, site: &str, range: std::ops::Range<usize>) -> anyhow::Result<Vec<String>> {
     let ctx = bench_ctx();
     let mut conn = pool.get()?;
     let viewer = Viewer::load(&mut conn, desk.clone()).map_err(|e| anyhow::anyhow!("the desk: {e}"))?;
-    (0..n)
+    range
         .map(|i| {
             let form: TicketForm = serde_json::from_value(ticket_body(site, i))?;
             let t = db::write_transaction(&mut conn, |conn| {
@@ -195,6 +210,26 @@ fn hand_out(pool: &Pool, tickets: &[String], techs: &[Caller], arrive: bool) -> 
     Ok(())
 }
 
+/// Sites worked at once: each one's technicians (their access tokens), and a dispatcher of all.
+pub struct ManySites {
+    pub sites: Vec<String>,
+    pub desk: Caller,
+    pub tokens: Vec<Vec<String>>,
+}
+
+/// Logs each of `usernames` in over HTTP, 8 at a time; their access tokens, in order.
+async fn login_all(http: &Http, usernames: impl IntoIterator<Item = String>) -> anyhow::Result<Vec<String>> {
+    let tokens: Vec<Result<String, String>> = futures_util::stream::iter(usernames)
+        .map(|name| {
+            let http = http.clone();
+            async move { http.login(&name, PASSWORD).await }
+        })
+        .buffered(8)
+        .collect()
+        .await;
+    tokens.into_iter().collect::<Result<_, _>>().map_err(anyhow::Error::msg)
+}
+
 /// A logged-in technician.
 pub struct Tech {
     pub caller: Caller,
@@ -224,11 +259,53 @@ impl Fixture {
             s.split_off(at)
         };
         if got.len() < n {
-            let (pool, desk, site, more) = (self.pool.clone(), self.desk.clone(), self.site.clone(), n - got.len());
-            let fresh = tokio::task::spawn_blocking(move || create_tickets(&pool, &desk, &site, more)).await??;
-            got.extend(fresh);
+            let more = self.create_in(&self.desk, std::slice::from_ref(&self.site), n - got.len()).await?;
+            got.extend(more.into_iter().flatten());
         }
         Ok(got)
+    }
+
+    /// `n` new open tickets in each of `sites`, made by `desk` (see [`create_tickets`]).
+    pub async fn create_in(&self, desk: &Caller, sites: &[String], n: usize) -> anyhow::Result<Vec<Vec<String>>> {
+        let (pool, desk, sites) = (self.pool.clone(), desk.clone(), sites.to_vec());
+        let t0 = Instant::now();
+        let made = tokio::task::spawn_blocking(move || {
+            sites.iter().map(|site| create_tickets(&pool, &desk, site, n)).collect::<anyhow::Result<Vec<_>>>()
+        })
+        .await??;
+        let total: usize = made.iter().map(Vec::len).sum();
+        eprintln!("  made {total} tickets in {:.1} s", t0.elapsed().as_secs_f64());
+        Ok(made)
+    }
+
+    /// The world of `claim_8_sites`: the bench's site and [`SITES_AT_ONCE`]` - 1` more made over
+    /// HTTP, a dispatcher of them all who makes their tickets, and as many technicians in each as
+    /// the logged-in ones spread evenly, each belonging to that one site: the bench's site has the
+    /// first of its own, the others new ones inserted and logged in as at setup.
+    pub async fn sites_at_once(&self) -> anyhow::Result<ManySites> {
+        let e = |s: String| anyhow::anyhow!(s);
+        let per_site = (self.techs.len() / SITES_AT_ONCE).max(1);
+        // logged in again: the setup's token may have expired by now
+        let admin = self.http.login("admin", ADMIN_PASSWORD).await.map_err(e)?;
+        let mut sites = vec![self.site.clone()];
+        let mut tokens = vec![self.techs[..per_site].iter().map(|t| t.token.clone()).collect::<Vec<_>>()];
+        for k in 1..SITES_AT_ONCE {
+            let body = json!({ "code": format!("BN{}", k + 1), "name": format!("基准小区{}", k + 1),
+                               "timezone": "Asia/Shanghai" });
+            let v = self.http.post_ok("/api/v1/sites", Some(&admin), &body).await.map_err(e)?;
+            let site = v["id"].as_str().context("site id")?.to_owned();
+            let inserted = {
+                let (pool, site, prefix) = (self.pool.clone(), site.clone(), format!("s{}tech", k + 1));
+                tokio::task::spawn_blocking(move || insert_technicians(&pool, &site, &prefix, per_site)).await??
+            };
+            tokens.push(login_all(&self.http, inserted.into_iter().map(|(_, name)| name)).await?);
+            sites.push(site);
+        }
+        let body = json!({ "username": "desk8", "password": PASSWORD, "display_name": "调度八", "role": "dispatcher",
+                           "site_ids": sites, "trades": [] });
+        self.http.post_ok("/api/v1/users", Some(&admin), &body).await.map_err(e)?;
+        let desk = caller_of(&self.http.login("desk8", PASSWORD).await.map_err(e)?, Role::Dispatcher)?;
+        Ok(ManySites { sites, desk, tokens })
     }
 
     /// `n` tickets claimed by the logged-in technicians in turn (and checked in when `arrive`).
@@ -315,26 +392,16 @@ pub async fn setup(
     let t_users = Instant::now();
     let all_techs = {
         let (pool, site, n) = (pool.clone(), site.clone(), args.technicians);
-        tokio::task::spawn_blocking(move || insert_technicians(&pool, &site, n)).await??
+        tokio::task::spawn_blocking(move || insert_technicians(&pool, &site, "tech", n)).await??
     };
     let users_secs = t_users.elapsed().as_secs_f64();
 
     let t_login = Instant::now();
     let want = args.logged_in.clamp(HOT_RACERS, all_techs.len());
-    let logins: Vec<Result<String, String>> = futures_util::stream::iter(all_techs[..want].to_vec())
-        .map(|(_, name)| {
-            let http = http.clone();
-            async move { http.login(&name, PASSWORD).await }
-        })
-        .buffer_unordered(8)
-        .collect()
-        .await;
-    let techs = logins
+    let techs = login_all(&http, all_techs[..want].iter().map(|(_, name)| name.clone()))
+        .await?
         .into_iter()
-        .map(|token| {
-            let token = token.map_err(e)?;
-            Ok(Tech { caller: caller_of(&token, Role::Technician)?, token })
-        })
+        .map(|token| Ok(Tech { caller: caller_of(&token, Role::Technician)?, token }))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let login_secs = t_login.elapsed().as_secs_f64();
 
