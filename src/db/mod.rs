@@ -48,6 +48,7 @@ pub mod faults;
 pub mod idempotency;
 pub mod materials;
 pub mod outbox;
+pub mod prepared;
 pub mod quotes;
 pub mod schema;
 pub mod settings;

@@ -271,9 +271,11 @@ fn present_columns(ticket_id: &str) -> String {
 
 /// Which of the ticket's own rows exist, in one read.
 pub fn present(conn: &mut DbConn, id: &str) -> QueryResult<Present> {
-    diesel::sql_query(format!("SELECT {}", present_columns("$1")))
-        .bind::<diesel::sql_types::Text, _>(id)
-        .get_result(conn)
+    use super::prepared::{Param, Statement};
+    struct Presence;
+    static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| format!("SELECT {}", present_columns("$1")));
+    let statement = || Statement::<Presence>::new(&TEXT, vec![Param::Text(id)]);
+    on_engine!(conn, |c| statement().get_result(c))
 }
 
 impl Present {
@@ -299,7 +301,8 @@ fn claim_on_postgres(
     mine: Reachable<'_>,
     at: NaiveDateTime,
 ) -> QueryResult<Option<(TicketRow, Present)>> {
-    use diesel::sql_types::{Array, Bool, Text, Timestamp};
+    use super::prepared::{Param, Statement};
+    use diesel::sql_types::Bool;
     #[derive(QueryableByName)]
     struct Claimed {
         #[diesel(embed)]
@@ -309,26 +312,34 @@ fn claim_on_postgres(
         #[diesel(sql_type = Bool)]
         locked: bool,
     }
-    let claimed: Option<Claimed> = diesel::sql_query(format!(
-        "WITH c AS (
-            UPDATE tickets SET status = $1, assignee_id = $2, claimed_at = $3, pooled_at = NULL,
-                last_activity_at = $3, version = version + 1
-            WHERE id = $4 AND status = $5 AND site_id = ANY($6) AND category = ANY($7)
-            RETURNING *
-        ), me AS (
-            SELECT id FROM users WHERE id = $2 AND EXISTS (SELECT 1 FROM c) FOR UPDATE
+    struct Claim;
+    static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH c AS (
+                UPDATE tickets SET status = $1, assignee_id = $2, claimed_at = $3, pooled_at = NULL,
+                    last_activity_at = $3, version = version + 1
+                WHERE id = $4 AND status = $5 AND site_id = ANY($6) AND category = ANY($7)
+                RETURNING *
+            ), me AS (
+                SELECT id FROM users WHERE id = $2 AND EXISTS (SELECT 1 FROM c) FOR UPDATE
+            )
+            SELECT c.*, {present}, EXISTS (SELECT 1 FROM me) AS locked
+            FROM c",
+            present = present_columns("c.id"),
         )
-        SELECT c.*, {present}, EXISTS (SELECT 1 FROM me) AS locked
-        FROM c",
-        present = present_columns("c.id"),
-    ))
-    .bind::<Text, _>(Status::Assigned.as_str())
-    .bind::<Text, _>(technician_id)
-    .bind::<Timestamp, _>(at)
-    .bind::<Text, _>(id)
-    .bind::<Text, _>(Status::Open.as_str())
-    .bind::<Array<Text>, _>(mine.sites)
-    .bind::<Array<Text>, _>(mine.trades)
+    });
+    let claimed: Option<Claimed> = Statement::<Claim>::new(
+        &TEXT,
+        vec![
+            Param::Text(Status::Assigned.as_str()),
+            Param::Text(technician_id),
+            Param::Timestamp(&at),
+            Param::Text(id),
+            Param::Text(Status::Open.as_str()),
+            Param::TextArray(mine.sites),
+            Param::TextArray(mine.trades),
+        ],
+    )
     .get_result(c)
     .optional()?;
     Ok(claimed.map(|c| {

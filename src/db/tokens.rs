@@ -170,6 +170,7 @@ pub fn live_session_role(conn: &mut DbConn, session_id: &str, user_id: &str) -> 
 /// Who a live session's user is, in one read: the role, the sites and the trades. `None` when the
 /// session ended or its user was deactivated.
 pub fn live_session(conn: &mut DbConn, session_id: &str, user_id: &str) -> QueryResult<Option<Identity>> {
+    use super::prepared::{Param, Statement};
     use diesel::sql_types::{Nullable, Text};
     #[derive(QueryableByName)]
     struct Fact {
@@ -180,19 +181,19 @@ pub fn live_session(conn: &mut DbConn, session_id: &str, user_id: &str) -> Query
         #[diesel(sql_type = Nullable<Text>)]
         value: Option<String>,
     }
-    const LIVE: &str = "FROM sessions s JOIN users u ON u.id = s.user_id \
-        WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND u.active = TRUE";
+    struct LiveSession;
     // the session's user once with each site (or once with none), then once with each trade
-    let facts: Vec<Fact> = diesel::sql_query(format!(
-        "SELECT u.role AS role, 'site' AS kind, NULL AS value {LIVE} \
-         UNION ALL SELECT u.role, 'site', us.site_id {LIVE_SITES} \
-         UNION ALL SELECT u.role, 'trade', ut.trade {LIVE_TRADES}",
-        LIVE_SITES = LIVE.replace("WHERE", "JOIN user_sites us ON us.user_id = u.id WHERE"),
-        LIVE_TRADES = LIVE.replace("WHERE", "JOIN user_trades ut ON ut.user_id = u.id WHERE"),
-    ))
-    .bind::<Text, _>(session_id)
-    .bind::<Text, _>(user_id)
-    .load(conn)?;
+    const TEXT: &str = "SELECT u.role AS role, 'site' AS kind, NULL AS value \
+        FROM sessions s JOIN users u ON u.id = s.user_id \
+        WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND u.active = TRUE \
+        UNION ALL SELECT u.role, 'site', us.site_id \
+        FROM sessions s JOIN users u ON u.id = s.user_id JOIN user_sites us ON us.user_id = u.id \
+        WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND u.active = TRUE \
+        UNION ALL SELECT u.role, 'trade', ut.trade \
+        FROM sessions s JOIN users u ON u.id = s.user_id JOIN user_trades ut ON ut.user_id = u.id \
+        WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND u.active = TRUE";
+    let statement = || Statement::<LiveSession>::new(TEXT, vec![Param::Text(session_id), Param::Text(user_id)]);
+    let facts: Vec<Fact> = on_engine!(conn, |c| statement().load(c))?;
     let Some(role) = facts.first().map(|f| f.role.clone()) else { return Ok(None) };
     let (mut sites, mut trades) = (Vec::new(), Vec::new());
     for fact in facts {
