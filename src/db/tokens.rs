@@ -154,19 +154,6 @@ pub fn revoke_all_for_user(conn: &mut DbConn, user_id: &str) -> QueryResult<usiz
         .execute(conn)
 }
 
-/// The role of `user_id` when `session_id` is a live login of that active user.
-pub fn live_session_role(conn: &mut DbConn, session_id: &str, user_id: &str) -> QueryResult<Option<String>> {
-    sessions::table
-        .inner_join(users::table)
-        .filter(sessions::id.eq(session_id))
-        .filter(sessions::user_id.eq(user_id))
-        .filter(sessions::revoked_at.is_null())
-        .filter(users::active.eq(true))
-        .select(users::role)
-        .first(conn)
-        .optional()
-}
-
 /// Who a live session's user is, in one read: the role, the sites and the trades. `None` when the
 /// session ended or its user was deactivated.
 pub fn live_session(conn: &mut DbConn, session_id: &str, user_id: &str) -> QueryResult<Option<Identity>> {

@@ -434,21 +434,30 @@ async fn an_idempotency_key_replays_the_first_answer() {
 
 /// Reads the stream until an event of `kind` naming `ticket_id` arrives; returns its id line.
 async fn wait_for_event(res: reqwest::Response, kind: &str, ticket_id: &str, within: Duration) -> String {
+    let found = |text: &str| {
+        text.split("\n\n")
+            .find(|frame| frame.contains(&format!("event: {kind}")) && frame.contains(ticket_id))
+            .map(|frame| frame.lines().find_map(|l| l.strip_prefix("id: ")).unwrap().to_owned())
+    };
+    read_until(res, &format!("{kind} for {ticket_id}"), within, found).await
+}
+
+/// Reads the stream until `found` finds something in what it read so far (`what` names it in the
+/// failure).
+async fn read_until<T>(res: reqwest::Response, what: &str, within: Duration, found: impl Fn(&str) -> Option<T>) -> T {
     let mut stream = res.bytes_stream();
     let mut text = String::new();
     let deadline = tokio::time::Instant::now() + within;
     loop {
+        if let Some(it) = found(&text) {
+            return it;
+        }
         let chunk = tokio::time::timeout_at(deadline, stream.next())
             .await
-            .unwrap_or_else(|_| panic!("no {kind} for {ticket_id} within {within:?}; got {text}"))
+            .unwrap_or_else(|_| panic!("no {what} within {within:?}; got {text}"))
             .expect("stream open")
             .unwrap();
         text.push_str(&String::from_utf8_lossy(&chunk));
-        for frame in text.split("\n\n") {
-            if frame.contains(&format!("event: {kind}")) && frame.contains(ticket_id) {
-                return frame.lines().find_map(|l| l.strip_prefix("id: ")).unwrap().to_owned();
-            }
-        }
     }
 }
 
@@ -485,25 +494,12 @@ async fn the_pool_stream_tells_a_phone_of_new_claimed_and_lost_tickets() {
     // an id this server never wrote (the sequence numbers of before): refetch the pool first
     for unknown in ["42", "9:3:", "junk"] {
         let stream = open_stream(&d.app, &tech1, Some(unknown)).await;
-        let first = read_until(stream, "event: resync", Duration::from_secs(3)).await;
+        let first = read_until(stream, "event: resync", Duration::from_secs(3), |text| {
+            text.contains("event: resync").then(|| text.to_owned())
+        })
+        .await;
         assert!(!first.contains("pool_added"), "{first}");
     }
-}
-
-/// Reads the stream until `needle` appears; returns what it read.
-async fn read_until(res: reqwest::Response, needle: &str, within: Duration) -> String {
-    let mut stream = res.bytes_stream();
-    let mut text = String::new();
-    let deadline = tokio::time::Instant::now() + within;
-    while !text.contains(needle) {
-        let chunk = tokio::time::timeout_at(deadline, stream.next())
-            .await
-            .unwrap_or_else(|_| panic!("no {needle} within {within:?}; got {text}"))
-            .expect("stream open")
-            .unwrap();
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    text
 }
 
 #[tokio::test]
