@@ -16,7 +16,7 @@ use crate::domain::ticket::{QuoteStatus, Status};
 use crate::domain::user::Role;
 use crate::error::ApiError;
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct EscalationView {
     pub id: String,
     pub ticket_id: String,
@@ -40,7 +40,7 @@ impl From<EscalationRow> for EscalationView {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TicketView {
     pub id: String,
     /// `{SITE_CODE}-{YYYYMMDD}-{NNNN}`, consecutive per site and local day.
@@ -95,7 +95,7 @@ pub struct TicketView {
     pub notes: Vec<NoteView>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MaterialLineView {
     pub id: String,
     pub catalogue_item_id: Option<String>,
@@ -114,7 +114,7 @@ pub struct MaterialLineView {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct QuoteView {
     pub amount_cents: i64,
     pub note: Option<String>,
@@ -127,7 +127,7 @@ pub struct QuoteView {
     pub decision_note: Option<String>,
 }
 
-#[derive(Debug, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct Totals {
     /// Company-supplied materials.
     pub materials_cents: i64,
@@ -138,7 +138,7 @@ pub struct Totals {
     pub billable_cents: i64,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SmsView {
     pub id: String,
     pub template: String,
@@ -154,7 +154,7 @@ pub struct SmsView {
     pub failed_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CallbackView {
     pub id: String,
     pub made_by: String,
@@ -255,7 +255,7 @@ pub struct TicketList {
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TicketEvent {
     pub id: String,
     /// Position in the history of all tickets; later events have larger numbers.
@@ -477,7 +477,7 @@ pub fn visible_for_update(conn: &mut DbConn, viewer: &Viewer, id: &str) -> Resul
     db::tickets::find_for_update(conn, id)?.filter(|t| viewer.can_see(t)).ok_or_else(|| ApiError::not_found("ticket"))
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct NoteView {
     pub id: String,
     pub author_id: String,

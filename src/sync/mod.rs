@@ -92,8 +92,27 @@ pub struct OpResult {
     /// with (none when it was applied).
     pub code: Option<String>,
     pub detail: Option<String>,
-    /// On rejection: the ticket as it stands, when the user may still see it.
+    /// On rejection (and on a duplicate of a rejected operation): the ticket as it stands after
+    /// the whole push, when the user may still see it.
     pub ticket: Option<TicketView>,
+    /// On rejection (and on a duplicate of a rejected operation): `true` when the user may no
+    /// longer see the ticket (another technician claimed it, it was reassigned, it is of another
+    /// site, it does not exist): drop it from the phone.
+    pub removed: bool,
+    /// The operation's ticket, for the answer's last read.
+    #[serde(skip)]
+    pub ticket_id: String,
+}
+
+impl OpResult {
+    pub fn new(op_id: i64, ticket_id: &str, status: &'static str) -> Self {
+        Self { op_id, status, code: None, detail: None, ticket: None, removed: false, ticket_id: ticket_id.to_owned() }
+    }
+
+    /// Whether the answer shows the ticket: a rejection, or a duplicate of one.
+    fn shows_ticket(&self) -> bool {
+        self.code.is_some()
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -76,9 +76,35 @@ pub async fn push(
             }
         }
     }
-    let last_op_id = db::run(pool, move |conn| Ok(db::sync::last_op_id(conn, &client_id)?.unwrap_or(0))).await?;
+    let (last_op_id, results) = db::run(pool, move |conn| {
+        let last_op_id = db::sync::last_op_id(conn, &client_id)?.unwrap_or(0);
+        Ok((last_op_id, show_tickets(conn, caller, results)?))
+    })
+    .await?;
     let retry_from = stopped.then_some(last_op_id + 1);
     Ok(PushResponse { last_op_id, results, retry_from })
+}
+
+/// Fills in each rejection's ticket as it stands after the whole push (a later operation of the
+/// same push may have changed it), or `removed` when the user may no longer see it.
+fn show_tickets(conn: &mut DbConn, caller: Caller, mut results: Vec<OpResult>) -> Result<Vec<OpResult>, ApiError> {
+    let mut ids: Vec<String> = results.iter().filter(|r| r.shows_ticket()).map(|r| r.ticket_id.clone()).collect();
+    if ids.is_empty() {
+        return Ok(results);
+    }
+    ids.sort();
+    ids.dedup();
+    let viewer = Viewer::load(conn, caller)?;
+    let visible: Vec<_> = db::tickets::find_many(conn, &ids)?.into_iter().filter(|t| viewer.can_see(t)).collect();
+    let views: HashMap<String, crate::views::TicketView> =
+        viewer.views(conn, visible)?.into_iter().map(|v| (v.id.clone(), v)).collect();
+    for r in results.iter_mut().filter(|r| r.shows_ticket()) {
+        match views.get(&r.ticket_id) {
+            Some(view) => r.ticket = Some(view.clone()),
+            None => r.removed = true,
+        }
+    }
+    Ok(results)
 }
 
 /// Whether `next` joins the transaction that `first` opened. A transaction holds one ticket's
@@ -120,7 +146,7 @@ fn push_batch(
         if op_id <= last_op_id {
             // a duplicate: already received, not applied again; answered with what it got
             duplicates.push(results.len());
-            results.push(OpResult { op_id, status: "duplicate", code: None, detail: None, ticket: None });
+            results.push(OpResult::new(op_id, &op.raw.ticket_id, "duplicate"));
             continue;
         }
         // numbering is the phone's promise of order: a gap means something is missing
@@ -213,7 +239,7 @@ fn push_adds(
         .enumerate()
         .map(|(i, received)| {
             let op = &received.raw;
-            let result = OpResult { op_id: op.op_id, status: "applied", code: None, detail: None, ticket: None };
+            let result = OpResult::new(op.op_id, &op.ticket_id, "applied");
             let place = Some((t.id.clone(), t.site_id.clone()));
             (result, op_record(client_id, viewer, op, place, commands::nth_moment(now, i), None))
         })
@@ -278,33 +304,24 @@ fn push_one(
         Some(e) => Some(explain(conn, viewer, &op.ticket_id, e)?),
         None => None,
     };
-    // a refusal answers with the ticket as it stands; an applied op needs only where it is
-    let (ticket, place) = match places.get(&op.ticket_id) {
-        Some(site) if refusal.is_none() => (None, Some((op.ticket_id.clone(), site.clone()))),
+    // where the ticket is, for the record (a refusal's ticket is shown at the end: `show_tickets`)
+    let place = match places.get(&op.ticket_id) {
+        Some(site) if refusal.is_none() => Some((op.ticket_id.clone(), site.clone())),
         _ => {
-            let ticket = db::tickets::find(conn, &op.ticket_id)?;
-            let place = ticket.as_ref().map(|t| (t.id.clone(), t.site_id.clone()));
+            let place = db::tickets::find(conn, &op.ticket_id)?.map(|t| (t.id, t.site_id));
             if let Some((id, site)) = &place {
                 places.insert(id.clone(), site.clone());
             }
-            (ticket, place)
+            place
         }
     };
     let record = op_record(client_id, viewer, &op, place, now, refusal.as_ref());
     let Some(refusal) = refusal else {
-        return Ok((OpResult { op_id: op.op_id, status: "applied", code: None, detail: None, ticket: None }, record));
+        return Ok((OpResult::new(op.op_id, &op.ticket_id, "applied"), record));
     };
-    let ticket = match ticket.filter(|t| viewer.can_see(t)) {
-        Some(t) => Some(viewer.view_one(conn, t)?),
-        None => None,
-    };
-    let result = OpResult {
-        op_id: op.op_id,
-        status: "rejected",
-        code: Some(refusal.code.as_str().to_owned()),
-        detail: Some(refusal.detail),
-        ticket,
-    };
+    let mut result = OpResult::new(op.op_id, &op.ticket_id, "rejected");
+    result.code = Some(refusal.code.as_str().to_owned());
+    result.detail = Some(refusal.detail);
     Ok((result, record))
 }
 

@@ -317,6 +317,9 @@ async fn a_poisoned_operation_is_rejected_with_the_ticket_and_does_not_block_the
     assert_eq!(res["results"][1]["code"], "unknown_operation");
     assert_eq!(res["results"][3]["code"], "validation_failed");
     assert_eq!(res["results"][3]["ticket"]["status"], "assigned", "a rejection carries the ticket as it stands");
+    // as it stands after the whole push: the claim after the refused completion is in it
+    assert_eq!(res["results"][0]["ticket"]["status"], "assigned");
+    assert_eq!(res["results"][0]["removed"], false);
     assert_eq!(res["last_op_id"], 4);
 
     let rejected: Value = d.app.get("/api/v1/sync/rejections", &d.desk).await.json().await.unwrap();
@@ -339,7 +342,15 @@ async fn two_technicians_claiming_offline_the_first_push_wins_and_the_other_lear
     let lost = push(&d.app, &loser, &c2, vec![op(1, "claim", &t, json!({})), op(2, "arrive", &t, json!({}))]).await;
     assert_eq!(statuses(&lost), ["rejected", "rejected"]);
     assert_eq!(lost["results"][0]["code"], "already_claimed");
+    // the loser may no longer see the ticket: the answer says to drop it, without waiting for a pull
+    assert_eq!(lost["results"][0]["removed"], true);
+    assert_eq!(lost["results"][0]["ticket"], Value::Null);
     assert_eq!(lost["last_op_id"], 2);
+    // its answer lost, the loser's phone pushes again: the duplicate says the same
+    let again = push(&d.app, &loser, &c2, vec![op(1, "claim", &t, json!({}))]).await;
+    assert_eq!(statuses(&again), ["duplicate"]);
+    assert_eq!(again["results"][0]["code"], "already_claimed");
+    assert_eq!(again["results"][0]["removed"], true);
 
     let after = pull(&d.app, &loser, &c2, loser_view["cursor"].as_str()).await;
     assert_eq!(after["removed"], json!([t]));
