@@ -5,6 +5,7 @@ use diesel::prelude::*;
 
 use super::schema::{ticket_counters, tickets, user_sites, user_trades, users};
 use super::DbConn;
+use crate::domain::access::Scope;
 use crate::domain::ticket::{NewTicket, Status};
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
@@ -524,27 +525,32 @@ pub fn signature(conn: &mut DbConn, id: &str) -> QueryResult<Option<Vec<u8>>> {
         .map(Option::flatten)
 }
 
-/// Tickets of `sites` (all when `None`) in id order, after `after_id`: a page of the whole view.
+/// Tickets of `scope` (what its user may see) in id order, after `after_id`: a page of the whole view.
 /// Each site is read apart, in the order of its `(site_id, id)` index, so a page reads about
 /// `limit` rows a site however many tickets there are.
-pub fn page(
-    conn: &mut DbConn,
-    sites: Option<&[String]>,
-    after_id: Option<&str>,
-    limit: i64,
-) -> QueryResult<Vec<TicketRow>> {
+pub fn page(conn: &mut DbConn, scope: Scope<'_>, after_id: Option<&str>, limit: i64) -> QueryResult<Vec<TicketRow>> {
     let query = |site: Option<&str>| {
         let mut query =
             tickets::table.order(tickets::id.asc()).limit(limit).select(TicketRow::as_select()).into_boxed();
         if let Some(site) = site {
             query = query.filter(tickets::site_id.eq(site.to_owned()));
         }
+        if let Scope::Technician { user_id, trades, .. } = scope {
+            query = query.filter(
+                tickets::assignee_id
+                    .eq(user_id.to_owned())
+                    .or(tickets::status.eq(Status::Open).and(tickets::category.eq_any(trades.to_vec()))),
+            );
+        }
         if let Some(after_id) = after_id {
             query = query.filter(tickets::id.gt(after_id.to_owned()));
         }
         query
     };
-    let Some(sites) = sites else { return query(None).load(conn) };
+    let sites = match scope {
+        Scope::All => return query(None).load(conn),
+        Scope::Sites(sites) | Scope::Technician { sites, .. } => sites,
+    };
     let mut rows = Vec::new();
     for site in sites {
         rows.extend(query(Some(site)).load(conn)?);

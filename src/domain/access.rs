@@ -58,6 +58,44 @@ impl PoolEvent {
     }
 }
 
+/// The tickets [`Reach::can_see`] lets a user see, in the shape a query filters on, so a page
+/// counts only what it will show. The same rule as `can_see` (a test holds them together).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// Every ticket (an admin).
+    All,
+    /// Every ticket of these sites (their desk).
+    Sites(&'a [String]),
+    /// In these sites: the technician's own tickets, and open tickets of their trades.
+    Technician { user_id: &'a str, sites: &'a [String], trades: &'a [String] },
+}
+
+impl Scope<'_> {
+    /// Whether the scope holds the ticket: what the database's filter answers.
+    pub fn holds(&self, t: TicketFacts<'_>) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Sites(sites) => sites.iter().any(|s| s == t.site_id),
+            Scope::Technician { user_id, sites, trades } => {
+                sites.iter().any(|s| s == t.site_id)
+                    && (t.assignee_id == Some(*user_id)
+                        || (t.status == Status::Open && trades.iter().any(|c| c == t.category)))
+            }
+        }
+    }
+}
+
+impl<'a> Reach<'a> {
+    /// [`Reach::can_see`] as a filter for the database.
+    pub fn scope(&self) -> Scope<'a> {
+        match self.role {
+            Role::Admin => Scope::All,
+            Role::Dispatcher | Role::Supervisor => Scope::Sites(self.sites),
+            Role::Technician => Scope::Technician { user_id: self.user_id, sites: self.sites, trades: self.trades },
+        }
+    }
+}
+
 impl Reach<'_> {
     fn belongs_to(&self, site_id: &str) -> bool {
         self.sites.iter().any(|s| s == site_id)
@@ -147,6 +185,29 @@ mod tests {
         assert!(!tech.can_see(electric), "another trade's pool");
         let moved = reach(Role::Technician, &[], &trades);
         assert!(!moved.can_see(ticket(Status::OnSite, Some("me"))), "moved off the site: none of its tickets");
+    }
+
+    /// The database's filter and `can_see` are one rule: every role, status, holder, site and
+    /// trade, each way.
+    #[test]
+    fn the_scope_holds_exactly_what_can_see_allows() {
+        let (sites, trades) = (vec!["s1".to_owned(), "s2".to_owned()], vec!["water".to_owned()]);
+        let none: Vec<String> = Vec::new();
+        for role in [Role::Admin, Role::Dispatcher, Role::Supervisor, Role::Technician] {
+            for (sites, trades) in [(&sites, &trades), (&none, &trades), (&sites, &none)] {
+                let who = reach(role, sites, trades);
+                for &status in Status::ALL {
+                    for assignee_id in [None, Some("me"), Some("other")] {
+                        for site_id in ["s1", "s3"] {
+                            for category in ["water", "electric"] {
+                                let t = TicketFacts { site_id, category, status, assignee_id };
+                                assert_eq!(who.scope().holds(t), who.can_see(t), "{role:?} {t:?}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -131,7 +131,9 @@ pub fn pull(
                 (db::tickets::find_many(conn, &ids)?, has_more, next, true)
             }
             Cursor::View { upto, after_id } => {
-                let mut rows = db::tickets::page(conn, sites.as_deref(), after_id.as_deref(), limit + 1)?;
+                // only what the viewer may see counts toward the page: a short page is the last
+                let scope = viewer.reach().scope();
+                let mut rows = db::tickets::page(conn, scope, after_id.as_deref(), limit + 1)?;
                 let has_more = rows.len() as i64 > limit;
                 rows.truncate(limit as usize);
                 // past the last page, the changes since the view was first read follow

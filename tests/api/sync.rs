@@ -836,3 +836,53 @@ async fn writes_in_two_sites_never_wait_on_each_other_and_a_late_commit_is_not_s
 fn id_of(v: &Value) -> &str {
     v["id"].as_str().unwrap()
 }
+
+/// A page holds `limit` tickets whenever more follow: tickets the caller may not see (another
+/// technician's, another trade's) never take room in it, so a client that stops at a short page
+/// (as standard replication libraries do) has the whole view.
+#[tokio::test]
+async fn a_technicians_first_pull_fills_every_page_but_the_last() {
+    let d = desk_with(&[]).await;
+    let (_, tech) = d.technician("tech1").await;
+    let (_, other) = d.technician("tech2").await;
+    let mut mine = Vec::new();
+    for i in 0..9 {
+        let t = tid(&d, public_ticket(&d.site)).await;
+        match i % 3 {
+            // claimed by the other technician: not in this one's view
+            0 => assert_eq!(d.app.post(&format!("/api/v1/tickets/{t}/claim"), &other, &json!({})).await.status(), 200),
+            // claimed by this technician
+            1 => {
+                assert_eq!(d.app.post(&format!("/api/v1/tickets/{t}/claim"), &tech, &json!({})).await.status(), 200);
+                mine.push(t);
+            }
+            // in the pool
+            _ => mine.push(t),
+        }
+    }
+    let mut electric = public_ticket(&d.site);
+    electric["category"] = json!("electric");
+    tid(&d, electric).await;
+    let client = new_client();
+    let (mut seen, mut cursor, mut sizes) = (Vec::new(), None::<String>, Vec::new());
+    loop {
+        let page = d
+            .app
+            .post("/api/v1/sync/pull", &tech, &json!({ "client_id": client, "cursor": cursor, "limit": 2 }))
+            .await
+            .json::<Value>()
+            .await
+            .unwrap();
+        let tickets = page["tickets"].as_array().unwrap();
+        sizes.push(tickets.len());
+        seen.extend(tickets.iter().map(|t| t["id"].as_str().unwrap().to_owned()));
+        cursor = page["cursor"].as_str().map(str::to_owned);
+        if page["has_more"] == false {
+            break;
+        }
+        assert_eq!(tickets.len(), 2, "a page that is not the last is full: {sizes:?}");
+    }
+    seen.sort();
+    mine.sort();
+    assert_eq!(seen, mine);
+}
