@@ -139,6 +139,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    stream_tickets (token_hash) {
+        token_hash -> Text,
+        session_id -> Text,
+        user_id -> Text,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     ticket_events (seq) {
         seq -> BigInt,
         id -> Text,
@@ -326,6 +336,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     resident_codes,
     sms_outbox,
+    stream_tickets,
     material_catalogue,
     material_lines,
     quotes,

@@ -3,7 +3,7 @@
 use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
 
-use super::schema::{login_failures, refresh_tokens, sessions, users};
+use super::schema::{login_failures, refresh_tokens, sessions, stream_tickets, users};
 use super::{new_id, now, DbConn};
 use crate::auth::tokens::{hash_refresh_token, new_refresh_token, seal_successor, unseal_successor};
 
@@ -193,6 +193,47 @@ pub fn live_session(conn: &mut DbConn, session_id: &str, user_id: &str) -> Query
     sites.sort();
     trades.sort();
     Ok(Some(Identity { role, sites, trades }))
+}
+
+/// Keeps a stream ticket (its hash) of `session_id` until `expires_at`, and forgets tickets that
+/// expired an hour before `now`.
+pub fn issue_stream_ticket(
+    conn: &mut DbConn,
+    token_hash: &str,
+    session_id: &str,
+    user_id: &str,
+    expires_at: NaiveDateTime,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::delete(stream_tickets::table.filter(stream_tickets::expires_at.lt(now - Duration::hours(1))))
+        .execute(conn)?;
+    diesel::insert_into(stream_tickets::table)
+        .values((
+            stream_tickets::token_hash.eq(token_hash),
+            stream_tickets::session_id.eq(session_id),
+            stream_tickets::user_id.eq(user_id),
+            stream_tickets::expires_at.eq(expires_at),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Uses up a stream ticket: its session and user when it was unused and unexpired at `now`, once.
+pub fn take_stream_ticket(
+    conn: &mut DbConn,
+    token_hash: &str,
+    now: NaiveDateTime,
+) -> QueryResult<Option<(String, String)>> {
+    on_engine!(conn, |c| diesel::update(
+        stream_tickets::table
+            .filter(stream_tickets::token_hash.eq(token_hash))
+            .filter(stream_tickets::used_at.is_null())
+            .filter(stream_tickets::expires_at.gt(now)),
+    )
+    .set(stream_tickets::used_at.eq(now))
+    .returning((stream_tickets::session_id, stream_tickets::user_id))
+    .get_result(c)
+    .optional())
 }
 
 /// A session's user as [`live_session`] reads it.

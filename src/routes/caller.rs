@@ -41,15 +41,18 @@ impl FromRequest for Caller {
                 .keys
                 .verify(&token?)
                 .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "the access token is invalid or expired"))?;
-            let sid = claims.sid.clone();
-            let sub = claims.sub.clone();
-            let who = db::run(&state.pool, move |conn| Ok(db::tokens::live_session(conn, &sid, &sub)?))
-                .await?
-                .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "this login has ended; log in again"))?;
-            let role =
-                Role::parse(&who.role).ok_or_else(|| ApiError::internal(format!("unknown role {}", who.role)))?;
-            let membership = Some(Arc::new(Membership { sites: who.sites, trades: who.trades }));
-            Ok(Caller { user_id: claims.sub, session_id: claims.sid, role, membership })
+            live_caller(&state, claims.sid, claims.sub).await
         })
     }
+}
+
+/// The caller of a live session, in one read: who they are, their sites and trades.
+pub async fn live_caller(state: &AppState, session_id: String, user_id: String) -> Result<Caller, ApiError> {
+    let (sid, sub) = (session_id.clone(), user_id.clone());
+    let who = db::run(&state.pool, move |conn| Ok(db::tokens::live_session(conn, &sid, &sub)?))
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "this login has ended; log in again"))?;
+    let role = Role::parse(&who.role).ok_or_else(|| ApiError::internal(format!("unknown role {}", who.role)))?;
+    let membership = Some(Arc::new(Membership { sites: who.sites, trades: who.trades }));
+    Ok(Caller { user_id, session_id, role, membership })
 }

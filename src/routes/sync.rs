@@ -2,7 +2,7 @@
 //! `crate::sync`'s; the desk's list of refused operations; the stream of changes.
 
 use actix_web::{get, post};
-use actix_web::{http::header, web, HttpRequest, HttpResponse};
+use actix_web::{http::header, web, FromRequest, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -21,7 +21,7 @@ use crate::sync::{
 };
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(push).service(pull).service(rejections).service(stream);
+    cfg.service(push).service(pull).service(rejections).service(stream_ticket).service(stream);
 }
 
 fn client_uuid(checks: &mut Checks, raw: &str) -> String {
@@ -181,15 +181,78 @@ pub async fn rejections(
     Ok(HttpResponse::Ok().json(RejectionList { items }))
 }
 
-/// Server-sent `changed` events whenever something the caller can see changes: the phone pulls.
-/// Event ids are sequence numbers; `Last-Event-ID` replays what a reconnecting phone missed.
+/// How long a stream ticket opens the stream.
+pub const STREAM_TICKET_SECS: i64 = 60;
+
+#[derive(Serialize, ToSchema)]
+pub struct StreamTicket {
+    /// Opens `GET /sync/stream?ticket=...` once.
+    pub ticket: String,
+    /// Seconds it stays good.
+    pub expires_in: i64,
+}
+
+/// A single-use ticket that opens the caller's `GET /sync/stream?ticket=...` within a minute: for
+/// a browser's `EventSource`, which cannot send an `Authorization` header. It is good once, for
+/// this login only; an access token never goes into a URL.
 #[utoipa::path(
     tag = "sync",
     security(("bearer" = [])),
-    responses((status = 200, description = "text/event-stream", content_type = "text/event-stream", body = String))
+    responses((status = 201, body = StreamTicket), (status = 401, body = crate::error::Problem))
+)]
+#[post("/sync/stream-ticket")]
+pub async fn stream_ticket(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
+    // as random as a refresh token, and kept the same way: only its hash
+    let ticket = crate::auth::tokens::new_refresh_token();
+    let hash = crate::auth::tokens::hash_refresh_token(&ticket);
+    let now = db::now();
+    let expires_at = now + chrono::Duration::seconds(STREAM_TICKET_SECS);
+    db::run(&state.pool, move |conn| {
+        Ok(db::tokens::issue_stream_ticket(conn, &hash, &caller.session_id, &caller.user_id, expires_at, now)?)
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(StreamTicket { ticket, expires_in: STREAM_TICKET_SECS }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StreamQuery {
+    /// From `POST /sync/stream-ticket`, for a client that cannot send `Authorization`.
+    pub ticket: Option<String>,
+}
+
+/// Server-sent `changed` events whenever something the caller can see changes: the phone pulls.
+/// Event ids are opaque positions; `Last-Event-ID` replays what a reconnecting phone missed.
+/// Authorized by the bearer token, or by `?ticket=` from `POST /sync/stream-ticket`.
+#[utoipa::path(
+    tag = "sync",
+    security(("bearer" = []), ()),
+    params(StreamQuery),
+    responses(
+        (status = 200, description = "text/event-stream", content_type = "text/event-stream", body = String),
+        (status = 401, description = "`missing_token`, `invalid_token` (a ticket unknown, used or expired)", body = crate::error::Problem),
+    )
 )]
 #[get("/sync/stream")]
-pub async fn stream(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
+pub async fn stream(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: Query<StreamQuery>,
+) -> ApiResult<HttpResponse> {
+    let caller = match query.into_inner().ticket {
+        Some(ticket) => {
+            let (hash, now) = (crate::auth::tokens::hash_refresh_token(&ticket), db::now());
+            let taken = db::run(&state.pool, move |conn| Ok(db::tokens::take_stream_ticket(conn, &hash, now)?)).await?;
+            let (session_id, user_id) = taken.ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidToken,
+                    "the stream ticket is unknown, used or expired: ask for a new one",
+                )
+            })?;
+            super::caller::live_caller(&state, session_id, user_id).await?
+        }
+        None => Caller::extract(&req).await?,
+    };
     event_stream(state, caller, req, |viewer| {
         Box::new(move |c| viewer.reach().hears_of(c.facts()).then_some("changed"))
     })

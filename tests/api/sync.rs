@@ -886,3 +886,45 @@ async fn a_technicians_first_pull_fills_every_page_but_the_last() {
     mine.sort();
     assert_eq!(seen, mine);
 }
+
+/// A browser's `EventSource` cannot send `Authorization`: a ticket from an authenticated request
+/// opens the stream once, within a minute, for that login only.
+#[tokio::test]
+async fn a_stream_ticket_opens_the_stream_once() {
+    use futures_util::StreamExt;
+    use repairdesk::db::{self, DatabaseUrl};
+    let d = desk_with(&[]).await;
+    let (tech_id, tech) = d.technician("tech1").await;
+    let res = d.app.post("/api/v1/sync/stream-ticket", &tech, &json!({})).await;
+    assert_eq!(res.status(), 201);
+    let issued: Value = res.json().await.unwrap();
+    assert_eq!(issued["expires_in"], 60);
+    let ticket = issued["ticket"].as_str().unwrap().to_owned();
+    let open = |ticket: &str| d.app.client.get(d.app.url(&format!("/api/v1/sync/stream?ticket={ticket}"))).send();
+    let res = open(&ticket).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let t = tid(&d, public_ticket(&d.site)).await;
+    let mut stream = res.bytes_stream();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    while !(text.contains("event: changed") && text.contains(&t)) {
+        let chunk = tokio::time::timeout_at(deadline, stream.next()).await.expect("a changed event within 3 s");
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
+    }
+    // once only; an unknown ticket, or none and no token, is refused
+    assert_problem(open(&ticket).await.unwrap(), 401, "invalid_token").await;
+    assert_problem(open("not-a-ticket").await.unwrap(), 401, "invalid_token").await;
+    let bare = d.app.client.get(d.app.url("/api/v1/sync/stream")).send().await.unwrap();
+    assert_problem(bare, 401, "missing_token").await;
+
+    // past its minute it no longer opens anything (the clock is passed in)
+    let ticket: Value = d.app.post("/api/v1/sync/stream-ticket", &tech, &json!({})).await.json().await.unwrap();
+    let hash = repairdesk::auth::tokens::hash_refresh_token(ticket["ticket"].as_str().unwrap());
+    let pool = db::connect(&DatabaseUrl::parse(&d.app.db.url()).unwrap(), 1).unwrap();
+    let mut conn = pool.get().unwrap();
+    let later = db::now() + chrono::Duration::seconds(61);
+    assert_eq!(db::tokens::take_stream_ticket(&mut conn, &hash, later).unwrap(), None);
+    let (_, user) = db::tokens::take_stream_ticket(&mut conn, &hash, db::now()).unwrap().expect("still good now");
+    assert_eq!(user, tech_id);
+}
