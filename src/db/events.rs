@@ -105,6 +105,10 @@ pub struct Horizon {
     pub running: Vec<i64>,
 }
 
+/// The most running transactions a horizon read from a client may list (PostgreSQL lists at most
+/// one per connection): more is refused, and never becomes a query with that many parameters.
+pub const MAX_RUNNING: usize = 10_000;
+
 impl Horizon {
     /// Whether a reader at this horizon has seen the changes of transaction `tx`.
     pub fn holds(&self, tx: i64) -> bool {
@@ -124,6 +128,10 @@ impl Horizon {
         let xmax: i64 = parts.next()?.parse().ok()?;
         let list = parts.next()?;
         if parts.next().is_some() || xmin < 0 || xmax < xmin {
+            return None;
+        }
+        // a real snapshot lists at most the connections of the server; more is not one of ours
+        if list.split(',').count() > MAX_RUNNING {
             return None;
         }
         let running: Vec<i64> = if list.is_empty() {

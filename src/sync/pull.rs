@@ -202,6 +202,8 @@ mod properties {
             let outside = Horizon { running: vec![h.xmax + out], ..h.clone() };
             prop_assert_eq!(Horizon::parse(&outside.to_text()), None);
             prop_assert_eq!(Horizon::parse(&format!("{}:{}:", h.xmax + 1 + out, h.xmax)), None);
+            let crowded = Horizon { xmin: 0, xmax: 20_000, running: (0..10_001).collect() };
+            prop_assert_eq!(Horizon::parse(&crowded.to_text()), None);
         }
     }
 }
