@@ -17,7 +17,7 @@
 //!    A sync push locks its batch's ticket before the first operation, outside the operations'
 //!    savepoints (a savepoint rolled back gives back the row locks taken inside it). The outbox
 //!    and the clock lock the message's or the escalation's ticket before their own rows.
-//! 3. **Per-technician rows** (`users`, [`tickets::lock_technician`]): a claim counts the
+//! 3. **Per-technician rows** (`users`, locked by [`tickets::claim`]): a claim counts the
 //!    technician's active tickets under it, after the ticket.
 //! 4. **Rows that belong to the tickets locked above**: their codes, material lines, notes, quotes,
 //!    escalations and outbox messages, and a new ticket's per-site, per-day number counter

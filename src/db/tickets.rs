@@ -191,7 +191,8 @@ pub fn update_at_version(
 
 /// The conditional update that decides a claim, the race of the grab pool: only an `open` ticket
 /// can be claimed, so of any number of concurrent claims exactly one updates a row. The ticket as
-/// claimed, or `None` when it was no longer open.
+/// claimed, with which of its own rows exist, or `None` when it was no longer open, or not in
+/// the caller's sites and trades. On PostgreSQL the same statement locks the technician's row.
 pub fn claim(
     conn: &mut DbConn,
     id: &str,
@@ -255,6 +256,19 @@ pub struct Present {
     pub notes: bool,
 }
 
+impl Present {
+    /// Nothing known: read every kind.
+    pub const ALL: Present = Present {
+        escalations: true,
+        open_escalations: true,
+        lines: true,
+        quote: true,
+        sms: true,
+        callbacks: true,
+        notes: true,
+    };
+}
+
 /// The select-list columns that read a [`Present`] for the ticket whose id is `ticket_id` (an
 /// SQL expression).
 fn present_columns(ticket_id: &str) -> String {
@@ -279,19 +293,6 @@ pub fn present(conn: &mut DbConn, id: &str) -> QueryResult<Present> {
     on_engine!(conn, |c| statement().get_result(c))
 }
 
-impl Present {
-    /// Nothing known: read every kind.
-    pub const ALL: Present = Present {
-        escalations: true,
-        open_escalations: true,
-        lines: true,
-        quote: true,
-        sms: true,
-        callbacks: true,
-        notes: true,
-    };
-}
-
 /// The claim as one statement on PostgreSQL: the conditional update of the ticket, then a lock
 /// on the technician's row (second in the lock order, so the active tickets counted next are
 /// all committed), then which of the ticket's own rows exist.
@@ -303,15 +304,12 @@ fn claim_on_postgres(
     at: NaiveDateTime,
 ) -> QueryResult<Option<(TicketRow, Present)>> {
     use super::prepared::{Param, Statement};
-    use diesel::sql_types::Bool;
     #[derive(QueryableByName)]
     struct Claimed {
         #[diesel(embed)]
         ticket: TicketRow,
         #[diesel(embed)]
         present: Present,
-        #[diesel(sql_type = Bool)]
-        locked: bool,
     }
     struct Claim;
     static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -324,7 +322,9 @@ fn claim_on_postgres(
             ), me AS (
                 SELECT id FROM users WHERE id = $2 AND EXISTS (SELECT 1 FROM c) FOR UPDATE
             )
-            SELECT c.*, {present}, EXISTS (SELECT 1 FROM me) AS locked
+            SELECT c.*, {present},
+                -- selecting from `me` is what runs it, and so takes the lock
+                EXISTS (SELECT 1 FROM me) AS locked
             FROM c",
             present = present_columns("c.id"),
         )
@@ -343,23 +343,7 @@ fn claim_on_postgres(
     )
     .get_result(c)
     .optional()?;
-    Ok(claimed.map(|c| {
-        // reading `locked` is what makes PostgreSQL run `me`, which takes the lock
-        let _ = c.locked;
-        (c.ticket, c.present)
-    }))
-}
-
-/// Serialises one technician's claims on PostgreSQL so the active-ticket cap can't be overrun by
-/// two claims at once (SQLite's write transactions are serial already). Second in the lock order:
-/// after the ticket, before the ticket's own rows.
-pub fn lock_technician(conn: &mut DbConn, technician_id: &str) -> QueryResult<()> {
-    if let DbConn::Postgres(c) = conn {
-        diesel::sql_query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
-            .bind::<diesel::sql_types::Text, _>(technician_id)
-            .execute(c)?;
-    }
-    Ok(())
+    Ok(claimed.map(|c| (c.ticket, c.present)))
 }
 
 /// The ids of the active tickets `technician_id` holds, in a stable order.

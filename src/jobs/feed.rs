@@ -1,6 +1,7 @@
 //! The change feed: each instance reads the changes of the ticket history its last read did not
-//! hold (a [`Horizon`]) and fans them out to its open streams. Reading the shared table (not a local channel) is what lets a
-//! phone connected to one instance hear of a change made through another.
+//! hold (a [`Horizon`]) and fans them out to its open streams. Reading the shared table (not a
+//! local channel) is what lets a phone connected to one instance hear of a change made through
+//! another.
 
 use std::sync::Arc;
 use std::time::Duration;

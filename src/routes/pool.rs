@@ -78,7 +78,8 @@ struct StreamState {
 /// Server-sent events for the calling technician: `pool_added`, `pool_removed`,
 /// `ticket_assigned`, `ticket_lost` (reassigned or cancelled away from them) and `resync` (refetch
 /// the pool: this stream fell behind). Reconnect with the last event id received as
-/// `Last-Event-ID` to receive what was missed (some changes may come twice). Comments (`: ping`) keep proxies from closing it.
+/// `Last-Event-ID` to receive what was missed (some changes may come twice). Comments (`: ping`)
+/// keep proxies from closing it.
 #[utoipa::path(
     tag = "pool",
     security(("bearer" = [])),
