@@ -40,6 +40,7 @@ pub enum ErrorCode {
     UnknownOperation,
     UnsupportedSchemaVersion,
     ClientOfAnotherUser,
+    OpsMissing,
     DatabaseUnavailable,
     /// A deadlock or serialization failure that retries did not get past: try again shortly.
     DatabaseBusy,
@@ -80,6 +81,7 @@ impl ErrorCode {
             Self::UnknownOperation => "unknown_operation",
             Self::UnsupportedSchemaVersion => "unsupported_schema_version",
             Self::ClientOfAnotherUser => "client_of_another_user",
+            Self::OpsMissing => "ops_missing",
             Self::DatabaseUnavailable => "database_unavailable",
             Self::DatabaseBusy => "database_busy",
             Self::Internal => "internal_error",
@@ -116,6 +118,7 @@ impl ErrorCode {
             | Self::QuoteRequired
             | Self::VersionConflict
             | Self::NotYourTicket
+            | Self::OpsMissing
             | Self::IdempotencyKeyInUse => StatusCode::CONFLICT,
             Self::DatabaseUnavailable | Self::DatabaseBusy => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -155,6 +158,7 @@ impl ErrorCode {
             Self::UnknownOperation => "Unknown operation",
             Self::UnsupportedSchemaVersion => "Update the app",
             Self::ClientOfAnotherUser => "This app install belongs to another user",
+            Self::OpsMissing => "Earlier operations are missing",
             Self::DatabaseUnavailable => "The database is unavailable",
             Self::DatabaseBusy => "The database was busy",
             Self::Internal => "Internal error",

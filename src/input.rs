@@ -31,6 +31,44 @@ pub fn parse_json_allowing_nul<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, A
     if bytes.trim_ascii_start().starts_with(b"[") {
         return Err(ApiError::validation(vec![FieldError::new("body", "must be a JSON object")]));
     }
+    decode(bytes)
+}
+
+/// [`parse_json_allowing_nul`] for a body that is a list of objects (an RxDB push): each item is
+/// read on its own, and a refusal names it (`[3].newDocumentState`).
+pub fn parse_json_list_allowing_nul<T: DeserializeOwned>(bytes: &[u8]) -> Result<Vec<T>, ApiError> {
+    if !bytes.trim_ascii_start().starts_with(b"[") {
+        return Err(ApiError::field("body", "must be a JSON array"));
+    }
+    let items: Vec<Value> = decode(bytes)?;
+    let (mut read, mut errors) = (Vec::with_capacity(items.len()), Vec::new());
+    for (i, item) in items.into_iter().enumerate() {
+        if !item.is_object() {
+            errors.push(FieldError::new(format!("[{i}]"), "must be a JSON object"));
+            continue;
+        }
+        match serde_path_to_error::deserialize(item) {
+            Ok(item) => read.push(item),
+            Err(e) => {
+                let path = e.path().to_string();
+                let message = e.into_inner().to_string();
+                let field = match (path.as_str(), message.strip_prefix("missing field `")) {
+                    (".", Some(rest)) => format!("[{i}].{}", rest.trim_end_matches('`')),
+                    (".", None) => format!("[{i}]"),
+                    _ => format!("[{i}].{path}"),
+                };
+                errors.push(FieldError::new(field, message));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    Ok(read)
+}
+
+/// A document of any shape, refused as [`parse_json`] says.
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed = serde_path_to_error::deserialize(&mut de).or_else(|e| match whole_floats_as_integers(bytes, &e) {
         Some(value) => serde_path_to_error::deserialize(value),

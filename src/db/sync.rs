@@ -86,6 +86,35 @@ pub fn ops_of(conn: &mut DbConn, client_id: &str, op_ids: &[i64]) -> QueryResult
         .load(conn)
 }
 
+/// The app installs of `user_id`.
+pub fn clients_of(conn: &mut DbConn, user_id: &str) -> QueryResult<Vec<String>> {
+    sync_clients::table.filter(sync_clients::user_id.eq(user_id)).select(sync_clients::client_id).load(conn)
+}
+
+/// Operations of `clients` received at `from` or later, each client's after the op id `seen`
+/// gives it (all of a client it does not name), in `(client_id, op_id)` order, at most `limit`.
+/// One client's operations commit in op id order (its pushes take turns on its row), so none is
+/// ever passed over.
+pub fn ops_since(
+    conn: &mut DbConn,
+    clients: &[String],
+    from: NaiveDateTime,
+    seen: &[(String, i64)],
+    limit: i64,
+) -> QueryResult<Vec<OpRow>> {
+    let mut query = sync_ops::table
+        .filter(sync_ops::client_id.eq_any(clients))
+        .filter(sync_ops::received_at.ge(from))
+        .order((sync_ops::client_id.asc(), sync_ops::op_id.asc()))
+        .limit(limit)
+        .select(OpRow::as_select())
+        .into_boxed();
+    for (client_id, op_id) in seen {
+        query = query.filter(sync_ops::client_id.ne(client_id.clone()).or(sync_ops::op_id.gt(*op_id)));
+    }
+    query.load(conn)
+}
+
 /// Rejected operations for the desks of `sites` (all when `None`), newest first: those pushed by a
 /// member of one of `sites`, about a ticket of one of them or about none of the pusher's sites (a
 /// ticket elsewhere, or none). A desk never sees what another site's users sent.

@@ -21,7 +21,27 @@ use crate::sync::{
 };
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(push).service(pull).service(rejections).service(stream_ticket).service(stream);
+    cfg.service(push)
+        .service(pull)
+        .service(rejections)
+        .service(stream_ticket)
+        .service(stream)
+        .service(rx_push_ops)
+        .service(rx_pull_ops)
+        .service(rx_pull_tickets);
+}
+
+/// A push's body: JSON, at most [`MAX_PUSH_BYTES`].
+fn push_body<'a>(req: &HttpRequest, body: &'a [u8]) -> ApiResult<&'a [u8]> {
+    let is_json =
+        req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
+    if !is_json {
+        return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "send the body as application/json"));
+    }
+    if body.len() > MAX_PUSH_BYTES {
+        return Err(ApiError::new(ErrorCode::PayloadTooLarge, "a push may be at most 1 MB: send fewer operations"));
+    }
+    Ok(body)
 }
 
 fn client_uuid(checks: &mut Checks, raw: &str) -> String {
@@ -53,15 +73,7 @@ pub async fn push(
     req: HttpRequest,
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    let is_json =
-        req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
-    if !is_json {
-        return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "send the body as application/json"));
-    }
-    if body.len() > MAX_PUSH_BYTES {
-        return Err(ApiError::new(ErrorCode::PayloadTooLarge, "a push may be at most 1 MB: send fewer operations"));
-    }
-    let mut request: PushRequest = parse_json_allowing_nul(&body)?;
+    let mut request: PushRequest = parse_json_allowing_nul(push_body(&req, &body)?)?;
     request.ops.iter_mut().for_each(sync::screen);
     if !SCHEMA_VERSIONS.contains(&request.schema_version) {
         return Err(ApiError::new(
@@ -257,4 +269,93 @@ pub async fn stream(
         Box::new(move |c| viewer.reach().hears_of(c.facts()).then_some("changed"))
     })
     .await
+}
+
+/// Push operation documents, as RxDB's replication sends them (`[{assumedMasterState,
+/// newDocumentState}]`, at most 500 or 1 MB). Each is applied like an operation of `POST
+/// /sync/push`, each client's in op id order. The answer holds the server's state of every
+/// document whose pushed state differs from it (RxDB's conflicts): a new one with its `result`, a
+/// duplicate with its stored one; the library writes it onto the phone. A push that a failure of
+/// the server stopped, or that lacks an earlier operation of a client, is refused whole (RxDB
+/// sends it again): what it applied is kept and answers as duplicates.
+#[utoipa::path(
+    tag = "sync",
+    security(("bearer" = [])),
+    request_body = Vec<sync::rx::PushRow>,
+    responses(
+        (status = 200, body = Vec<sync::rx::OpDocument>),
+        (status = 403, description = "`client_of_another_user`", body = crate::error::Problem),
+        (status = 409, description = "`ops_missing`: an earlier operation of the client was not pushed yet; `expected` names it", body = crate::error::Problem),
+        (status = 413, description = "more than 500 documents or 1 MB", body = crate::error::Problem),
+        (status = 422, description = "a document that is not an operation document", body = crate::error::Problem),
+        (status = 503, description = "`database_unavailable` or `database_busy`: push again later", body = crate::error::Problem),
+    )
+)]
+#[post("/sync/rx/ops/push")]
+pub async fn rx_push_ops(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let rows: Vec<sync::rx::PushRow> = crate::input::parse_json_list_allowing_nul(push_body(&req, &body)?)?;
+    if rows.len() > MAX_OPS {
+        return Err(ApiError::new(ErrorCode::PayloadTooLarge, format!("a push may hold at most {MAX_OPS} documents")));
+    }
+    let answer = sync::rx::push_ops(&state.pool, &state.commands(), &state.faults, caller, rows).await?;
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+fn batch_size(size: i64) -> ApiResult<i64> {
+    if !sync::rx::BATCH_SIZE.contains(&size) {
+        let (lo, hi) = (sync::rx::BATCH_SIZE.start(), sync::rx::BATCH_SIZE.end());
+        return Err(ApiError::field("batchSize", format!("must be {lo} to {hi}")));
+    }
+    Ok(size)
+}
+
+/// The caller's operation documents with their results, from a checkpoint on (the first pull
+/// reaches 30 days back): how a phone whose push answer was lost learns the verdicts.
+#[utoipa::path(
+    tag = "sync",
+    security(("bearer" = [])),
+    request_body = sync::rx::RxPull<sync::rx::OpsCheckpoint>,
+    responses((status = 200, body = sync::rx::OpsPage), (status = 422, body = crate::error::Problem))
+)]
+#[post("/sync/rx/ops/pull")]
+pub async fn rx_pull_ops(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: JsonBody<sync::rx::RxPull<sync::rx::OpsCheckpoint>>,
+) -> ApiResult<HttpResponse> {
+    let request = body.0;
+    let limit = batch_size(request.batch_size)?;
+    let page =
+        db::run(&state.pool, move |conn| sync::rx::pull_ops(conn, &caller, request.checkpoint, limit, db::now()))
+            .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// The caller's tickets as documents, from a checkpoint on (the whole view on the first pull),
+/// with `{id, _deleted: true}` for a ticket that left their view. A page shorter than `batchSize`
+/// is the last. A checkpoint never expires; after a change of the caller's sites, trades or role
+/// every ticket of the sites they had and have comes again, as it stands or as a tombstone.
+#[utoipa::path(
+    tag = "sync",
+    security(("bearer" = [])),
+    request_body = sync::rx::RxPull<sync::rx::TicketsCheckpoint>,
+    responses((status = 200, body = sync::rx::TicketsPage), (status = 422, body = crate::error::Problem))
+)]
+#[post("/sync/rx/tickets/pull")]
+pub async fn rx_pull_tickets(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: JsonBody<sync::rx::RxPull<sync::rx::TicketsCheckpoint>>,
+) -> ApiResult<HttpResponse> {
+    let request = body.0;
+    let limit = batch_size(request.batch_size)?;
+    let key = sync::rx::scope_key(&state.code_key);
+    let page =
+        db::run(&state.pool, move |conn| sync::rx::pull_tickets(conn, caller, &key, request.checkpoint, limit)).await?;
+    Ok(HttpResponse::Ok().json(page))
 }

@@ -13,6 +13,7 @@
 pub mod ops;
 pub mod pull;
 pub mod push;
+pub mod rx;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -92,6 +93,10 @@ pub struct OpResult {
     /// with (none when it was applied).
     pub code: Option<String>,
     pub detail: Option<String>,
+    /// On a duplicate: what its first receipt got, `applied` or `rejected` (with `code` and
+    /// `detail`), so a phone whose answer was lost learns the verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored_status: Option<String>,
     /// On rejection (and on a duplicate of a rejected operation): the ticket as it stands after
     /// the whole push, when the user may still see it.
     pub ticket: Option<TicketView>,
@@ -106,7 +111,16 @@ pub struct OpResult {
 
 impl OpResult {
     pub fn new(op_id: i64, ticket_id: &str, status: &'static str) -> Self {
-        Self { op_id, status, code: None, detail: None, ticket: None, removed: false, ticket_id: ticket_id.to_owned() }
+        Self {
+            op_id,
+            status,
+            code: None,
+            detail: None,
+            stored_status: None,
+            ticket: None,
+            removed: false,
+            ticket_id: ticket_id.to_owned(),
+        }
     }
 
     /// Whether the answer shows the ticket: a rejection, or a duplicate of one.
@@ -126,6 +140,9 @@ pub struct PushResponse {
     /// moment (`Retry-After`) and push again from it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_from: Option<i64>,
+    /// The failure that stopped it, with `retry_from`.
+    #[serde(skip)]
+    pub failure: Option<ApiError>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

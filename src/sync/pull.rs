@@ -7,14 +7,15 @@ use chrono::{DateTime, NaiveDateTime};
 use super::{PullResponse, SyncTicket, CURSOR_RETENTION};
 use crate::auth::Caller;
 use crate::db::events::Horizon;
-use crate::db::{self, DbConn};
+use crate::db::{self, tickets::TicketRow, DbConn};
+use crate::domain::access::Scope;
 use crate::error::ApiError;
 use crate::views::{ByTicket, TicketEvent, Viewer};
 
 /// Where a pull stands. A [`Horizon`] names the changes a snapshot held; "since `h`" is every
 /// change `h` does not hold, whenever it committed.
 #[derive(Debug, Clone, PartialEq)]
-enum Cursor {
+pub(super) enum Cursor {
     /// The phone holds every change `seen` held.
     Changes { seen: Horizon },
     /// Paging, in ticket id order after `after_id`, through the tickets with a change that `seen`
@@ -23,6 +24,10 @@ enum Cursor {
     /// Paging through the whole view as it stood at `upto`, in ticket id order after `after_id`;
     /// when the pages end, the changes `upto` did not hold follow.
     View { upto: Horizon, after_id: Option<String> },
+    /// Paging, in ticket id order after `after_id`, through every ticket of `sites` (all when
+    /// `None`): the sites the phone had or has, after the caller's sites, trades or role changed.
+    /// Each ticket is shown, or dropped when the caller may not see it; then `Changes { seen: upto }`.
+    Resync { sites: Option<Vec<String>>, upto: Horizon, after_id: Option<String> },
 }
 
 /// The cursor's text: `kind.issued.horizon[.horizon][.after_id]` in URL-safe base64. Cursors of
@@ -36,6 +41,10 @@ fn encode_cursor(cursor: &Cursor, issued: NaiveDateTime) -> String {
         }
         Cursor::View { upto, after_id } => {
             format!("w3.{issued}.{}.{}", upto.to_text(), after_id.as_deref().unwrap_or(""))
+        }
+        Cursor::Resync { sites, upto, after_id } => {
+            let sites = sites.as_ref().map_or_else(|| "*".to_owned(), |s| s.join(","));
+            format!("r3.{issued}.{}.{sites}.{}", upto.to_text(), after_id.as_deref().unwrap_or(""))
         }
     })
 }
@@ -60,6 +69,17 @@ fn decode_cursor(raw: &str) -> Option<(Cursor, NaiveDateTime)> {
             let after_id = Some(after_id).filter(|id| !id.is_empty()).map(str::to_owned);
             Cursor::View { upto: Horizon::parse(upto)?, after_id }
         }
+        "r3" => {
+            let mut parts = rest.splitn(3, '.');
+            let upto = Horizon::parse(parts.next()?)?;
+            let sites = match parts.next()? {
+                "*" => None,
+                "" => Some(Vec::new()),
+                sites => Some(sites.split(',').map(str::to_owned).collect()),
+            };
+            let after_id = Some(parts.next()?).filter(|id| !id.is_empty()).map(str::to_owned);
+            Cursor::Resync { sites, upto, after_id }
+        }
         _ => return None,
     };
     Some((cursor, issued))
@@ -69,11 +89,11 @@ impl Cursor {
     /// Whether this cursor can have come from this database as it is at `now`: none of its
     /// horizons is ahead of it (a cursor of another server, or of a database restored from an
     /// older copy, is).
-    fn fits(&self, now: &Horizon) -> bool {
+    pub(super) fn fits(&self, now: &Horizon) -> bool {
         match self {
             Cursor::Changes { seen } => seen.xmax <= now.xmax,
             Cursor::ChangePages { seen, upto, .. } => seen.xmax <= upto.xmax && upto.xmax <= now.xmax,
-            Cursor::View { upto, .. } => upto.xmax <= now.xmax,
+            Cursor::View { upto, .. } | Cursor::Resync { upto, .. } => upto.xmax <= now.xmax,
         }
     }
 }
@@ -101,61 +121,101 @@ pub fn pull(
                 _ => (start, true),
             },
         };
-        let sites = (!viewer.caller.is_admin()).then(|| viewer.sites.clone());
-        let (rows, has_more, next, removable) = match cursor {
-            Cursor::Changes { seen } => {
-                let mut ids = db::events::changed_tickets(conn, &seen, None, sites.as_deref(), None, limit + 1)?;
-                let has_more = ids.len() as i64 > limit;
-                ids.truncate(limit as usize);
-                let next = match ids.last() {
-                    Some(last) if has_more => Cursor::ChangePages { seen, upto: here, after_id: last.clone() },
-                    _ => Cursor::Changes { seen: here },
-                };
-                (db::tickets::find_many(conn, &ids)?, has_more, next, true)
-            }
-            Cursor::ChangePages { seen, upto, after_id } => {
-                let mut ids = db::events::changed_tickets(
-                    conn,
-                    &seen,
-                    Some(&upto),
-                    sites.as_deref(),
-                    Some(&after_id),
-                    limit + 1,
-                )?;
-                let has_more = ids.len() as i64 > limit;
-                ids.truncate(limit as usize);
-                let next = match ids.last() {
-                    Some(last) if has_more => Cursor::ChangePages { seen, upto, after_id: last.clone() },
-                    _ => Cursor::Changes { seen: upto },
-                };
-                (db::tickets::find_many(conn, &ids)?, has_more, next, true)
-            }
-            Cursor::View { upto, after_id } => {
-                // only what the viewer may see counts toward the page: a short page is the last
-                let scope = viewer.reach().scope();
-                let mut rows = db::tickets::page(conn, scope, after_id.as_deref(), limit + 1)?;
-                let has_more = rows.len() as i64 > limit;
-                rows.truncate(limit as usize);
-                // past the last page, the changes since the view was first read follow
-                let next = match rows.last() {
-                    Some(last) if has_more => Cursor::View { upto, after_id: Some(last.id.clone()) },
-                    _ => Cursor::Changes { seen: upto },
-                };
-                // the phone holds nothing from before this view: nothing to remove
-                (rows, has_more, next, false)
-            }
-        };
-        let (seen, unseen): (Vec<_>, Vec<_>) = rows.into_iter().partition(|t| viewer.can_see(t));
-        let seen_ids: Vec<String> = seen.iter().map(|t| t.id.clone()).collect();
-        let mut events = ByTicket::new(db::events::for_tickets(conn, &seen_ids)?, |e| Some(&e.ticket_id));
+        let Page { shown, gone, has_more, next } = page(conn, &viewer, cursor, here, limit)?;
+        let shown_ids: Vec<String> = shown.iter().map(|t| t.id.clone()).collect();
+        let mut events = ByTicket::new(db::events::for_tickets(conn, &shown_ids)?, |e| Some(&e.ticket_id));
         let mut tickets = Vec::new();
-        for view in viewer.views(conn, seen)? {
+        for view in viewer.views(conn, shown)? {
             let mine = events.take(&view.id);
             tickets.push(SyncTicket { ticket: view, events: mine.into_iter().map(TicketEvent::from).collect() });
         }
-        let removed = if removable { unseen.into_iter().map(|t| t.id).collect() } else { Vec::new() };
-        Ok(PullResponse { cursor: encode_cursor(&next, now), has_more, last_op_id, reset, tickets, removed })
+        Ok(PullResponse { cursor: encode_cursor(&next, now), has_more, last_op_id, reset, tickets, removed: gone })
     })
+}
+
+/// One page of a pull.
+pub(super) struct Page {
+    /// Tickets to show, as they stand.
+    pub shown: Vec<TicketRow>,
+    /// Tickets the phone may hold that the viewer may no longer see: to drop.
+    pub gone: Vec<String>,
+    /// More pages wait (every page but the last holds `limit` tickets, shown and gone together).
+    pub has_more: bool,
+    /// Where the next page starts.
+    pub next: Cursor,
+}
+
+/// The page at `cursor` for `viewer`, `here` being the horizon of the snapshot it is read in.
+pub(super) fn page(
+    conn: &mut DbConn,
+    viewer: &Viewer,
+    cursor: Cursor,
+    here: Horizon,
+    limit: i64,
+) -> Result<Page, ApiError> {
+    let sites = (!viewer.caller.is_admin()).then(|| viewer.sites.clone());
+    // one more than the page holds says whether another page follows
+    let full = |rows: &mut Vec<TicketRow>| {
+        let has_more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        (has_more, rows.last().map(|t| t.id.clone()).filter(|_| has_more))
+    };
+    let (rows, has_more, next) = match cursor {
+        Cursor::Changes { seen } => {
+            let ids = db::events::changed_tickets(conn, &seen, None, sites.as_deref(), None, limit + 1)?;
+            let mut rows = in_order(db::tickets::find_many(conn, &ids)?);
+            let (has_more, last) = full(&mut rows);
+            let next = match last {
+                Some(after_id) => Cursor::ChangePages { seen, upto: here, after_id },
+                None => Cursor::Changes { seen: here },
+            };
+            (rows, has_more, next)
+        }
+        Cursor::ChangePages { seen, upto, after_id } => {
+            let ids =
+                db::events::changed_tickets(conn, &seen, Some(&upto), sites.as_deref(), Some(&after_id), limit + 1)?;
+            let mut rows = in_order(db::tickets::find_many(conn, &ids)?);
+            let (has_more, last) = full(&mut rows);
+            let next = match last {
+                Some(after_id) => Cursor::ChangePages { seen, upto, after_id },
+                None => Cursor::Changes { seen: upto },
+            };
+            (rows, has_more, next)
+        }
+        Cursor::View { upto, after_id } => {
+            // only what the viewer may see counts toward the page: a short page is the last
+            let mut rows = db::tickets::page(conn, viewer.reach().scope(), after_id.as_deref(), limit + 1)?;
+            let (has_more, last) = full(&mut rows);
+            // past the last page, the changes since the view was first read follow
+            let next = match last {
+                Some(after_id) => Cursor::View { upto, after_id: Some(after_id) },
+                None => Cursor::Changes { seen: upto },
+            };
+            (rows, has_more, next)
+        }
+        Cursor::Resync { sites: once, upto, after_id } => {
+            // every ticket of the sites the phone had or has: each is shown or dropped
+            let scope = match &once {
+                Some(once) => Scope::Sites(once),
+                None => Scope::All,
+            };
+            let mut rows = db::tickets::page(conn, scope, after_id.as_deref(), limit + 1)?;
+            let (has_more, last) = full(&mut rows);
+            let next = match last {
+                Some(after_id) => Cursor::Resync { sites: once, upto, after_id: Some(after_id) },
+                None => Cursor::Changes { seen: upto },
+            };
+            (rows, has_more, next)
+        }
+    };
+    let (shown, gone): (Vec<_>, Vec<_>) = rows.into_iter().partition(|t| viewer.can_see(t));
+    Ok(Page { shown, gone: gone.into_iter().map(|t| t.id).collect(), has_more, next })
+}
+
+/// Rows in ticket id order, as the page's cursor follows it.
+fn in_order(mut rows: Vec<TicketRow>) -> Vec<TicketRow> {
+    rows.sort_by(|a, b| a.id.cmp(&b.id));
+    rows
 }
 
 #[cfg(test)]
@@ -181,13 +241,15 @@ mod properties {
             upto in horizon(),
             secs in 0i64..4_000_000_000,
             after in proptest::option::of("[0-9a-f-]{36}"),
-            kind in 0..3,
+            kind in 0..4,
+            sites in proptest::option::of(proptest::collection::vec("[0-9a-f-]{36}", 0..3)),
             junk in "\\PC{0,40}",
         ) {
             let issued = DateTime::from_timestamp(secs, 0).unwrap().naive_utc();
             let cursor = match (kind, after) {
                 (0, _) => Cursor::Changes { seen },
                 (1, Some(after_id)) => Cursor::ChangePages { seen, upto, after_id },
+                (3, after_id) => Cursor::Resync { sites, upto, after_id },
                 (_, after_id) => Cursor::View { upto, after_id },
             };
             prop_assert_eq!(decode_cursor(&encode_cursor(&cursor, issued)), Some((cursor, issued)));

@@ -46,7 +46,7 @@ pub async fn push(
     ops: Vec<PushOp>,
 ) -> Result<PushResponse, ApiError> {
     let mut results = Vec::new();
-    let mut stopped = false;
+    let mut stopped = None;
     let mut ops = ops.into_iter().map(Received::new).peekable();
     while let Some(first) = ops.next() {
         let mut batch = vec![first];
@@ -71,7 +71,7 @@ pub async fn push(
             Err(e) if results.is_empty() => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, "push stopped early");
-                stopped = true;
+                stopped = Some(e);
                 break;
             }
         }
@@ -81,8 +81,8 @@ pub async fn push(
         Ok((last_op_id, show_tickets(conn, caller, results)?))
     })
     .await?;
-    let retry_from = stopped.then_some(last_op_id + 1);
-    Ok(PushResponse { last_op_id, results, retry_from })
+    let retry_from = stopped.is_some().then_some(last_op_id + 1);
+    Ok(PushResponse { last_op_id, results, retry_from, failure: stopped })
 }
 
 /// Fills in each rejection's ticket as it stands after the whole push (a later operation of the
@@ -195,6 +195,7 @@ fn push_batch(
         }
         for i in duplicates {
             if let Some(first) = stored.get(&results[i].op_id) {
+                results[i].stored_status = Some(first.status.clone());
                 results[i].code = first.code.clone();
                 results[i].detail = first.detail.clone();
             }
@@ -256,14 +257,15 @@ fn op_record(
     now: NaiveDateTime,
     refusal: Option<&ApiError>,
 ) -> OpRow {
-    let (ticket_id, site_id) = place.unzip();
+    // the ticket as named, found or not; its site only when found
+    let site_id = place.map(|(_, site)| site);
     // a refused operation on a ticket outside the pusher's sites is kept for the pusher's desks, not the ticket's
     let site_id = site_id.filter(|s| refusal.is_none() || viewer.sites.contains(s));
     OpRow {
         client_id: client_id.to_owned(),
         op_id: op.op_id,
         user_id: viewer.caller.user_id.clone(),
-        ticket_id,
+        ticket_id: Some(op.ticket_id.clone()),
         site_id,
         name: op.name.clone(),
         args: op.args.to_string(),

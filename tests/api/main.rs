@@ -8,6 +8,7 @@ mod helpers;
 mod input;
 mod onsite;
 mod openapi;
+mod rx;
 mod schema;
 mod sms_providers;
 mod statements;

@@ -349,6 +349,7 @@ async fn two_technicians_claiming_offline_the_first_push_wins_and_the_other_lear
     // its answer lost, the loser's phone pushes again: the duplicate says the same
     let again = push(&d.app, &loser, &c2, vec![op(1, "claim", &t, json!({}))]).await;
     assert_eq!(statuses(&again), ["duplicate"]);
+    assert_eq!(again["results"][0]["stored_status"], "rejected");
     assert_eq!(again["results"][0]["code"], "already_claimed");
     assert_eq!(again["results"][0]["removed"], true);
 
@@ -663,7 +664,10 @@ async fn a_resent_operation_is_answered_as_a_duplicate_with_what_it_got_the_firs
     assert_eq!(statuses(&second), ["duplicate", "duplicate", "duplicate", "applied", "duplicate"]);
     let results = second["results"].as_array().unwrap();
     assert_eq!(results[0]["code"], Value::Null, "it was applied the first time");
+    assert_eq!(results[0]["stored_status"], "applied");
+    assert_eq!(results[1]["stored_status"], "rejected");
     assert_eq!(results[1]["code"], "invalid_transition", "it was refused the first time, and why");
+    assert!(results[3].get("stored_status").is_none(), "only a duplicate has one");
     assert!(results[1]["detail"].as_str().is_some_and(|d| !d.is_empty()));
     assert_eq!(second["last_op_id"], 4);
     assert!(second.get("retry_from").is_none());
