@@ -94,6 +94,8 @@ pub struct SmsPolicySettings {
     pub arrival_code_template: Option<String>,
     /// The quote text; `None` keeps the built-in one.
     pub quote_code_template: Option<String>,
+    /// The text telling the resident a new appointment time; `None` keeps the built-in one.
+    pub appointment_template: Option<String>,
 }
 
 /// How the SMS outbox retries and when it gives up.
@@ -183,6 +185,7 @@ impl Settings {
             code_interval_secs: positive("REPAIRDESK_SMS_CODE_INTERVAL_SECS", 60)?,
             arrival_code_template: get("REPAIRDESK_SMS_TEMPLATE_ARRIVAL_CODE"),
             quote_code_template: get("REPAIRDESK_SMS_TEMPLATE_QUOTE_CODE"),
+            appointment_template: get("REPAIRDESK_SMS_TEMPLATE_APPOINTMENT"),
         };
         let sms_delivery = DeliverySettings {
             every: std::time::Duration::from_millis(positive("REPAIRDESK_OUTBOX_INTERVAL_MS", 1000)? as u64),

@@ -57,6 +57,7 @@ impl From<&SmsPolicySettings> for SmsPolicy {
             templates: Templates {
                 arrival_code: s.arrival_code_template.clone().unwrap_or(defaults.arrival_code),
                 quote_code: s.quote_code_template.clone().unwrap_or(defaults.quote_code),
+                appointment: s.appointment_template.clone().unwrap_or(defaults.appointment),
             },
         }
     }
@@ -80,6 +81,9 @@ pub struct CodeSms<'a> {
     /// The ticket was created in this transaction: it has no earlier code or message to limit,
     /// replace or supersede.
     pub first: bool,
+    /// The ticket's number was just corrected: the limits on codes sent to the old number do not
+    /// hold back the first one to the new number (the daily caps still do).
+    pub new_number: bool,
 }
 
 /// Whether a new code of `template` may go out for `ticket` now: at most
@@ -136,7 +140,7 @@ pub fn issue_code(
     if ticket.reporter_phone.is_none() {
         return Ok(Queued::NoPhone);
     }
-    if !sms.first {
+    if !sms.first && !sms.new_number {
         code_rate_limit(conn, policy, &ticket.id, sms.template, now)?;
     }
     let code = code::new_code();

@@ -10,10 +10,14 @@ use utoipa::ToSchema;
 use super::error::Error;
 use super::{actable, apply, back_to_pool, reason, require_move, text, transition, Ctx, ReasonBody};
 use crate::db::{self, events::NewEvent, tickets::TicketChanges, tickets::TicketRow, users::UserRecord, DbConn};
+use crate::domain::category::Category;
 use crate::domain::code::Purpose;
+use crate::domain::edit::{Changes, Intake, TicketEdit};
 use crate::domain::messages;
 use crate::domain::site::parse_timezone;
-use crate::domain::ticket::{local_day, ticket_number, Area, EscalationKind, Move, NewTicket, Status, TicketForm};
+use crate::domain::ticket::{
+    local_day, ticket_number, Area, EscalationKind, Move, NewTicket, Status, TicketForm, Urgency,
+};
 use crate::domain::user::Role;
 use crate::error::ErrorCode;
 use crate::notify::{self, Queued};
@@ -77,13 +81,120 @@ pub fn create_ticket(
     }
     if row.area == Area::InHome.as_str() {
         // the resident's code for the door goes out with the ticket, in its transaction
-        let sms =
-            notify::CodeSms { purpose: Purpose::Arrival, template: messages::ARRIVAL_CODE, extra: &[], first: true };
+        let sms = notify::CodeSms {
+            purpose: Purpose::Arrival,
+            template: messages::ARRIVAL_CODE,
+            extra: &[],
+            first: true,
+            new_number: false,
+        };
         notify::issue_code(conn, &ctx.code_key, &ctx.sms_policy, &row, &site.name, sms, now)?;
     }
     // the history last (the lock order, `db` module doc)
     db::events::append(conn, events)?;
     Ok(row)
+}
+
+/// The ticket's intake fields, as [`crate::domain::edit`] reads them.
+fn intake_of(t: &TicketRow) -> Result<Intake, Error> {
+    let bad = |what: &str| Error::internal(format!("ticket {} has an unknown {what}", t.id));
+    Ok(Intake {
+        area: Area::parse(&t.area).ok_or_else(|| bad("area"))?,
+        location: t.location.clone(),
+        reporter_name: t.reporter_name.clone(),
+        reporter_phone: t.reporter_phone.clone(),
+        category: Category::parse(&t.category).ok_or_else(|| bad("category"))?,
+        urgency: Urgency::parse(&t.urgency).ok_or_else(|| bad("urgency"))?,
+        paid: t.paid,
+        appointment_at: t.appointment_at,
+        description: t.description.clone(),
+        resident_supplies_parts: t.resident_supplies_parts,
+    })
+}
+
+/// Correct a ticket's intake fields until it is completed, at the version the desk saw (a stale
+/// one is refused with the ticket as it stands). One `edited` event names every changed field's
+/// old and new value; what a change sets off is done in the same transaction: a new number gets
+/// the resident's code (the old code stops working), another trade moves the ticket from one
+/// pool to the other (its unclaimed clock starts again), a new appointment time restarts the
+/// arrival clock, answers a `late_arrival` and texts the resident the time, and an emergency
+/// runs on the emergency arrival limit from the edit on. Nothing changed: the ticket as it is.
+pub fn edit(
+    conn: &mut DbConn,
+    ctx: &Ctx,
+    viewer: &Viewer,
+    id: &str,
+    body: TicketEdit,
+    now: NaiveDateTime,
+) -> Result<TicketRow, Error> {
+    viewer.caller.require(&DESK)?;
+    let t = visible_for_update(conn, viewer, id)?;
+    if body.version != t.version {
+        let detail = format!("the ticket is at version {}, not {}: here it is as it stands", t.version, body.version);
+        let current = t.version;
+        let view = serde_json::to_value(viewer.view_one(conn, t)?).map_err(Error::internal)?;
+        return Err(Error::new(ErrorCode::VersionConflict, detail)
+            .with("current_version", current)
+            .with("ticket", view));
+    }
+    require_move(&t, viewer, Move::Edit)?;
+    let before = intake_of(&t)?;
+    let after = body.apply(&before, now.and_utc()).map_err(Error::validation)?;
+    let changes = Changes::between(&before, &after);
+    if changes.is_empty() {
+        return Ok(t);
+    }
+    let waiting = matches!(t.status, Status::Open | Status::Assigned);
+    let mut set = TicketChanges {
+        location: Some(after.location.clone()),
+        reporter_name: Some(after.reporter_name.clone()),
+        reporter_phone: Some(after.reporter_phone.clone()),
+        category: Some(after.category.as_str().to_owned()),
+        urgency: Some(after.urgency.as_str().to_owned()),
+        paid: Some(after.paid),
+        appointment_at: Some(after.appointment_at),
+        description: Some(after.description.clone()),
+        resident_supplies_parts: Some(after.resident_supplies_parts),
+        ..Default::default()
+    };
+    if changes.new_trade && t.status == Status::Open {
+        // new technicians see it now: their five minutes start now
+        set.pooled_at = Some(Some(now));
+    }
+    if waiting && (changes.new_appointment || changes.now_emergency) {
+        set.arrival_clock_at = Some(Some(now));
+    }
+    let reason = body.reason.as_deref().map(str::trim).map(str::to_owned);
+    let data = json!({ "changes": changes.fields, "reason": reason });
+    let edited = apply(conn, &t, &viewer.caller.user_id, "edited", None, set, data, now)?;
+    if !waiting {
+        return Ok(edited);
+    }
+    let site = db::sites::find(conn, &t.site_id)?.ok_or_else(|| Error::not_found("site"))?;
+    if changes.new_phone && edited.area == Area::InHome.as_str() {
+        let sms = notify::CodeSms {
+            purpose: Purpose::Arrival,
+            template: messages::ARRIVAL_CODE,
+            extra: &[],
+            first: false,
+            new_number: true,
+        };
+        // a cap reached leaves the edit standing: the desk hears of it by an sms_failed escalation
+        notify::issue_code(conn, &ctx.code_key, &ctx.sms_policy, &edited, &site.name, sms, now)?;
+    }
+    if changes.new_appointment {
+        db::escalations::resolve_kind(conn, &t.id, EscalationKind::LateArrival.as_str(), now)?;
+        if let Some(at) = edited.appointment_at {
+            let tz = parse_timezone(&site.timezone).map_err(Error::internal)?;
+            let time = at.and_utc().with_timezone(&tz).format("%-m月%-d日 %H:%M").to_string();
+            let params = [("site", site.name.clone()), ("number", edited.number.clone()), ("time", time)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+            notify::enqueue(conn, &ctx.sms_policy, &edited, messages::APPOINTMENT, params, now)?;
+        }
+    }
+    Ok(edited)
 }
 
 #[derive(Clone, Deserialize, ToSchema)]
@@ -194,7 +305,13 @@ pub fn resend_code(
     }
     require_move(&t, viewer, Move::ResendCode)?;
     let site = db::sites::find(conn, &t.site_id)?.ok_or_else(|| Error::not_found("site"))?;
-    let sms = notify::CodeSms { purpose: Purpose::Arrival, template: messages::ARRIVAL_CODE, extra: &[], first: false };
+    let sms = notify::CodeSms {
+        purpose: Purpose::Arrival,
+        template: messages::ARRIVAL_CODE,
+        extra: &[],
+        first: false,
+        new_number: false,
+    };
     let sms_id = match notify::issue_code(conn, &ctx.code_key, &ctx.sms_policy, &t, &site.name, sms, now)? {
         Queued::Queued(id) => id,
         Queued::Capped(cap) => {

@@ -74,7 +74,13 @@ pub fn propose_quote(
     )?;
     let site = db::sites::find(conn, &t.site_id)?.ok_or_else(|| Error::not_found("site"))?;
     let amount = [("amount", yuan(amount_cents))];
-    let sms = notify::CodeSms { purpose: Purpose::Quote, template: messages::QUOTE_CODE, extra: &amount, first: false };
+    let sms = notify::CodeSms {
+        purpose: Purpose::Quote,
+        template: messages::QUOTE_CODE,
+        extra: &amount,
+        first: false,
+        new_number: false,
+    };
     notify::issue_code(conn, &ctx.code_key, &ctx.sms_policy, &t, &site.name, sms, now)?;
     let data = json!({ "amount_cents": amount_cents, "note": note });
     apply(conn, &t, &viewer.caller.user_id, "quoted", None, TicketChanges::default(), data, now)

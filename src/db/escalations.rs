@@ -40,6 +40,19 @@ pub fn resolve_for_ticket(conn: &mut DbConn, ticket_id: &str, at: NaiveDateTime)
     .execute(conn)
 }
 
+/// Resolves the ticket's open escalations of `kind` (the desk answered them: a late arrival by a
+/// new appointment time).
+pub fn resolve_kind(conn: &mut DbConn, ticket_id: &str, kind: &str, at: NaiveDateTime) -> QueryResult<usize> {
+    diesel::update(
+        escalations::table
+            .filter(escalations::ticket_id.eq(ticket_id))
+            .filter(escalations::kind.eq(kind))
+            .filter(escalations::resolved_at.is_null()),
+    )
+    .set(escalations::resolved_at.eq(at))
+    .execute(conn)
+}
+
 pub fn for_ticket(conn: &mut DbConn, ticket_id: &str) -> QueryResult<Vec<EscalationRow>> {
     escalations::table
         .filter(escalations::ticket_id.eq(ticket_id))

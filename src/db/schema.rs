@@ -127,6 +127,7 @@ diesel::table! {
         fee_collected_cents -> Nullable<BigInt>,
         signature_png -> Nullable<Binary>,
         create_key -> Nullable<Text>,
+        arrival_clock_at -> Nullable<Timestamp>,
     }
 }
 

@@ -53,6 +53,8 @@ pub struct TicketRow {
     pub result: Option<String>,
     pub resident_rating: Option<i64>,
     pub fee_collected_cents: Option<i64>,
+    /// When the desk last restarted the arrival clock (a new appointment, urgency raised).
+    pub arrival_clock_at: Option<NaiveDateTime>,
 }
 
 impl TicketRow {
@@ -103,6 +105,7 @@ impl TicketRow {
             result: None,
             resident_rating: None,
             fee_collected_cents: None,
+            arrival_clock_at: None,
         }
     }
 }
@@ -136,6 +139,16 @@ pub struct TicketChanges {
     pub completed_at: Option<Option<NaiveDateTime>>,
     pub closed_at: Option<Option<NaiveDateTime>>,
     pub rework_of: Option<Option<String>>,
+    pub location: Option<String>,
+    pub reporter_name: Option<String>,
+    pub reporter_phone: Option<Option<String>>,
+    pub category: Option<String>,
+    pub urgency: Option<String>,
+    pub paid: Option<bool>,
+    pub appointment_at: Option<Option<NaiveDateTime>>,
+    pub description: Option<String>,
+    pub resident_supplies_parts: Option<bool>,
+    pub arrival_clock_at: Option<Option<NaiveDateTime>>,
 }
 
 /// The next number of `site_id` on `day`. The counter row stays locked until the creating

@@ -32,6 +32,8 @@ pub struct ChangeFacts<'a> {
     pub to_status: Option<&'a str>,
     pub new_assignee: Option<&'a str>,
     pub previous_assignee: Option<&'a str>,
+    /// The trade the ticket had before, when this change gave it another (a desk's edit).
+    pub previous_category: Option<&'a str>,
 }
 
 /// What a change means for a technician watching the pool.
@@ -131,6 +133,7 @@ impl Reach<'_> {
                 c.new_assignee == Some(self.user_id)
                     || c.previous_assignee == Some(self.user_id)
                     || self.in_reach(c.site_id, c.category)
+                    || c.previous_category.is_some_and(|was| self.in_reach(c.site_id, was))
             }
         }
     }
@@ -147,6 +150,11 @@ impl Reach<'_> {
         let reach = self.in_reach(c.site_id, c.category);
         if reach && c.to_status == open {
             return Some(PoolEvent::Added);
+        }
+        // an open ticket moved to another trade leaves the old trade's pool
+        let was_in_reach = c.previous_category.is_some_and(|was| self.in_reach(c.site_id, was));
+        if was_in_reach && c.to_status == open {
+            return Some(PoolEvent::Removed);
         }
         if reach && c.from_status == open && c.to_status.is_some() {
             return Some(PoolEvent::Removed);
@@ -199,6 +207,7 @@ mod tests {
             to_status: Some("assigned"),
             new_assignee: Some("me"),
             previous_assignee: None,
+            previous_category: None,
         };
         assert!(tech.hears_of(change));
         assert_eq!(tech.pool_event(change), Some(PoolEvent::Assigned));
@@ -211,11 +220,20 @@ mod tests {
             to_status: Some("open"),
             new_assignee: None,
             previous_assignee: Some("other"),
+            previous_category: None,
         };
         assert_eq!(tech.pool_event(pooled), Some(PoolEvent::Added));
         let grabbed = ChangeFacts { from_status: Some("open"), to_status: Some("assigned"), ..pooled };
         assert_eq!(tech.pool_event(grabbed), Some(PoolEvent::Removed));
         let elsewhere = ChangeFacts { site_id: "s2", new_assignee: None, previous_assignee: None, ..pooled };
         assert!(!tech.hears_of(elsewhere) && tech.pool_event(elsewhere).is_none());
+        // the desk gives an open ticket another trade
+        let edited =
+            ChangeFacts { from_status: Some("open"), to_status: Some("open"), previous_assignee: None, ..pooled };
+        let away = ChangeFacts { category: "gas", previous_category: Some("water"), ..edited };
+        assert!(tech.hears_of(away));
+        assert_eq!(tech.pool_event(away), Some(PoolEvent::Removed));
+        let here = ChangeFacts { category: "water", previous_category: Some("gas"), ..edited };
+        assert_eq!(tech.pool_event(here), Some(PoolEvent::Added));
     }
 }

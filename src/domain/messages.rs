@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 pub const ARRIVAL_CODE: &str = "arrival_code";
 pub const QUOTE_CODE: &str = "quote_code";
+pub const APPOINTMENT: &str = "appointment";
 
 #[derive(Debug, Clone)]
 pub struct Templates {
@@ -11,6 +12,8 @@ pub struct Templates {
     pub arrival_code: String,
     /// Placeholders: `{site}`, `{number}`, `{code}`, `{amount}` (yuan).
     pub quote_code: String,
+    /// A new appointment time. Placeholders: `{site}`, `{number}`, `{time}` (the site's local time).
+    pub appointment: String,
 }
 
 impl Default for Templates {
@@ -18,6 +21,7 @@ impl Default for Templates {
         Self {
             arrival_code: "【{site}】您的报修单{number}已受理。维修师傅上门时，请向师傅提供验证码{code}。".into(),
             quote_code: "【{site}】报修单{number}的有偿维修报价为{amount}元。如同意，请向师傅提供确认码{code}。".into(),
+            appointment: "【{site}】您的报修单{number}的上门时间已改为{time}。如有疑问请致电管理处。".into(),
         }
     }
 }
@@ -26,6 +30,7 @@ impl Templates {
     pub fn text(&self, name: &str) -> &str {
         match name {
             QUOTE_CODE => &self.quote_code,
+            APPOINTMENT => &self.appointment,
             _ => &self.arrival_code,
         }
     }

@@ -133,6 +133,7 @@ pub enum Move {
     Inspect,
     Callback,
     Unassign,
+    Edit,
 }
 
 /// One row of [`MOVES`]: a move, the statuses it is allowed from, the statuses it may lead to
@@ -270,6 +271,14 @@ pub const MOVES: &[Transition] = &[
         event: "inspected",
         from: &[AwaitingInspection],
         to: &[Completed, Assigned],
+        by: &[Desk],
+    },
+    Transition {
+        what: Move::Edit,
+        doing: "edit",
+        event: "edited",
+        from: &[Open, Assigned, OnSite, OnHold],
+        to: &[],
         by: &[Desk],
     },
     Transition {

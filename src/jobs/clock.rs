@@ -35,9 +35,11 @@ pub fn scan(conn: &mut DbConn, clock: &Clock, now: NaiveDateTime) -> Result<usiz
     let soonest = clock.emergency_arrival.min(clock.arrival);
     for t in db::tickets::not_arrived(conn, now - soonest, now)? {
         recorded += escalate(conn, &t.id, EscalationKind::LateArrival, now, |t| {
+            // the clock runs from the claim, or from the desk's last restart of it (an edit)
             let claimed_at = t.claimed_at.filter(|_| t.status == Status::Assigned)?;
+            let since = t.arrival_clock_at.map_or(claimed_at, |restart| restart.max(claimed_at));
             let urgency = Urgency::parse(&t.urgency).unwrap_or(Urgency::Normal);
-            (clock.arrival_deadline(claimed_at, urgency, t.appointment_at) <= now).then_some(claimed_at)
+            (clock.arrival_deadline(since, urgency, t.appointment_at) <= now).then_some(since)
         })?;
     }
     for t in db::tickets::quiet_since(conn, now - clock.stalled_after)? {

@@ -77,6 +77,7 @@ impl Change {
             to_status: self.to_status.as_deref(),
             new_assignee: self.new_assignee(),
             previous_assignee: self.previous_assignee(),
+            previous_category: self.data.pointer("/changes/category/from").and_then(Value::as_str),
         }
     }
 }

@@ -1,4 +1,4 @@
-use actix_web::{get, post};
+use actix_web::{get, patch, post};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -11,6 +11,7 @@ use super::{JsonBody, Path, Query};
 use crate::auth::Caller;
 use crate::commands::{self, AssignBody, ReasonBody};
 use crate::db::{self, tickets::TicketFilter, tickets::TicketRow};
+use crate::domain::edit::TicketEdit;
 use crate::domain::ticket::{Status, TicketForm};
 use crate::domain::user::Role;
 use crate::error::ApiResult;
@@ -21,6 +22,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create_ticket)
         .service(list_tickets)
         .service(get_ticket)
+        .service(edit_ticket)
         .service(ticket_events)
         .service(claim_ticket)
         .service(release_ticket)
@@ -273,6 +275,42 @@ pub async fn assign_ticket(
     let view = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller.clone())?;
         let t = commands::assign(conn, &viewer, &id, body.0.clone(), db::now())?;
+        viewer.view_one(conn, t)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Correct a ticket's intake until it is completed: the desk of its site, at the version it saw.
+/// One `edited` event names each changed field's old and new value. What a change sets off
+/// happens with it: a new phone number gets a new door code by SMS (the old one stops working);
+/// another category moves the ticket from the old trade's pool to the new one's; a new
+/// appointment restarts the arrival clock, answers a `late_arrival` escalation and texts the
+/// resident the time; urgency raised to emergency runs the emergency arrival limit from now.
+#[utoipa::path(
+    tag = "tickets",
+    security(("bearer" = [])),
+    params(("id" = String, Path)),
+    request_body = TicketEdit,
+    responses(
+        (status = 200, body = TicketView),
+        (status = 403, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem),
+        (status = 409, description = "`version_conflict` with `ticket` as it stands and `current_version`; `invalid_transition` once completed or cancelled", body = crate::error::Problem),
+        (status = 422, description = "`validation_failed` naming each bad field", body = crate::error::Problem),
+    )
+)]
+#[patch("/tickets/{id}")]
+pub async fn edit_ticket(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: Path<String>,
+    body: JsonBody<TicketEdit>,
+) -> ApiResult<HttpResponse> {
+    let (id, ctx) = (id.into_inner(), state.commands());
+    let view = db::transaction(&state.pool, move |conn| {
+        let viewer = Viewer::load(conn, caller.clone())?;
+        let t = commands::edit(conn, &ctx, &viewer, &id, body.0.clone(), db::now())?;
         viewer.view_one(conn, t)
     })
     .await?;

@@ -11,7 +11,7 @@ use crate::tickets::{desk_with, ticket_body, Desk};
 const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
 
 /// A desk whose SMS go to `gateway` through the webhook provider, when the test runs the outbox.
-async fn desk_sending_to(gateway: &Stub, extra: &[(&str, &str)]) -> Desk {
+pub async fn desk_sending_to(gateway: &Stub, extra: &[(&str, &str)]) -> Desk {
     let url = gateway.url("/sms");
     let mut settings = vec![
         ("REPAIRDESK_SMS_PROVIDER", "webhook"),
@@ -24,18 +24,18 @@ async fn desk_sending_to(gateway: &Stub, extra: &[(&str, &str)]) -> Desk {
 }
 
 /// A gateway that checks our signature and accepts everything.
-fn gateway() -> Stub {
+pub fn gateway() -> Stub {
     stub(webhook_receiver(WEBHOOK_SECRET, json!({ "id": "hook-1", "status": "queued" })))
 }
 
 /// The messages the gateway accepted, as the JSON we sent.
-fn delivered(gateway: &Stub) -> Vec<Value> {
+pub fn delivered(gateway: &Stub) -> Vec<Value> {
     gateway.received().iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect()
 }
 
 /// Runs the outbox, then finds the `nth` (0-based) message of `template` about ticket `number`
 /// that the gateway got; returns its code.
-async fn code_sent(d: &Desk, gateway: &Stub, number: &str, template: &str, nth: usize) -> String {
+pub async fn code_sent(d: &Desk, gateway: &Stub, number: &str, template: &str, nth: usize) -> String {
     d.app.deliver_sms().await;
     let mut ids = Vec::new();
     for m in delivered(gateway) {
@@ -66,7 +66,7 @@ async fn claimed(d: &Desk, body: Value, tech: &str) -> (Value, String) {
     (t, token)
 }
 
-fn wrong(code: &str) -> String {
+pub fn wrong(code: &str) -> String {
     format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000)
 }
 

@@ -433,7 +433,7 @@ async fn an_idempotency_key_replays_the_first_answer() {
 }
 
 /// Reads the stream until an event of `kind` naming `ticket_id` arrives; returns its id line.
-async fn wait_for_event(res: reqwest::Response, kind: &str, ticket_id: &str, within: Duration) -> String {
+pub async fn wait_for_event(res: reqwest::Response, kind: &str, ticket_id: &str, within: Duration) -> String {
     let found = |text: &str| {
         text.split("\n\n")
             .find(|frame| frame.contains(&format!("event: {kind}")) && frame.contains(ticket_id))
@@ -461,7 +461,7 @@ async fn read_until<T>(res: reqwest::Response, what: &str, within: Duration, fou
     }
 }
 
-async fn open_stream(app: &TestApp, token: &str, last_event_id: Option<&str>) -> reqwest::Response {
+pub async fn open_stream(app: &TestApp, token: &str, last_event_id: Option<&str>) -> reqwest::Response {
     let mut req = app.client.get(app.url("/api/v1/pool/stream")).bearer_auth(token);
     if let Some(id) = last_event_id {
         req = req.header("last-event-id", id);
