@@ -45,6 +45,7 @@ pub mod codes;
 pub mod escalations;
 pub mod events;
 pub mod faults;
+pub mod handovers;
 pub mod idempotency;
 pub mod materials;
 pub mod outbox;

@@ -147,6 +147,8 @@ pub struct Transition {
     pub from: &'static [Status],
     pub to: &'static [Status],
     pub by: &'static [Actor],
+    /// The statuses from which the move needs a reason (422 naming `reason` without one).
+    pub reason_from: &'static [Status],
 }
 
 use Actor::{Desk, Holder, Removal, Technician};
@@ -165,6 +167,7 @@ pub const MOVES: &[Transition] = &[
         from: &[Open],
         to: &[Assigned],
         by: &[Technician],
+        reason_from: &[],
     },
     Transition {
         what: Move::Release,
@@ -173,14 +176,17 @@ pub const MOVES: &[Transition] = &[
         from: &[Assigned],
         to: &[Open],
         by: &[Holder, Desk],
+        reason_from: &[Assigned],
     },
     Transition {
         what: Move::Assign,
         doing: "assign",
         event: "assigned, reassigned",
-        from: &[Open, Assigned, OnHold],
+        // from on_site: the desk takes it from a technician at the door, and says why
+        from: &[Open, Assigned, OnSite, OnHold],
         to: &[Assigned],
         by: &[Desk],
+        reason_from: &[OnSite],
     },
     Transition {
         what: Move::Cancel,
@@ -189,6 +195,7 @@ pub const MOVES: &[Transition] = &[
         from: &[Open, Assigned, OnSite, OnHold, AwaitingInspection],
         to: &[Cancelled],
         by: &[Desk],
+        reason_from: &[Open, Assigned, OnSite, OnHold, AwaitingInspection],
     },
     Transition {
         what: Move::VerifyByPhone,
@@ -197,6 +204,7 @@ pub const MOVES: &[Transition] = &[
         from: &[Open, Assigned],
         to: &[],
         by: &[Desk],
+        reason_from: &[],
     },
     Transition {
         what: Move::ResendCode,
@@ -205,6 +213,7 @@ pub const MOVES: &[Transition] = &[
         from: &[Open, Assigned],
         to: &[],
         by: &[Desk],
+        reason_from: &[],
     },
     Transition {
         what: Move::Arrive,
@@ -213,8 +222,17 @@ pub const MOVES: &[Transition] = &[
         from: &[Assigned],
         to: &[OnSite],
         by: &[Holder],
+        reason_from: &[],
     },
-    Transition { what: Move::Quote, doing: "quote", event: "quoted", from: HELD, to: &[], by: &[Holder, Desk] },
+    Transition {
+        what: Move::Quote,
+        doing: "quote",
+        event: "quoted",
+        from: HELD,
+        to: &[],
+        by: &[Holder, Desk],
+        reason_from: &[],
+    },
     Transition {
         what: Move::AcceptQuote,
         doing: "accept the quote of",
@@ -222,6 +240,7 @@ pub const MOVES: &[Transition] = &[
         from: HELD,
         to: &[],
         by: &[Holder, Desk],
+        reason_from: &[],
     },
     Transition {
         what: Move::DeclineQuote,
@@ -230,6 +249,7 @@ pub const MOVES: &[Transition] = &[
         from: HELD,
         to: &[Declined],
         by: &[Holder, Desk],
+        reason_from: &[],
     },
     Transition {
         what: Move::Materials,
@@ -238,6 +258,7 @@ pub const MOVES: &[Transition] = &[
         from: &[OnSite, OnHold],
         to: &[],
         by: &[Holder, Desk],
+        reason_from: &[],
     },
     Transition {
         what: Move::Note,
@@ -246,8 +267,17 @@ pub const MOVES: &[Transition] = &[
         from: Status::ALL,
         to: &[],
         by: &[Holder, Desk],
+        reason_from: &[],
     },
-    Transition { what: Move::Hold, doing: "hold", event: "held", from: &[OnSite], to: &[OnHold], by: &[Holder, Desk] },
+    Transition {
+        what: Move::Hold,
+        doing: "hold",
+        event: "held",
+        from: &[OnSite],
+        to: &[OnHold],
+        by: &[Holder, Desk],
+        reason_from: &[],
+    },
     Transition {
         what: Move::Resume,
         doing: "resume",
@@ -255,6 +285,7 @@ pub const MOVES: &[Transition] = &[
         from: &[OnHold],
         to: &[OnSite],
         by: &[Holder, Desk],
+        reason_from: &[],
     },
     Transition {
         what: Move::Complete,
@@ -263,6 +294,7 @@ pub const MOVES: &[Transition] = &[
         from: &[OnSite],
         to: &[Completed, AwaitingInspection],
         by: &[Holder],
+        reason_from: &[],
     },
     Transition {
         what: Move::Inspect,
@@ -271,6 +303,7 @@ pub const MOVES: &[Transition] = &[
         from: &[AwaitingInspection],
         to: &[Completed, Assigned],
         by: &[Desk],
+        reason_from: &[],
     },
     Transition {
         what: Move::Callback,
@@ -279,6 +312,7 @@ pub const MOVES: &[Transition] = &[
         from: &[Completed],
         to: &[Closed],
         by: &[Desk],
+        reason_from: &[],
     },
     Transition {
         what: Move::Unassign,
@@ -287,6 +321,7 @@ pub const MOVES: &[Transition] = &[
         from: HELD,
         to: &[Open],
         by: &[Removal],
+        reason_from: &[],
     },
 ];
 
@@ -298,6 +333,11 @@ impl Move {
     /// Whether the move is allowed from `status`.
     pub fn allowed_from(self, status: Status) -> bool {
         self.transition().from.contains(&status)
+    }
+
+    /// Whether the move, made from `status`, needs a reason.
+    pub fn needs_reason(self, status: Status) -> bool {
+        self.transition().reason_from.contains(&status)
     }
 }
 
@@ -319,13 +359,14 @@ pub fn transitions_markdown() -> String {
          Generated from `MOVES` in `src/domain/ticket.rs`; a test checks this file against it \
          (`UPDATE_DOCS=1 cargo test --test api transitions` rewrites it).\n\n\
          A ticket is created `open`, or `assigned` when the desk names its technician at intake.\n\n\
-         | move | event | from | to | by |\n| --- | --- | --- | --- | --- |\n",
+         | move | event | from | to | by | reason required from |\n| --- | --- | --- | --- | --- | --- |\n",
     );
     for t in MOVES {
         let to = if t.to.is_empty() { "(stays)".to_owned() } else { list(t.to) };
         let from = if t.from == Status::ALL { "any".to_owned() } else { list(t.from) };
         let by = t.by.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ");
-        out.push_str(&format!("| {} | {} | {from} | {to} | {by} |\n", t.doing, t.event));
+        let reason = if t.reason_from.is_empty() { "-".to_owned() } else { list(t.reason_from) };
+        out.push_str(&format!("| {} | {} | {from} | {to} | {by} | {reason} |\n", t.doing, t.event));
     }
     let finals: Vec<Status> = Status::ALL.iter().copied().filter(|s| s.is_final()).collect();
     out.push_str(&format!("\nFinal statuses (only notes are added): {}.\n", list(&finals)));
@@ -607,6 +648,11 @@ mod tests {
         for (i, t) in MOVES.iter().enumerate() {
             assert!(MOVES[i + 1..].iter().all(|other| other.what != t.what), "{:?} twice", t.what);
             assert!(!t.by.is_empty() && !t.from.is_empty(), "{:?} is made by nobody or from nowhere", t.what);
+            assert!(
+                t.reason_from.iter().all(|s| t.from.contains(s)),
+                "{:?} needs a reason where it is not made",
+                t.what
+            );
         }
         // created open (or assigned): every other status is where some move leads
         for s in Status::ALL.iter().filter(|s| **s != Status::Open) {
@@ -620,8 +666,10 @@ mod tests {
 
     #[test]
     fn the_desk_assigns_and_cancels_only_unfinished_work() {
-        // handed (again) to a technician before anyone arrived, or while on hold
-        assert!(Move::Assign.allowed_from(Status::OnHold) && !Move::Assign.allowed_from(Status::OnSite));
+        // handed (again) to a technician before anyone arrived, on site or on hold; not once done
+        assert!(Move::Assign.allowed_from(Status::OnHold) && !Move::Assign.allowed_from(Status::AwaitingInspection));
+        // taken from a technician at the door only with a reason
+        assert!(Move::Assign.needs_reason(Status::OnSite) && !Move::Assign.needs_reason(Status::Assigned));
         assert!(Move::Cancel.allowed_from(Status::AwaitingInspection) && !Move::Cancel.allowed_from(Status::Completed));
         assert!(Move::Note.allowed_from(Status::Closed));
         assert!(!Move::Materials.allowed_from(Status::Assigned));
