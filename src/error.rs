@@ -41,6 +41,10 @@ pub enum ErrorCode {
     UnsupportedSchemaVersion,
     ClientOfAnotherUser,
     OpsMissing,
+    /// An escalation or a handover someone of the desk already acknowledged.
+    AlreadyAcknowledged,
+    /// A handover is acknowledged by the incoming shift, not by whoever wrote it.
+    OwnHandover,
     DatabaseUnavailable,
     /// A deadlock or serialization failure that retries did not get past: try again shortly.
     DatabaseBusy,
@@ -82,6 +86,8 @@ impl ErrorCode {
             Self::UnsupportedSchemaVersion => "unsupported_schema_version",
             Self::ClientOfAnotherUser => "client_of_another_user",
             Self::OpsMissing => "ops_missing",
+            Self::AlreadyAcknowledged => "already_acknowledged",
+            Self::OwnHandover => "own_handover",
             Self::DatabaseUnavailable => "database_unavailable",
             Self::DatabaseBusy => "database_busy",
             Self::Internal => "internal_error",
@@ -119,6 +125,8 @@ impl ErrorCode {
             | Self::VersionConflict
             | Self::NotYourTicket
             | Self::OpsMissing
+            | Self::AlreadyAcknowledged
+            | Self::OwnHandover
             | Self::IdempotencyKeyInUse => StatusCode::CONFLICT,
             Self::DatabaseUnavailable | Self::DatabaseBusy => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -159,6 +167,8 @@ impl ErrorCode {
             Self::UnsupportedSchemaVersion => "Update the app",
             Self::ClientOfAnotherUser => "This app install belongs to another user",
             Self::OpsMissing => "Earlier operations are missing",
+            Self::AlreadyAcknowledged => "Already acknowledged",
+            Self::OwnHandover => "Your own handover",
             Self::DatabaseUnavailable => "The database is unavailable",
             Self::DatabaseBusy => "The database was busy",
             Self::Internal => "Internal error",

@@ -40,6 +40,108 @@ impl From<EscalationRow> for EscalationView {
     }
 }
 
+/// An escalation as the desk lists it: with its ticket's number, place, trade, status and
+/// holder, and who of the desk took it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EscalationItemView {
+    pub id: String,
+    pub ticket_id: String,
+    pub site_id: String,
+    /// `unclaimed | late_arrival | stalled | sms_failed | technician_removed`
+    pub kind: String,
+    pub created_at: DateTime<Utc>,
+    /// Set when the ticket moved on; acknowledging does not resolve an escalation.
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub ticket_number: String,
+    pub location: String,
+    pub category: String,
+    pub ticket_status: String,
+    pub assignee_id: Option<String>,
+    pub assignee_name: Option<String>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    /// The user id of whoever of the desk acknowledged it.
+    pub acknowledged_by: Option<String>,
+    /// What they noted when they acknowledged it.
+    pub note: Option<String>,
+}
+
+impl From<db::escalations::EscalationItem> for EscalationItemView {
+    fn from(i: db::escalations::EscalationItem) -> Self {
+        let r = i.row;
+        Self {
+            id: r.id,
+            ticket_id: r.ticket_id,
+            site_id: r.site_id,
+            kind: r.kind,
+            created_at: r.created_at.and_utc(),
+            resolved_at: utc(r.resolved_at),
+            ticket_number: i.ticket_number,
+            location: i.location,
+            category: i.category,
+            ticket_status: i.ticket_status,
+            assignee_id: i.assignee_id,
+            assignee_name: i.assignee_name,
+            acknowledged_at: utc(r.acknowledged_at),
+            acknowledged_by: r.acknowledged_by,
+            note: r.ack_note,
+        }
+    }
+}
+
+/// A shift handover (交接班) and the tickets it handed on, as they stood when it was written.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HandoverView {
+    pub id: String,
+    pub site_id: String,
+    /// `day | night`: the outgoing shift.
+    pub shift: String,
+    pub note: Option<String>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    /// The site's tickets not yet completed, closed, cancelled or declined, in number order.
+    pub tickets: Vec<HandoverTicketView>,
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HandoverTicketView {
+    /// The ticket's id.
+    pub id: String,
+    pub number: String,
+    pub status: String,
+    pub assignee_id: Option<String>,
+    /// Its escalations not yet resolved, then.
+    pub open_escalations: i64,
+}
+
+impl From<db::handovers::Handover> for HandoverView {
+    fn from(h: db::handovers::Handover) -> Self {
+        let r = h.row;
+        Self {
+            id: r.id,
+            site_id: r.site_id,
+            shift: r.shift,
+            note: r.note,
+            created_by: r.created_by,
+            created_at: r.created_at.and_utc(),
+            tickets: h
+                .tickets
+                .into_iter()
+                .map(|t| HandoverTicketView {
+                    id: t.ticket_id,
+                    number: t.number,
+                    status: t.status,
+                    assignee_id: t.assignee_id,
+                    open_escalations: t.open_escalations,
+                })
+                .collect(),
+            acknowledged_by: r.acknowledged_by,
+            acknowledged_at: utc(r.acknowledged_at),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TicketView {
     pub id: String,
@@ -338,6 +440,15 @@ impl Viewer {
 
     pub fn is_site_desk(&self, site_id: &str) -> bool {
         self.reach().is_site_desk(site_id)
+    }
+
+    /// The sites whose desk records (escalations, handovers) a list shows: `only` when given, of
+    /// the viewer's own sites (an admin's: any; `None`: all).
+    pub fn desk_sites(&self, only: Option<String>) -> Option<Vec<String>> {
+        if self.caller.role == Role::Admin {
+            return only.map(|s| vec![s]);
+        }
+        Some(self.sites.iter().filter(|s| only.as_ref().is_none_or(|o| o == *s)).cloned().collect())
     }
 
     pub fn view(&self, t: TicketRow, extras: &mut Extras) -> TicketView {

@@ -207,7 +207,9 @@ pub struct AssignBody {
 }
 
 /// Assign or reassign a ticket to a technician of its site. Assigning it to the technician who
-/// already holds it changes nothing.
+/// already holds it (assigned or on site) changes nothing. Taking an `on_site` ticket from the technician at the door
+/// needs a reason (`Move::needs_reason`); the new holder checks in again, with a code of their
+/// own or the desk's phone verification, since the old holder's visit does not count for them.
 pub fn assign(
     conn: &mut DbConn,
     viewer: &Viewer,
@@ -223,17 +225,26 @@ pub fn assign(
         return Err(Error::field("technician_id", "is not an active technician of this ticket's site"));
     }
     require_move(&t, viewer, Move::Assign)?;
-    if t.assignee_id.as_deref() == Some(technician_id.as_str()) && t.status == Status::Assigned {
+    let holds_it = t.assignee_id.as_deref() == Some(technician_id.as_str());
+    if holds_it && matches!(t.status, Status::Assigned | Status::OnSite) {
         return Ok(t);
+    }
+    if reason.is_none() && Move::Assign.needs_reason(t.status) {
+        return Err(Error::field("reason", format!("is required to reassign a ticket that is {}", t.status)));
     }
     let previous = t.assignee_id.clone();
     let event = if previous.is_some() { "reassigned" } else { "assigned" };
-    let changes = TicketChanges {
+    let mut changes = TicketChanges {
         assignee_id: Some(Some(technician_id.clone())),
         claimed_at: Some(Some(now)),
         pooled_at: Some(None),
         ..Default::default()
     };
+    if t.status == Status::OnSite {
+        changes.arrived_at = Some(None);
+        changes.phone_verified_at = Some(None);
+        changes.phone_verified_by = Some(None);
+    }
     let data = json!({ "technician_id": technician_id, "previous_assignee_id": previous, "reason": reason });
     transition(conn, &t, &viewer.caller.user_id, event, Status::Assigned, changes, data, now)
 }
@@ -461,4 +472,40 @@ pub fn release_removed_technician(
         released.push(t);
     }
     Ok(released)
+}
+
+#[derive(Clone, Deserialize, ToSchema)]
+pub struct AcknowledgeBody {
+    /// What the desk did or will do about it.
+    #[schema(max_length = 500)]
+    pub note: Option<String>,
+}
+
+/// Someone of the desk of the escalation's site takes it: who, when and their note are kept. It
+/// stays open until its ticket moves on. Acknowledged already, it is refused
+/// (`already_acknowledged`, naming who took it): the first note stands.
+pub fn acknowledge_escalation(
+    conn: &mut DbConn,
+    viewer: &Viewer,
+    id: &str,
+    body: AcknowledgeBody,
+    now: NaiveDateTime,
+) -> Result<db::escalations::EscalationItem, Error> {
+    viewer.caller.require(&DESK)?;
+    let note = text("note", body.note.as_deref(), super::MAX_MOVE_NOTE, false)?;
+    let found = db::escalations::find(conn, id)?.filter(|e| viewer.is_site_desk(&e.site_id));
+    let e = found.ok_or_else(|| Error::not_found("escalation"))?;
+    if e.acknowledged_at.is_some()
+        || !db::escalations::acknowledge(conn, id, &viewer.caller.user_id, note.as_deref(), now)?
+    {
+        let taken = db::escalations::find(conn, id)?.unwrap_or(e);
+        return Err(Error::new(
+            ErrorCode::AlreadyAcknowledged,
+            "someone of the desk acknowledged this escalation already",
+        )
+        .with("acknowledged_by", taken.acknowledged_by)
+        .with("acknowledged_at", taken.acknowledged_at.map(|t| t.and_utc().to_rfc3339())));
+    }
+    let filter = db::escalations::EscalationFilter { id: Some(id.to_owned()), ..Default::default() };
+    db::escalations::list(conn, &filter)?.pop().ok_or_else(|| Error::not_found("escalation"))
 }

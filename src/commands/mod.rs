@@ -3,21 +3,25 @@
 //! transaction, at the `now` it is given, and returns the ticket (or record) as it now stands.
 //!
 //! - [`desk`]: what the desk does: register, assign, cancel, verify by phone, resend the code,
-//!   inspect, call back, and release the tickets of a technician taken off.
+//!   inspect, call back, release the tickets of a technician taken off, and acknowledge an
+//!   escalation.
 //! - [`field`]: what a technician does: claim, release, arrive, materials, notes, hold, resume,
 //!   complete.
 //! - [`quote`]: paid work's price: propose, accept, decline.
+//! - [`handover`]: the desk's shift handovers: write one, take one over.
 //!
 //! This module holds what they share: the guards, and [`apply`], the one write of a change.
 
 pub mod desk;
 pub mod error;
 pub mod field;
+pub mod handover;
 pub mod quote;
 
 pub use desk::*;
 pub use error::Error;
 pub use field::*;
+pub use handover::*;
 pub use quote::*;
 
 use chrono::NaiveDateTime;

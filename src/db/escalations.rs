@@ -1,7 +1,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::escalations;
+use super::schema::{escalations, tickets, users};
 use super::DbConn;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -14,6 +14,36 @@ pub struct EscalationRow {
     pub dedupe_key: String,
     pub created_at: NaiveDateTime,
     pub resolved_at: Option<NaiveDateTime>,
+    /// Who of the desk took it, when, and what they said (`POST /escalations/{id}/ack`).
+    pub acknowledged_at: Option<NaiveDateTime>,
+    pub acknowledged_by: Option<String>,
+    pub ack_note: Option<String>,
+}
+
+/// An escalation as the desk lists it: with what it needs to act on it, read from its ticket and
+/// the ticket's holder in the same statement.
+#[derive(Debug, Clone, Queryable)]
+pub struct EscalationItem {
+    pub row: EscalationRow,
+    pub ticket_number: String,
+    pub location: String,
+    pub category: String,
+    pub ticket_status: String,
+    pub assignee_id: Option<String>,
+    pub assignee_name: Option<String>,
+}
+
+/// Which escalations a list holds.
+#[derive(Debug, Clone, Default)]
+pub struct EscalationFilter {
+    /// Of these sites only; all sites when `None`.
+    pub sites: Option<Vec<String>>,
+    /// Only those not yet resolved.
+    pub open_only: bool,
+    /// Only those acknowledged (`true`) or not (`false`).
+    pub acknowledged: Option<bool>,
+    /// Only this one.
+    pub id: Option<String>,
 }
 
 /// Records the escalation unless one with the same key exists; true when this call recorded it.
@@ -73,20 +103,57 @@ pub fn for_tickets(conn: &mut DbConn, ticket_ids: &[String]) -> QueryResult<Vec<
     query.load(conn)
 }
 
-/// Escalations of `sites` (all sites when `None`), newest first.
-pub fn list(conn: &mut DbConn, sites: Option<&[String]>, open_only: bool) -> QueryResult<Vec<EscalationRow>> {
+/// The most a list holds.
+pub const LIST_LIMIT: i64 = 500;
+
+/// Escalations as the desk lists them, newest first, in one statement (the ticket and its
+/// holder's name joined).
+pub fn list(conn: &mut DbConn, filter: &EscalationFilter) -> QueryResult<Vec<EscalationItem>> {
     let mut query = escalations::table
-        .select(EscalationRow::as_select())
+        .inner_join(tickets::table)
+        .left_join(users::table.on(tickets::assignee_id.eq(users::id.nullable())))
+        .select((
+            EscalationRow::as_select(),
+            tickets::number,
+            tickets::location,
+            tickets::category,
+            tickets::status,
+            tickets::assignee_id,
+            users::display_name.nullable(),
+        ))
         .order((escalations::created_at.desc(), escalations::id.desc()))
-        .limit(500)
+        .limit(LIST_LIMIT)
         .into_boxed();
-    if let Some(sites) = sites {
-        query = query.filter(escalations::site_id.eq_any(sites.to_vec()));
+    if let Some(sites) = &filter.sites {
+        query = query.filter(escalations::site_id.eq_any(sites.clone()));
     }
-    if open_only {
+    if filter.open_only {
         query = query.filter(escalations::resolved_at.is_null());
     }
+    match filter.acknowledged {
+        Some(true) => query = query.filter(escalations::acknowledged_at.is_not_null()),
+        Some(false) => query = query.filter(escalations::acknowledged_at.is_null()),
+        None => {}
+    }
+    if let Some(id) = &filter.id {
+        query = query.filter(escalations::id.eq(id.clone()));
+    }
     query.load(conn)
+}
+
+pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<EscalationRow>> {
+    escalations::table.find(id).select(EscalationRow::as_select()).first(conn).optional()
+}
+
+/// Records who took the escalation, unless someone already did; true when this call recorded it.
+/// Only the escalation's own row is written: the ticket is neither locked nor changed.
+pub fn acknowledge(conn: &mut DbConn, id: &str, by: &str, note: Option<&str>, at: NaiveDateTime) -> QueryResult<bool> {
+    let updated = diesel::update(
+        escalations::table.filter(escalations::id.eq(id)).filter(escalations::acknowledged_at.is_null()),
+    )
+    .set((escalations::acknowledged_at.eq(at), escalations::acknowledged_by.eq(by), escalations::ack_note.eq(note)))
+    .execute(conn)?;
+    Ok(updated == 1)
 }
 
 /// Records an escalation of `kind` for `ticket`, once per `occurrence` (what distinguishes this
@@ -108,6 +175,9 @@ pub fn record(
         dedupe_key: format!("{}:{kind}:{occurrence}", ticket.id),
         created_at: now,
         resolved_at: None,
+        acknowledged_at: None,
+        acknowledged_by: None,
+        ack_note: None,
     };
     if !insert_if_new(conn, &row)? {
         return Ok(false);

@@ -26,6 +26,9 @@
 //!    No row is shared by all writers: an event records its own transaction, and readers order
 //!    changes by what their snapshots held (`docs/sync.md`).
 //!
+//! An escalation's acknowledgement and a handover write only their own rows and lock no ticket
+//! (a handover reads its site's tickets without locking them), so they take no place in the order.
+//!
 //! SQLite has one writer at a time ([`write_transaction`]), so the order costs it nothing. A
 //! deadlock or serialization failure that still happens is retried by [`write_transaction`] a
 //! few times with backoff, and answers `503 database_busy` if it keeps failing, never a 500.
@@ -45,6 +48,7 @@ pub mod codes;
 pub mod escalations;
 pub mod events;
 pub mod faults;
+pub mod handovers;
 pub mod idempotency;
 pub mod materials;
 pub mod outbox;

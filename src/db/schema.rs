@@ -174,6 +174,9 @@ diesel::table! {
         dedupe_key -> Text,
         created_at -> Timestamp,
         resolved_at -> Nullable<Timestamp>,
+        acknowledged_at -> Nullable<Timestamp>,
+        acknowledged_by -> Nullable<Text>,
+        ack_note -> Nullable<Text>,
     }
 }
 
@@ -322,7 +325,32 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    handovers (id) {
+        id -> Text,
+        site_id -> Text,
+        shift -> Text,
+        note -> Nullable<Text>,
+        created_by -> Text,
+        created_at -> Timestamp,
+        acknowledged_by -> Nullable<Text>,
+        acknowledged_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    handover_tickets (handover_id, ticket_id) {
+        handover_id -> Text,
+        ticket_id -> Text,
+        number -> Text,
+        status -> Text,
+        assignee_id -> Nullable<Text>,
+        open_escalations -> BigInt,
+    }
+}
+
 diesel::joinable!(tickets -> sites (site_id));
+diesel::joinable!(handover_tickets -> handovers (handover_id));
 diesel::joinable!(ticket_events -> tickets (ticket_id));
 diesel::joinable!(escalations -> tickets (ticket_id));
 diesel::allow_tables_to_appear_in_same_query!(
@@ -345,6 +373,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     sync_clients,
     sync_ops,
     ticket_notes,
+    handovers,
+    handover_tickets,
     sites,
     users,
     user_sites,

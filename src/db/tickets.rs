@@ -557,6 +557,11 @@ pub fn page(conn: &mut DbConn, scope: Scope<'_>, after_id: Option<&str>, limit: 
     Ok(rows)
 }
 
+/// The ticket numbered `number` (numbers are unique: the site's code is part of them).
+pub fn find_by_number(conn: &mut DbConn, number: &str) -> QueryResult<Option<TicketRow>> {
+    tickets::table.filter(tickets::number.eq(number)).select(TicketRow::as_select()).first(conn).optional()
+}
+
 pub fn find_many(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<TicketRow>> {
     tickets::table.filter(tickets::id.eq_any(ids.to_vec())).select(TicketRow::as_select()).load(conn)
 }

@@ -7,6 +7,7 @@ pub mod access;
 pub mod category;
 pub mod code;
 pub mod edit;
+pub mod handover;
 pub mod material;
 pub mod messages;
 pub mod phone;

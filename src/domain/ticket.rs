@@ -148,6 +148,8 @@ pub struct Transition {
     pub from: &'static [Status],
     pub to: &'static [Status],
     pub by: &'static [Actor],
+    /// The statuses from which the move needs a reason (422 naming `reason` without one).
+    pub reason_from: &'static [Status],
 }
 
 use Actor::{Desk, Holder, Removal, Technician};
@@ -166,6 +168,7 @@ pub const MOVES: &[Transition] = &[
         from: &[Open],
         to: &[Assigned],
         by: &[Technician],
+        reason_from: &[],
     },
     Transition {
         what: Move::Release,
@@ -174,14 +177,17 @@ pub const MOVES: &[Transition] = &[
         from: &[Assigned],
         to: &[Open],
         by: &[Holder, Desk],
+        reason_from: &[Assigned],
     },
     Transition {
         what: Move::Assign,
         doing: "assign",
         event: "assigned, reassigned",
-        from: &[Open, Assigned, OnHold],
+        // from on_site: the desk takes it from a technician at the door, and says why
+        from: &[Open, Assigned, OnSite, OnHold],
         to: &[Assigned],
         by: &[Desk],
+        reason_from: &[OnSite],
     },
     Transition {
         what: Move::Cancel,
@@ -190,6 +196,7 @@ pub const MOVES: &[Transition] = &[
         from: &[Open, Assigned, OnSite, OnHold, AwaitingInspection],
         to: &[Cancelled],
         by: &[Desk],
+        reason_from: &[Open, Assigned, OnSite, OnHold, AwaitingInspection],
     },
     Transition {
         what: Move::VerifyByPhone,
@@ -198,6 +205,7 @@ pub const MOVES: &[Transition] = &[
         from: &[Open, Assigned],
         to: &[],
         by: &[Desk],
+        reason_from: &[],
     },
     Transition {
         what: Move::ResendCode,
@@ -206,6 +214,7 @@ pub const MOVES: &[Transition] = &[
         from: &[Open, Assigned],
         to: &[],
         by: &[Desk],
+        reason_from: &[],
     },
     Transition {
         what: Move::Arrive,
@@ -214,8 +223,17 @@ pub const MOVES: &[Transition] = &[
         from: &[Assigned],
         to: &[OnSite],
         by: &[Holder],
+        reason_from: &[],
     },
-    Transition { what: Move::Quote, doing: "quote", event: "quoted", from: HELD, to: &[], by: &[Holder, Desk] },
+    Transition {
+        what: Move::Quote,
+        doing: "quote",
+        event: "quoted",
+        from: HELD,
+        to: &[],
+        by: &[Holder, Desk],
+        reason_from: &[],
+    },
     Transition {
         what: Move::AcceptQuote,
         doing: "accept the quote of",
@@ -223,6 +241,7 @@ pub const MOVES: &[Transition] = &[
         from: HELD,
         to: &[],
         by: &[Holder, Desk],
+        reason_from: &[],
     },
     Transition {
         what: Move::DeclineQuote,
@@ -231,6 +250,7 @@ pub const MOVES: &[Transition] = &[
         from: HELD,
         to: &[Declined],
         by: &[Holder, Desk],
+        reason_from: &[],
     },
     Transition {
         what: Move::Materials,
@@ -239,6 +259,7 @@ pub const MOVES: &[Transition] = &[
         from: &[OnSite, OnHold],
         to: &[],
         by: &[Holder, Desk],
+        reason_from: &[],
     },
     Transition {
         what: Move::Note,
@@ -247,8 +268,17 @@ pub const MOVES: &[Transition] = &[
         from: Status::ALL,
         to: &[],
         by: &[Holder, Desk],
+        reason_from: &[],
     },
-    Transition { what: Move::Hold, doing: "hold", event: "held", from: &[OnSite], to: &[OnHold], by: &[Holder, Desk] },
+    Transition {
+        what: Move::Hold,
+        doing: "hold",
+        event: "held",
+        from: &[OnSite],
+        to: &[OnHold],
+        by: &[Holder, Desk],
+        reason_from: &[],
+    },
     Transition {
         what: Move::Resume,
         doing: "resume",
@@ -256,6 +286,7 @@ pub const MOVES: &[Transition] = &[
         from: &[OnHold],
         to: &[OnSite],
         by: &[Holder, Desk],
+        reason_from: &[],
     },
     Transition {
         what: Move::Complete,
@@ -264,6 +295,7 @@ pub const MOVES: &[Transition] = &[
         from: &[OnSite],
         to: &[Completed, AwaitingInspection],
         by: &[Holder],
+        reason_from: &[],
     },
     Transition {
         what: Move::Inspect,
@@ -272,6 +304,7 @@ pub const MOVES: &[Transition] = &[
         from: &[AwaitingInspection],
         to: &[Completed, Assigned],
         by: &[Desk],
+        reason_from: &[],
     },
     Transition {
         what: Move::Edit,
@@ -280,6 +313,7 @@ pub const MOVES: &[Transition] = &[
         from: &[Open, Assigned, OnSite, OnHold],
         to: &[],
         by: &[Desk],
+        reason_from: &[],
     },
     Transition {
         what: Move::Callback,
@@ -288,6 +322,7 @@ pub const MOVES: &[Transition] = &[
         from: &[Completed],
         to: &[Closed],
         by: &[Desk],
+        reason_from: &[],
     },
     Transition {
         what: Move::Unassign,
@@ -296,6 +331,7 @@ pub const MOVES: &[Transition] = &[
         from: HELD,
         to: &[Open],
         by: &[Removal],
+        reason_from: &[],
     },
 ];
 
@@ -307,6 +343,11 @@ impl Move {
     /// Whether the move is allowed from `status`.
     pub fn allowed_from(self, status: Status) -> bool {
         self.transition().from.contains(&status)
+    }
+
+    /// Whether the move, made from `status`, needs a reason.
+    pub fn needs_reason(self, status: Status) -> bool {
+        self.transition().reason_from.contains(&status)
     }
 }
 
@@ -328,13 +369,14 @@ pub fn transitions_markdown() -> String {
          Generated from `MOVES` in `src/domain/ticket.rs`; a test checks this file against it \
          (`UPDATE_DOCS=1 cargo test --test api transitions` rewrites it).\n\n\
          A ticket is created `open`, or `assigned` when the desk names its technician at intake.\n\n\
-         | move | event | from | to | by |\n| --- | --- | --- | --- | --- |\n",
+         | move | event | from | to | by | reason required from |\n| --- | --- | --- | --- | --- | --- |\n",
     );
     for t in MOVES {
         let to = if t.to.is_empty() { "(stays)".to_owned() } else { list(t.to) };
         let from = if t.from == Status::ALL { "any".to_owned() } else { list(t.from) };
         let by = t.by.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ");
-        out.push_str(&format!("| {} | {} | {from} | {to} | {by} |\n", t.doing, t.event));
+        let reason = if t.reason_from.is_empty() { "-".to_owned() } else { list(t.reason_from) };
+        out.push_str(&format!("| {} | {} | {from} | {to} | {by} | {reason} |\n", t.doing, t.event));
     }
     let finals: Vec<Status> = Status::ALL.iter().copied().filter(|s| s.is_final()).collect();
     out.push_str(&format!("\nFinal statuses (only notes are added): {}.\n", list(&finals)));
@@ -616,6 +658,11 @@ mod tests {
         for (i, t) in MOVES.iter().enumerate() {
             assert!(MOVES[i + 1..].iter().all(|other| other.what != t.what), "{:?} twice", t.what);
             assert!(!t.by.is_empty() && !t.from.is_empty(), "{:?} is made by nobody or from nowhere", t.what);
+            assert!(
+                t.reason_from.iter().all(|s| t.from.contains(s)),
+                "{:?} needs a reason where it is not made",
+                t.what
+            );
         }
         // created open (or assigned): every other status is where some move leads
         for s in Status::ALL.iter().filter(|s| **s != Status::Open) {
@@ -629,8 +676,10 @@ mod tests {
 
     #[test]
     fn the_desk_assigns_and_cancels_only_unfinished_work() {
-        // handed (again) to a technician before anyone arrived, or while on hold
-        assert!(Move::Assign.allowed_from(Status::OnHold) && !Move::Assign.allowed_from(Status::OnSite));
+        // handed (again) to a technician before anyone arrived, on site or on hold; not once done
+        assert!(Move::Assign.allowed_from(Status::OnHold) && !Move::Assign.allowed_from(Status::AwaitingInspection));
+        // taken from a technician at the door only with a reason
+        assert!(Move::Assign.needs_reason(Status::OnSite) && !Move::Assign.needs_reason(Status::Assigned));
         assert!(Move::Cancel.allowed_from(Status::AwaitingInspection) && !Move::Cancel.allowed_from(Status::Completed));
         assert!(Move::Note.allowed_from(Status::Closed));
         assert!(!Move::Materials.allowed_from(Status::Assigned));

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod caller;
 pub mod catalogue;
 pub mod escalations;
+pub mod handovers;
 pub mod health;
 pub mod onsite;
 pub mod openapi;
@@ -42,6 +43,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .configure(tickets::configure)
             .configure(pool::configure)
             .configure(escalations::configure)
+            .configure(handovers::configure)
             .configure(onsite::configure)
             .configure(catalogue::configure)
             .configure(sync::configure)

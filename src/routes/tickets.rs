@@ -21,6 +21,7 @@ use crate::views::{visible, TicketEvent, TicketEventList, TicketList, TicketView
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create_ticket)
         .service(list_tickets)
+        .service(get_ticket_by_number)
         .service(get_ticket)
         .service(edit_ticket)
         .service(ticket_events)
@@ -275,6 +276,32 @@ pub async fn assign_ticket(
     let view = db::transaction(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller.clone())?;
         let t = commands::assign(conn, &viewer, &id, body.0.clone(), db::now())?;
+        viewer.view_one(conn, t)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// A ticket by its number (`GY-20261130-0001`, as the resident quotes it on the phone), as
+/// `GET /tickets/{id}` shows it: 404 when there is none the caller may see.
+#[utoipa::path(
+    tag = "tickets",
+    security(("bearer" = [])),
+    params(("number" = String, Path, description = "the ticket's number")),
+    responses((status = 200, body = TicketView), (status = 404, body = crate::error::Problem))
+)]
+#[get("/tickets/by-number/{number}")]
+pub async fn get_ticket_by_number(
+    state: web::Data<AppState>,
+    caller: Caller,
+    number: Path<String>,
+) -> ApiResult<HttpResponse> {
+    let number = number.into_inner().trim().to_owned();
+    let view = db::run(&state.pool, move |conn| {
+        let viewer = Viewer::load(conn, caller)?;
+        let t = db::tickets::find_by_number(conn, &number)?
+            .filter(|t| viewer.can_see(t))
+            .ok_or_else(|| crate::error::ApiError::not_found("ticket"))?;
         viewer.view_one(conn, t)
     })
     .await?;

@@ -207,3 +207,17 @@ async fn an_emergency_runs_on_the_emergency_limit_from_the_edit() {
     assert_eq!(d.app.scan_at(now + Span::minutes(9)).await, 0);
     assert_eq!(d.app.scan_at(now + Span::minutes(11)).await, 1, "ten minutes, not twenty");
 }
+
+#[tokio::test]
+async fn a_ticket_is_found_by_its_number_by_whoever_may_see_it() {
+    let d = desk_with(&[]).await;
+    let t = d.ticket().await;
+    let number = t["number"].as_str().unwrap();
+    let found: Value = d.app.get(&format!("/api/v1/tickets/by-number/{number}"), &d.desk).await.json().await.unwrap();
+    assert_eq!(found, fetch(&d, &t).await);
+    let other_site = d.app.create_site(&d.admin, "HY").await;
+    let (_, other_desk) = d.app.user_token(&d.admin, "desk2", "dispatcher", &[&other_site], &[]).await;
+    let res = d.app.get(&format!("/api/v1/tickets/by-number/{number}"), &other_desk).await;
+    assert_problem(res, 404, "not_found").await;
+    assert_problem(d.app.get("/api/v1/tickets/by-number/GY-19990101-0001", &d.desk).await, 404, "not_found").await;
+}

@@ -3,6 +3,7 @@
 mod admin;
 mod auth;
 mod commands;
+mod desk;
 mod edit;
 mod errors;
 mod helpers;

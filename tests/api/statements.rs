@@ -30,6 +30,10 @@ const PUBLIC: &str = "public area";
 const PUSH: &str = "50 ops on a checked-in ticket: 25 add_material, 25 add_note";
 const FIRST_PULL: &str = "the desk's first page (3 tickets)";
 const NEXT_PULL: &str = "the desk's, from a cursor, one ticket changed";
+const ESCALATIONS: &str = "the desk's, 2 escalations with their tickets";
+const ONE: &str = "one escalation";
+const HANDOVER: &str = "a site with 4 unfinished tickets";
+const HANDOVERS: &str = "the desk's, 1 handover of 4 tickets";
 
 /// Today's counts. A change that makes a request run more statements fails here; one that makes
 /// it run fewer updates its row.
@@ -47,6 +51,10 @@ const EXPECTED: &[Expected] = &[
     row("POST /sync/push", PUSH, (14, 4), (15, 4)),
     row("POST /sync/pull", FIRST_PULL, (13, 2), (13, 2)),
     row("POST /sync/pull", NEXT_PULL, (14, 2), (14, 2)),
+    row("GET /escalations", ESCALATIONS, (2, 0), (2, 0)),
+    row("POST /escalations/{id}/ack", ONE, (4, 2), (4, 2)),
+    row("POST /handovers", HANDOVER, (8, 4), (5, 2)),
+    row("GET /handovers", HANDOVERS, (3, 0), (3, 0)),
 ];
 
 /// What one request ran.
@@ -160,6 +168,19 @@ async fn measure_every_request() -> (Vec<Ran>, &'static str) {
     let next = json!({ "client_id": client, "cursor": page["cursor"] });
     let changed = m.request("POST /sync/pull", NEXT_PULL, 200, d.app.post("/api/v1/sync/pull", &d.desk, &next)).await;
     assert_eq!(changed["tickets"].as_array().unwrap().len(), 1, "{changed}");
+
+    // the desk's day: two tickets left unclaimed past the claim timeout
+    d.ticket().await;
+    d.create(&public_ticket(&d.site)).await;
+    assert_eq!(d.app.scan_at(repairdesk::db::now() + chrono::Duration::minutes(6)).await, 2);
+    let list = m.request("GET /escalations", ESCALATIONS, 200, d.app.get("/api/v1/escalations", &d.desk)).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 2, "{list}");
+    let ack = format!("/api/v1/escalations/{}/ack", list["items"][0]["id"].as_str().unwrap());
+    m.request("POST /escalations/{id}/ack", ONE, 200, d.app.post(&ack, &d.desk, &json!({ "note": "已联系" }))).await;
+    let body = json!({ "site_id": d.site, "shift": "day" });
+    let h = m.request("POST /handovers", HANDOVER, 201, d.app.post("/api/v1/handovers", &d.desk, &body)).await;
+    assert_eq!(h["tickets"].as_array().unwrap().len(), 4, "{h}");
+    m.request("GET /handovers", HANDOVERS, 200, d.app.get("/api/v1/handovers", &d.desk)).await;
     (m.ran, engine)
 }
 
