@@ -81,6 +81,8 @@ pub struct ClockSettings {
     pub arrival: Duration,
     pub emergency_arrival: Duration,
     pub stalled_after: Duration,
+    /// A matter (报事) left without its department's reply this long escalates.
+    pub matter_reply: Duration,
 }
 
 /// Caps against SMS pumping, and the texts sent.
@@ -177,6 +179,7 @@ impl Settings {
             arrival: Duration::minutes(positive("REPAIRDESK_ARRIVAL_MINUTES", 20)?),
             emergency_arrival: Duration::minutes(positive("REPAIRDESK_EMERGENCY_ARRIVAL_MINUTES", 10)?),
             stalled_after: Duration::seconds(positive("REPAIRDESK_STALLED_SECS", 2 * 3600)?),
+            matter_reply: Duration::hours(positive("REPAIRDESK_MATTER_REPLY_HOURS", 24)?),
         };
         let sms_policy = SmsPolicySettings {
             per_phone_daily: positive("REPAIRDESK_SMS_DAILY_PER_PHONE", 10)?,

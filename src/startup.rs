@@ -242,7 +242,7 @@ pub fn create_user(
         created_at: at,
         updated_at: at,
     };
-    db::users::insert(conn, &row, &[], &[])?;
+    db::users::insert(conn, &row, &[], &[], &[])?;
     Ok(())
 }
 

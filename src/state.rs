@@ -44,6 +44,7 @@ impl From<ClockSettings> for Clock {
             arrival: s.arrival,
             emergency_arrival: s.emergency_arrival,
             stalled_after: s.stalled_after,
+            matter_reply: s.matter_reply,
         }
     }
 }
@@ -58,8 +59,14 @@ mod tests {
         let s = Settings::from_lookup(|_| None).unwrap();
         let (clock, default) = (Clock::from(s.clock), Clock::default());
         assert_eq!(
-            (clock.claim_timeout, clock.arrival, clock.emergency_arrival, clock.stalled_after),
-            (default.claim_timeout, default.arrival, default.emergency_arrival, default.stalled_after)
+            (clock.claim_timeout, clock.arrival, clock.emergency_arrival, clock.stalled_after, clock.matter_reply),
+            (
+                default.claim_timeout,
+                default.arrival,
+                default.emergency_arrival,
+                default.stalled_after,
+                default.matter_reply
+            )
         );
         let (policy, default) = (SmsPolicy::from(&s.sms_policy), SmsPolicy::default());
         assert_eq!(

@@ -41,21 +41,26 @@ impl From<EscalationRow> for EscalationView {
 }
 
 /// An escalation as the desk lists it: with its ticket's number, place, trade, status and
-/// holder, and who of the desk took it.
+/// holder, and who of the desk took it. A matter's (报事, kind `unreplied`) has no ticket: its
+/// ticket fields are `null` and `matter_id`, `matter_number`, `matter_status` say which matter.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct EscalationItemView {
     pub id: String,
-    pub ticket_id: String,
+    /// `null` for a matter's escalation.
+    pub ticket_id: Option<String>,
     pub site_id: String,
-    /// `unclaimed | late_arrival | stalled | sms_failed | technician_removed`
+    /// `unclaimed | late_arrival | stalled | sms_failed | technician_removed` (tickets),
+    /// `unreplied` (matters)
     pub kind: String,
     pub created_at: DateTime<Utc>,
-    /// Set when the ticket moved on; acknowledging does not resolve an escalation.
+    /// Set when the ticket moved on (a matter: when its department replied); acknowledging does
+    /// not resolve an escalation.
     pub resolved_at: Option<DateTime<Utc>>,
-    pub ticket_number: String,
-    pub location: String,
-    pub category: String,
-    pub ticket_status: String,
+    pub ticket_number: Option<String>,
+    /// The ticket's place, or the matter's (when it has one).
+    pub location: Option<String>,
+    pub category: Option<String>,
+    pub ticket_status: Option<String>,
     pub assignee_id: Option<String>,
     pub assignee_name: Option<String>,
     pub acknowledged_at: Option<DateTime<Utc>>,
@@ -63,27 +68,188 @@ pub struct EscalationItemView {
     pub acknowledged_by: Option<String>,
     /// What they noted when they acknowledged it.
     pub note: Option<String>,
+    /// The matter's, for a matter's escalation; otherwise `null`.
+    pub matter_id: Option<String>,
+    pub matter_number: Option<String>,
+    pub matter_status: Option<String>,
 }
 
-impl From<db::escalations::EscalationItem> for EscalationItemView {
-    fn from(i: db::escalations::EscalationItem) -> Self {
-        let r = i.row;
+impl From<db::escalations::DeskEscalation> for EscalationItemView {
+    fn from(e: db::escalations::DeskEscalation) -> Self {
+        match e {
+            db::escalations::DeskEscalation::Ticket(i) => {
+                let r = i.row;
+                Self {
+                    id: r.id,
+                    ticket_id: Some(r.ticket_id),
+                    site_id: r.site_id,
+                    kind: r.kind,
+                    created_at: r.created_at.and_utc(),
+                    resolved_at: utc(r.resolved_at),
+                    ticket_number: Some(i.ticket_number),
+                    location: Some(i.location),
+                    category: Some(i.category),
+                    ticket_status: Some(i.ticket_status),
+                    assignee_id: i.assignee_id,
+                    assignee_name: i.assignee_name,
+                    acknowledged_at: utc(r.acknowledged_at),
+                    acknowledged_by: r.acknowledged_by,
+                    note: r.ack_note,
+                    matter_id: None,
+                    matter_number: None,
+                    matter_status: None,
+                }
+            }
+            db::escalations::DeskEscalation::Matter(i) => {
+                let r = i.row;
+                Self {
+                    id: r.id,
+                    ticket_id: None,
+                    site_id: r.site_id,
+                    kind: r.kind,
+                    created_at: r.created_at.and_utc(),
+                    resolved_at: utc(r.resolved_at),
+                    ticket_number: None,
+                    location: i.location,
+                    category: None,
+                    ticket_status: None,
+                    assignee_id: None,
+                    assignee_name: None,
+                    acknowledged_at: utc(r.acknowledged_at),
+                    acknowledged_by: r.acknowledged_by,
+                    note: r.ack_note,
+                    matter_id: Some(r.matter_id),
+                    matter_number: Some(i.number),
+                    matter_status: Some(i.status),
+                }
+            }
+        }
+    }
+}
+
+/// A matter that is not a repair (报事), with the callbacks made for it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MatterView {
+    pub id: String,
+    /// `{SITE_CODE}-BS-{YYYYMMDD}-{NNNN}`: the site's own series of matters, by local day.
+    pub number: String,
+    pub site_id: String,
+    #[schema(value_type = crate::domain::matter::MatterKind)]
+    pub kind: String,
+    #[schema(value_type = crate::domain::matter::Department)]
+    pub department: String,
+    #[schema(value_type = crate::domain::matter::MatterStatus)]
+    pub status: String,
+    pub description: String,
+    pub reporter_name: String,
+    pub reporter_phone: Option<String>,
+    pub location: Option<String>,
+    #[schema(value_type = crate::domain::ticket::Channel)]
+    pub channel: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    /// The department's answer.
+    pub reply: Option<String>,
+    pub replied_by: Option<String>,
+    pub replied_at: Option<DateTime<Utc>>,
+    /// When a callback reached the reporter.
+    pub closed_at: Option<DateTime<Utc>>,
+    pub callbacks: Vec<CallbackView>,
+}
+
+/// A matter in `GET /callbacks/due`: the matter's view with its own kind as `matter_kind`, since
+/// the item's `kind` says `matter` (as against `ticket`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DueMatterView {
+    pub id: String,
+    pub number: String,
+    pub site_id: String,
+    /// The matter's `kind` (`complaint | inquiry | suggestion | praise`).
+    #[schema(value_type = crate::domain::matter::MatterKind)]
+    pub matter_kind: String,
+    #[schema(value_type = crate::domain::matter::Department)]
+    pub department: String,
+    #[schema(value_type = crate::domain::matter::MatterStatus)]
+    pub status: String,
+    pub description: String,
+    pub reporter_name: String,
+    pub reporter_phone: Option<String>,
+    pub location: Option<String>,
+    #[schema(value_type = crate::domain::ticket::Channel)]
+    pub channel: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub reply: Option<String>,
+    pub replied_by: Option<String>,
+    pub replied_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub callbacks: Vec<CallbackView>,
+}
+
+impl From<MatterView> for DueMatterView {
+    fn from(m: MatterView) -> Self {
+        Self {
+            id: m.id,
+            number: m.number,
+            site_id: m.site_id,
+            matter_kind: m.kind,
+            department: m.department,
+            status: m.status,
+            description: m.description,
+            reporter_name: m.reporter_name,
+            reporter_phone: m.reporter_phone,
+            location: m.location,
+            channel: m.channel,
+            created_by: m.created_by,
+            created_at: m.created_at,
+            reply: m.reply,
+            replied_by: m.replied_by,
+            replied_at: m.replied_at,
+            closed_at: m.closed_at,
+            callbacks: m.callbacks,
+        }
+    }
+}
+
+impl From<db::matters::Matter> for MatterView {
+    fn from(m: db::matters::Matter) -> Self {
+        let callbacks = m
+            .callbacks
+            .into_iter()
+            .map(|c| CallbackView {
+                id: c.id,
+                made_by: c.made_by,
+                made_at: c.made_at.and_utc(),
+                reached: c.reached,
+                satisfaction: c.satisfaction,
+                comment: c.comment,
+            })
+            .collect();
+        MatterView { callbacks, ..MatterView::from(m.row) }
+    }
+}
+
+impl From<db::matters::MatterRow> for MatterView {
+    fn from(r: db::matters::MatterRow) -> Self {
         Self {
             id: r.id,
-            ticket_id: r.ticket_id,
+            number: r.number,
             site_id: r.site_id,
             kind: r.kind,
+            department: r.department,
+            status: r.status,
+            description: r.description,
+            reporter_name: r.reporter_name,
+            reporter_phone: r.reporter_phone,
+            location: r.location,
+            channel: r.channel,
+            created_by: r.created_by,
             created_at: r.created_at.and_utc(),
-            resolved_at: utc(r.resolved_at),
-            ticket_number: i.ticket_number,
-            location: i.location,
-            category: i.category,
-            ticket_status: i.ticket_status,
-            assignee_id: i.assignee_id,
-            assignee_name: i.assignee_name,
-            acknowledged_at: utc(r.acknowledged_at),
-            acknowledged_by: r.acknowledged_by,
-            note: r.ack_note,
+            reply: r.reply,
+            replied_by: r.replied_by,
+            replied_at: utc(r.replied_at),
+            closed_at: utc(r.closed_at),
+            callbacks: Vec::new(),
         }
     }
 }

@@ -490,22 +490,45 @@ pub fn acknowledge_escalation(
     id: &str,
     body: AcknowledgeBody,
     now: NaiveDateTime,
-) -> Result<db::escalations::EscalationItem, Error> {
+) -> Result<db::escalations::DeskEscalation, Error> {
     viewer.caller.require(&DESK)?;
     let note = text("note", body.note.as_deref(), super::MAX_MOVE_NOTE, false)?;
-    let found = db::escalations::find(conn, id)?.filter(|e| viewer.is_site_desk(&e.site_id));
-    let e = found.ok_or_else(|| Error::not_found("escalation"))?;
-    if e.acknowledged_at.is_some()
-        || !db::escalations::acknowledge(conn, id, &viewer.caller.user_id, note.as_deref(), now)?
-    {
-        let taken = db::escalations::find(conn, id)?.unwrap_or(e);
+    let me = viewer.caller.user_id.as_str();
+    // a ticket's, else a matter's (报事): ids are UUIDs, so never both
+    let ticket_escalation = db::escalations::find(conn, id)?.filter(|e| viewer.is_site_desk(&e.site_id));
+    let of_ticket = ticket_escalation.is_some();
+    let (acknowledged, recorded) = match ticket_escalation {
+        Some(e) => {
+            let recorded =
+                e.acknowledged_at.is_none() && db::escalations::acknowledge(conn, id, me, note.as_deref(), now)?;
+            let taken = if recorded { None } else { db::escalations::find(conn, id)? };
+            (taken.map(|t| (t.acknowledged_by, t.acknowledged_at)), recorded)
+        }
+        None => {
+            let found = db::matters::find_escalation(conn, id)?.filter(|e| viewer.is_site_desk(&e.site_id));
+            let e = found.ok_or_else(|| Error::not_found("escalation"))?;
+            let recorded =
+                e.acknowledged_at.is_none() && db::matters::acknowledge_escalation(conn, id, me, note.as_deref(), now)?;
+            let taken = if recorded { None } else { db::matters::find_escalation(conn, id)? };
+            (taken.map(|t| (t.acknowledged_by, t.acknowledged_at)), recorded)
+        }
+    };
+    if !recorded {
+        let (by, at) = acknowledged.unwrap_or((None, None));
         return Err(Error::new(
             ErrorCode::AlreadyAcknowledged,
             "someone of the desk acknowledged this escalation already",
         )
-        .with("acknowledged_by", taken.acknowledged_by)
-        .with("acknowledged_at", taken.acknowledged_at.map(|t| t.and_utc().to_rfc3339())));
+        .with("acknowledged_by", by)
+        .with("acknowledged_at", at.map(|t| t.and_utc().to_rfc3339())));
     }
-    let filter = db::escalations::EscalationFilter { id: Some(id.to_owned()), ..Default::default() };
-    db::escalations::list(conn, &filter)?.pop().ok_or_else(|| Error::not_found("escalation"))
+    let item = if of_ticket {
+        let filter = db::escalations::EscalationFilter { id: Some(id.to_owned()), ..Default::default() };
+        db::escalations::list(conn, &filter)?.pop().map(db::escalations::DeskEscalation::Ticket)
+    } else {
+        db::matters::escalations(conn, None, false, None, Some(id), 1)?
+            .pop()
+            .map(db::escalations::DeskEscalation::Matter)
+    };
+    item.ok_or_else(|| Error::not_found("escalation"))
 }

@@ -9,6 +9,7 @@
 //!   complete.
 //! - [`quote`]: paid work's price: propose, accept, decline.
 //! - [`handover`]: the desk's shift handovers: write one, take one over.
+//! - [`matter`]: matters that are not repairs (报事): register, reply, call back.
 //!
 //! This module holds what they share: the guards, and [`apply`], the one write of a change.
 
@@ -16,12 +17,14 @@ pub mod desk;
 pub mod error;
 pub mod field;
 pub mod handover;
+pub mod matter;
 pub mod quote;
 
 pub use desk::*;
 pub use error::Error;
 pub use field::*;
 pub use handover::*;
+pub use matter::*;
 pub use quote::*;
 
 use chrono::NaiveDateTime;

@@ -33,6 +33,22 @@ pub struct EscalationItem {
     pub assignee_name: Option<String>,
 }
 
+/// An escalation of either table, as the desk lists and acknowledges them.
+#[derive(Debug, Clone)]
+pub enum DeskEscalation {
+    Ticket(EscalationItem),
+    Matter(super::matters::MatterEscalationItem),
+}
+
+impl DeskEscalation {
+    pub fn created_at(&self) -> (NaiveDateTime, &str) {
+        match self {
+            DeskEscalation::Ticket(i) => (i.row.created_at, &i.row.id),
+            DeskEscalation::Matter(i) => (i.row.created_at, &i.row.id),
+        }
+    }
+}
+
 /// Which escalations a list holds.
 #[derive(Debug, Clone, Default)]
 pub struct EscalationFilter {
@@ -139,6 +155,24 @@ pub fn list(conn: &mut DbConn, filter: &EscalationFilter) -> QueryResult<Vec<Esc
         query = query.filter(escalations::id.eq(id.clone()));
     }
     query.load(conn)
+}
+
+/// The escalations of tickets and of matters (报事) as the desk lists them, newest first, at most
+/// [`LIST_LIMIT`] in all: one statement each.
+pub fn list_desk(conn: &mut DbConn, filter: &EscalationFilter) -> QueryResult<Vec<DeskEscalation>> {
+    let mut items: Vec<DeskEscalation> = list(conn, filter)?.into_iter().map(DeskEscalation::Ticket).collect();
+    let matters = super::matters::escalations(
+        conn,
+        filter.sites.as_deref(),
+        filter.open_only,
+        filter.acknowledged,
+        filter.id.as_deref(),
+        LIST_LIMIT,
+    )?;
+    items.extend(matters.into_iter().map(DeskEscalation::Matter));
+    items.sort_by(|a, b| b.created_at().cmp(&a.created_at()));
+    items.truncate(LIST_LIMIT as usize);
+    Ok(items)
 }
 
 pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<EscalationRow>> {

@@ -51,6 +51,7 @@ pub mod faults;
 pub mod handovers;
 pub mod idempotency;
 pub mod materials;
+pub mod matters;
 pub mod outbox;
 pub mod prepared;
 pub mod quotes;

@@ -349,10 +349,68 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    user_departments (user_id, department) {
+        user_id -> Text,
+        department -> Text,
+    }
+}
+
+diesel::table! {
+    matters (id) {
+        id -> Text,
+        site_id -> Text,
+        number -> Text,
+        kind -> Text,
+        department -> Text,
+        status -> Text,
+        description -> Text,
+        reporter_name -> Text,
+        reporter_phone -> Nullable<Text>,
+        location -> Nullable<Text>,
+        channel -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+        reply -> Nullable<Text>,
+        replied_by -> Nullable<Text>,
+        replied_at -> Nullable<Timestamp>,
+        closed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    matter_callbacks (id) {
+        id -> Text,
+        matter_id -> Text,
+        made_by -> Text,
+        made_at -> Timestamp,
+        reached -> Bool,
+        satisfaction -> Nullable<BigInt>,
+        comment -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    matter_escalations (id) {
+        id -> Text,
+        matter_id -> Text,
+        site_id -> Text,
+        kind -> Text,
+        dedupe_key -> Text,
+        created_at -> Timestamp,
+        resolved_at -> Nullable<Timestamp>,
+        acknowledged_at -> Nullable<Timestamp>,
+        acknowledged_by -> Nullable<Text>,
+        ack_note -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(tickets -> sites (site_id));
 diesel::joinable!(handover_tickets -> handovers (handover_id));
 diesel::joinable!(ticket_events -> tickets (ticket_id));
 diesel::joinable!(escalations -> tickets (ticket_id));
+diesel::joinable!(matter_escalations -> matters (matter_id));
+diesel::joinable!(matter_callbacks -> matters (matter_id));
 diesel::allow_tables_to_appear_in_same_query!(
     app_settings,
     sessions,
@@ -379,4 +437,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     users,
     user_sites,
     user_trades,
+    user_departments,
+    matters,
+    matter_callbacks,
+    matter_escalations,
 );

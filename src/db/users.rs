@@ -1,7 +1,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{user_sites, user_trades, users};
+use super::schema::{user_departments, user_sites, user_trades, users};
 use super::DbConn;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -24,6 +24,8 @@ pub struct UserRecord {
     pub row: UserRow,
     pub site_ids: Vec<String>,
     pub trades: Vec<String>,
+    /// The departments whose matters (报事) they answer.
+    pub departments: Vec<String>,
 }
 
 #[derive(Debug, Default, AsChangeset)]
@@ -37,10 +39,17 @@ pub struct UserChanges {
     pub updated_at: Option<NaiveDateTime>,
 }
 
-pub fn insert(conn: &mut DbConn, row: &UserRow, site_ids: &[String], trades: &[String]) -> QueryResult<()> {
+pub fn insert(
+    conn: &mut DbConn,
+    row: &UserRow,
+    site_ids: &[String],
+    trades: &[String],
+    departments: &[String],
+) -> QueryResult<()> {
     diesel::insert_into(users::table).values(row).execute(conn)?;
     set_sites(conn, &row.id, site_ids)?;
-    set_trades(conn, &row.id, trades)
+    set_trades(conn, &row.id, trades)?;
+    set_departments(conn, &row.id, departments)
 }
 
 pub fn username_taken(conn: &mut DbConn, username: &str) -> QueryResult<bool> {
@@ -89,9 +98,14 @@ fn with_memberships(conn: &mut DbConn, rows: Vec<UserRow>) -> QueryResult<Vec<Us
         .order(user_sites::site_id.asc())
         .load(conn)?;
     let trades: Vec<(String, String)> = user_trades::table
-        .filter(user_trades::user_id.eq_any(ids))
+        .filter(user_trades::user_id.eq_any(ids.clone()))
         .select((user_trades::user_id, user_trades::trade))
         .order(user_trades::trade.asc())
+        .load(conn)?;
+    let departments: Vec<(String, String)> = user_departments::table
+        .filter(user_departments::user_id.eq_any(ids))
+        .select((user_departments::user_id, user_departments::department))
+        .order(user_departments::department.asc())
         .load(conn)?;
     Ok(rows
         .into_iter()
@@ -99,7 +113,7 @@ fn with_memberships(conn: &mut DbConn, rows: Vec<UserRow>) -> QueryResult<Vec<Us
             let of = |pairs: &[(String, String)]| {
                 pairs.iter().filter(|(u, _)| *u == row.id).map(|(_, v)| v.clone()).collect()
             };
-            UserRecord { site_ids: of(&sites), trades: of(&trades), row }
+            UserRecord { site_ids: of(&sites), trades: of(&trades), departments: of(&departments), row }
         })
         .collect())
 }
@@ -124,6 +138,16 @@ pub fn set_trades(conn: &mut DbConn, user_id: &str, trades: &[String]) -> QueryR
     for trade in trades {
         diesel::insert_into(user_trades::table)
             .values((user_trades::user_id.eq(user_id), user_trades::trade.eq(trade)))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn set_departments(conn: &mut DbConn, user_id: &str, departments: &[String]) -> QueryResult<()> {
+    diesel::delete(user_departments::table.filter(user_departments::user_id.eq(user_id))).execute(conn)?;
+    for department in departments {
+        diesel::insert_into(user_departments::table)
+            .values((user_departments::user_id.eq(user_id), user_departments::department.eq(department)))
             .execute(conn)?;
     }
     Ok(())

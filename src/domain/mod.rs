@@ -9,6 +9,7 @@ pub mod code;
 pub mod edit;
 pub mod handover;
 pub mod material;
+pub mod matter;
 pub mod messages;
 pub mod phone;
 pub mod site;

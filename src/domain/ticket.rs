@@ -1,7 +1,7 @@
 //! Tickets: what intake accepts, how numbers read, which moves each state allows, and the clock.
 
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::category::Category;
@@ -13,7 +13,7 @@ macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(
-            Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema,
+            Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
             diesel::AsExpression, diesel::FromSqlRow,
         )]
         #[serde(rename_all = "snake_case")]
@@ -44,6 +44,7 @@ macro_rules! string_enum {
         }
     };
 }
+pub(crate) use string_enum;
 
 string_enum!(
     /// In the resident's home (户内) or anywhere outside the unit's entrance door (公共).
@@ -448,7 +449,7 @@ pub struct NewTicket {
     pub requested_technician_id: Option<String>,
 }
 
-fn text(errors: &mut Vec<FieldError>, field: &str, value: Option<&String>, max: usize) -> Option<String> {
+pub(crate) fn text(errors: &mut Vec<FieldError>, field: &str, value: Option<&String>, max: usize) -> Option<String> {
     match value.map(|v| v.trim()) {
         None | Some("") => {
             errors.push(FieldError::new(field, "is required"));
@@ -462,7 +463,7 @@ fn text(errors: &mut Vec<FieldError>, field: &str, value: Option<&String>, max: 
     }
 }
 
-fn choice<T>(
+pub(crate) fn choice<T>(
     errors: &mut Vec<FieldError>,
     field: &str,
     value: Option<&String>,
@@ -573,6 +574,8 @@ pub struct Clock {
     pub arrival: Duration,
     pub emergency_arrival: Duration,
     pub stalled_after: Duration,
+    /// A matter (报事) waiting this long for its department's reply escalates.
+    pub matter_reply: Duration,
 }
 
 impl Default for Clock {
@@ -582,6 +585,7 @@ impl Default for Clock {
             arrival: Duration::minutes(20),
             emergency_arrival: Duration::minutes(10),
             stalled_after: Duration::hours(2),
+            matter_reply: Duration::hours(24),
         }
     }
 }

@@ -7,7 +7,9 @@ use chrono::NaiveDateTime;
 use serde_json::json;
 
 use super::Error;
+use crate::db::matters::MatterEscalationRow;
 use crate::db::{self, tickets::TicketRow, DbConn, Pool};
+use crate::domain::matter::{reply_due, MatterStatus, UNREPLIED};
 use crate::domain::ticket::{Clock, EscalationKind, Status, Urgency};
 
 /// Scans every `every` on the blocking pool, so requests never wait for it.
@@ -49,6 +51,9 @@ pub fn scan(conn: &mut DbConn, clock: &Clock, now: NaiveDateTime) -> Result<usiz
             (held && quiet_since <= now - clock.stalled_after).then_some(quiet_since)
         })?;
     }
+    for m in db::matters::unreplied_since(conn, MatterStatus::Open.as_str(), now - clock.matter_reply)? {
+        recorded += escalate_matter(conn, &m.id, clock, now)?;
+    }
     if let Err(e) = db::idempotency::prune(conn, now - chrono::Duration::hours(24)) {
         tracing::warn!(error = %e, "pruning idempotency keys failed");
     }
@@ -82,5 +87,29 @@ fn escalate(
         let occurrence = since.and_utc().timestamp_micros().to_string();
         let data = json!({ "since": since.and_utc() });
         Ok(usize::from(db::escalations::record(conn, &t, kind.as_str(), &occurrence, data, now)?))
+    })
+}
+
+/// Re-reads the matter inside the transaction and records its `unreplied` escalation if it still
+/// waits for its department's reply past the service level: once per matter.
+fn escalate_matter(conn: &mut DbConn, matter_id: &str, clock: &Clock, now: NaiveDateTime) -> Result<usize, Error> {
+    db::write_transaction(conn, |conn| {
+        let Some(m) = db::matters::find(conn, matter_id)? else { return Ok(0) };
+        if m.status != MatterStatus::Open.as_str() || reply_due(m.created_at, clock.matter_reply) > now {
+            return Ok(0);
+        }
+        let row = MatterEscalationRow {
+            id: db::new_id(),
+            matter_id: m.id.clone(),
+            site_id: m.site_id,
+            kind: UNREPLIED.to_owned(),
+            dedupe_key: format!("{}:{UNREPLIED}", m.id),
+            created_at: now,
+            resolved_at: None,
+            acknowledged_at: None,
+            acknowledged_by: None,
+            ack_note: None,
+        };
+        Ok(usize::from(db::matters::escalate_if_new(conn, &row)?))
     })
 }

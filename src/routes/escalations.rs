@@ -31,7 +31,8 @@ pub struct EscalationList {
     pub items: Vec<EscalationItemView>,
 }
 
-/// Tickets past a service level, for the desk of their sites; newest first, at most 500.
+/// Tickets past a service level, and matters (报事) left without their department's reply
+/// (`unreplied`), for the desk of their sites; newest first, at most 500.
 #[utoipa::path(
     tag = "tickets",
     security(("bearer" = [])),
@@ -54,7 +55,7 @@ pub async fn list_escalations(
             acknowledged,
             id: None,
         };
-        Ok(db::escalations::list(conn, &filter)?)
+        Ok(db::escalations::list_desk(conn, &filter)?)
     })
     .await?;
     Ok(HttpResponse::Ok().json(EscalationList { items: rows.into_iter().map(Into::into).collect() }))

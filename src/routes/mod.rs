@@ -6,6 +6,7 @@ pub mod catalogue;
 pub mod escalations;
 pub mod handovers;
 pub mod health;
+pub mod matters;
 pub mod onsite;
 pub mod openapi;
 pub mod pool;
@@ -44,6 +45,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .configure(pool::configure)
             .configure(escalations::configure)
             .configure(handovers::configure)
+            .configure(matters::configure)
             .configure(onsite::configure)
             .configure(catalogue::configure)
             .configure(sync::configure)

@@ -14,10 +14,13 @@ use crate::commands::{
     MaterialPatch, NewMaterial, NoteBody, PhoneVerification, QuoteBody, VersionQuery,
 };
 use crate::db;
+use crate::db::matters::Matter;
+use crate::domain::matter::MatterStatus;
 use crate::domain::user::Role;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::views::{line_view, MaterialLineView, NoteView, TicketList, TicketView, Viewer};
+use crate::views::{line_view, DueMatterView, MaterialLineView, MatterView, NoteView, TicketView, Viewer};
+use chrono::{DateTime, Utc};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(arrive)
@@ -461,11 +464,31 @@ pub async fn callback(
     Ok(HttpResponse::Ok().json(view))
 }
 
-/// Completed tickets whose resident has not been reached yet, oldest first.
+/// One callback the desk owes: a ticket's or a matter's (报事), said by `kind`.
+#[derive(Serialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DueCallback {
+    /// A completed ticket: the ticket as `GET /tickets/{id}` shows it, plus `kind: ticket`.
+    Ticket(Box<TicketView>),
+    /// A matter its department replied to: the matter, plus `kind: matter` (its own kind is
+    /// `matter_kind` here).
+    Matter(Box<DueMatterView>),
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DueCallbacks {
+    pub items: Vec<DueCallback>,
+    /// Always `null`: the list is not paged.
+    pub next_cursor: Option<String>,
+}
+
+/// Completed tickets whose resident has not been reached yet, and matters (报事) replied to whose
+/// reporter has not: each item says which by `kind` (`ticket | matter`); oldest first (a
+/// ticket's completion, a matter's reply), at most 200 of each.
 #[utoipa::path(
     tag = "on site",
     security(("bearer" = [])),
-    responses((status = 200, body = TicketList), (status = 403, body = crate::error::Problem))
+    responses((status = 200, body = DueCallbacks), (status = 403, body = crate::error::Problem))
 )]
 #[get("/callbacks/due")]
 pub async fn callbacks_due(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
@@ -474,10 +497,25 @@ pub async fn callbacks_due(state: web::Data<AppState>, caller: Caller) -> ApiRes
         let viewer = Viewer::load(conn, caller)?;
         let sites = (!viewer.caller.is_admin()).then(|| viewer.sites.clone());
         let rows = db::tickets::callbacks_due(conn, sites.as_deref(), 200)?;
-        viewer.views(conn, rows)
+        let tickets = viewer.views(conn, rows)?;
+        let replied = MatterStatus::Replied.as_str();
+        let matters = db::matters::callbacks_due(conn, sites.as_deref(), replied, 200)?;
+        let ids: Vec<String> = matters.iter().map(|m| m.id.clone()).collect();
+        let mut callbacks = db::matters::callbacks_of(conn, &ids)?;
+        let mut items: Vec<(Option<DateTime<Utc>>, DueCallback)> =
+            tickets.into_iter().map(|t| (t.completed_at, DueCallback::Ticket(Box::new(t)))).collect();
+        for row in matters {
+            let (mine, rest) = callbacks.into_iter().partition(|c| c.matter_id == row.id);
+            callbacks = rest;
+            let view = DueMatterView::from(MatterView::from(Matter { row, callbacks: mine }));
+            items.push((view.replied_at, DueCallback::Matter(Box::new(view))));
+        }
+        // stable: tickets before matters due at the same moment
+        items.sort_by_key(|(due, _)| *due);
+        Ok::<_, ApiError>(items.into_iter().map(|(_, item)| item).collect::<Vec<_>>())
     })
     .await?;
-    Ok(HttpResponse::Ok().json(TicketList { items, next_cursor: None }))
+    Ok(HttpResponse::Ok().json(DueCallbacks { items, next_cursor: None }))
 }
 
 /// The resident's signature, as signed on completion.

@@ -10,6 +10,7 @@ use crate::auth::{password, Caller};
 use crate::commands;
 use crate::db::{self, users::UserChanges, users::UserRecord, users::UserRow, DbConn};
 use crate::domain::category::Category;
+use crate::domain::matter::{parse_departments, Department};
 use crate::domain::phone::parse_phone;
 use crate::domain::user::{parse_display_name, Role, Username};
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -28,6 +29,9 @@ pub struct UserView {
     pub site_ids: Vec<String>,
     /// Ticket categories this user handles.
     pub trades: Vec<String>,
+    /// The departments whose matters (报事) this user answers (supervisors).
+    #[schema(value_type = Vec<Department>)]
+    pub departments: Vec<String>,
     pub phone: Option<String>,
     pub active: bool,
     pub created_at: DateTime<Utc>,
@@ -47,6 +51,7 @@ impl From<UserRecord> for UserView {
             display_name: r.row.display_name,
             site_ids: r.site_ids,
             trades: r.trades,
+            departments: r.departments,
             phone: r.row.phone,
             active: r.row.active,
             created_at: r.row.created_at.and_utc(),
@@ -72,6 +77,10 @@ pub struct NewUser {
     #[serde(default)]
     #[schema(value_type = Vec<Category>)]
     pub trades: Vec<String>,
+    /// The departments whose matters (报事) this user answers; only a supervisor's count.
+    #[serde(default)]
+    #[schema(value_type = Vec<Department>)]
+    pub departments: Vec<String>,
     /// Mainland mobile or E.164.
     #[schema(
         pattern = r"^(?:(?:\+86)?1[3-9][0-9]{9}|\+(?:[1-79][0-9]{7,14}|8[0-57-9][0-9]{6,13}|86[02-9][0-9]{5,12}))$"
@@ -90,6 +99,8 @@ pub struct UserPatch {
     pub site_ids: Option<Vec<String>>,
     #[schema(value_type = Option<Vec<Category>>)]
     pub trades: Option<Vec<String>>,
+    #[schema(value_type = Option<Vec<Department>>)]
+    pub departments: Option<Vec<String>>,
     /// Mainland mobile or E.164; `null` clears the phone.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>, pattern = r"^(?:(?:\+86)?1[3-9][0-9]{9}|\+(?:[1-79][0-9]{7,14}|8[0-57-9][0-9]{6,13}|86[02-9][0-9]{5,12}))$")]
@@ -124,6 +135,10 @@ fn check_trades(checks: &mut Checks, raw: &[String]) -> Vec<String> {
         }
     }
     trades
+}
+
+fn check_departments(checks: &mut Checks, raw: &[String]) -> Vec<String> {
+    checks.take("departments", parse_departments(raw)).unwrap_or_default()
 }
 
 fn dedup(ids: &[String]) -> Vec<String> {
@@ -170,6 +185,7 @@ pub async fn create_user(
     let display_name = checks.take("display_name", parse_display_name(&new.display_name));
     let role = check_role(&mut checks, &new.role);
     let trades = check_trades(&mut checks, &new.trades);
+    let departments = check_departments(&mut checks, &new.departments);
     let phone = match &new.phone {
         Some(p) => checks.take("phone", parse_phone(p)).map(Some),
         None => Some(None),
@@ -197,7 +213,7 @@ pub async fn create_user(
         if db::users::username_taken(conn, &row.username)? {
             return Err(ApiError::new(ErrorCode::UsernameTaken, format!("username {} is taken", row.username)));
         }
-        db::users::insert(conn, &row, &site_ids, &trades)?;
+        db::users::insert(conn, &row, &site_ids, &trades, &departments)?;
         db::users::find(conn, &row.id)?.ok_or_else(|| ApiError::not_found("user"))
     })
     .await?;
@@ -302,6 +318,7 @@ pub async fn update_user(
     let display_name = patch.display_name.as_deref().and_then(|n| checks.take("display_name", parse_display_name(n)));
     let role = patch.role.as_deref().and_then(|r| check_role(&mut checks, r));
     let trades = patch.trades.as_deref().map(|t| check_trades(&mut checks, t));
+    let departments = patch.departments.as_deref().map(|d| check_departments(&mut checks, d));
     let phone = match &patch.phone {
         Some(Some(p)) => checks.take("phone", parse_phone(p)).map(|p| Some(Some(p))),
         Some(None) => Some(Some(None)),
@@ -343,6 +360,9 @@ pub async fn update_user(
         }
         if let Some(trades) = &trades {
             db::users::set_trades(conn, &id, trades)?;
+        }
+        if let Some(departments) = &departments {
+            db::users::set_departments(conn, &id, departments)?;
         }
         if ends_logins {
             db::tokens::revoke_all_for_user(conn, &id)?;

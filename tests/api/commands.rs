@@ -57,7 +57,7 @@ impl World {
                 updated_at: now,
             };
             let trades = if role == Role::Technician { vec!["water".to_owned()] } else { vec![] };
-            db::users::insert(&mut conn, &row, std::slice::from_ref(&site.id), &trades).unwrap();
+            db::users::insert(&mut conn, &row, std::slice::from_ref(&site.id), &trades, &[]).unwrap();
             Caller { user_id: row.id, session_id: db::new_id(), role, membership: None }
         };
         let desk = user("desk", Role::Dispatcher);

@@ -8,6 +8,7 @@ mod edit;
 mod errors;
 mod helpers;
 mod input;
+mod matters;
 mod onsite;
 mod openapi;
 mod rx;

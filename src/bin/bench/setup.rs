@@ -137,7 +137,7 @@ fn insert_technicians(pool: &Pool, site: &str, prefix: &str, n: usize) -> anyhow
                 created_at: at,
                 updated_at: at,
             };
-            db::users::insert(conn, &row, &[site.to_owned()], &[TRADE.to_owned()])?;
+            db::users::insert(conn, &row, &[site.to_owned()], &[TRADE.to_owned()], &[])?;
             out.push((row.id, row.username));
         }
         Ok(out)
