@@ -28,6 +28,9 @@
 //!
 //! An escalation's acknowledgement and a handover write only their own rows and lock no ticket
 //! (a handover reads its site's tickets without locking them), so they take no place in the order.
+//! Nor do matters (报事, [`matters`]): a matter's transaction holds no ticket; it takes its own
+//! number counter row (under a key of its own, never a ticket's) or makes one conditional update
+//! of its own row, then writes its callbacks and escalations.
 //!
 //! SQLite has one writer at a time ([`write_transaction`]), so the order costs it nothing. A
 //! deadlock or serialization failure that still happens is retried by [`write_transaction`] a
