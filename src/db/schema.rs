@@ -128,6 +128,8 @@ diesel::table! {
         signature_png -> Nullable<Binary>,
         create_key -> Nullable<Text>,
         arrival_clock_at -> Nullable<Timestamp>,
+        location_key -> Nullable<Text>,
+        search_text -> Text,
     }
 }
 

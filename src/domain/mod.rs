@@ -11,6 +11,7 @@ pub mod handover;
 pub mod material;
 pub mod messages;
 pub mod phone;
+pub mod place;
 pub mod site;
 pub mod ticket;
 pub mod time;

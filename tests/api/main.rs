@@ -12,6 +12,7 @@ mod onsite;
 mod openapi;
 mod rx;
 mod schema;
+mod search;
 mod sms_providers;
 mod statements;
 mod stub;
