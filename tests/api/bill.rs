@@ -159,4 +159,12 @@ async fn an_offline_completion_past_the_accepted_quote_is_rejected_for_the_desk(
     assert!(res["results"][1]["detail"].as_str().unwrap().contains("80.00"), "{res}");
     assert_eq!(res["results"][1]["ticket"]["status"], "on_site");
     assert_eq!(res["results"][1]["ticket"]["bill"]["total_cents"], 10500);
+    let kept: Value = d.app.get("/api/v1/sync/rejections", &d.desk).await.json().await.unwrap();
+    let codes: Vec<(&str, &str)> = kept["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap(), r["code"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(codes, [("complete", "quote_required")], "{kept}");
 }
