@@ -274,6 +274,8 @@ diesel::table! {
         decided_by -> Nullable<Text>,
         decided_via -> Nullable<Text>,
         decision_note -> Nullable<Text>,
+        covers -> Text,
+        accepted_total_cents -> Nullable<BigInt>,
     }
 }
 

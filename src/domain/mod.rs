@@ -4,6 +4,7 @@
 //! API doc states them (`tests/api/openapi.rs` holds the two together).
 
 pub mod access;
+pub mod bill;
 pub mod category;
 pub mod code;
 pub mod edit;

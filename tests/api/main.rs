@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod bill;
 mod commands;
 mod desk;
 mod edit;
