@@ -11,8 +11,9 @@ use crate::auth::Caller;
 use crate::db::tickets::Present;
 use crate::db::{self, escalations::EscalationRow, tickets::TicketRow, DbConn};
 use crate::domain::access::{Reach, TicketFacts};
+use crate::domain::bill::{self, Bill};
 use crate::domain::phone::mask_phone;
-use crate::domain::ticket::{QuoteStatus, Status};
+use crate::domain::ticket::{Covers, QuoteStatus, Status};
 use crate::domain::user::Role;
 use crate::error::ApiError;
 
@@ -342,6 +343,10 @@ pub struct TicketView {
     pub materials: Vec<MaterialLineView>,
     pub quote: Option<QuoteView>,
     pub totals: Totals,
+    /// What the resident is billed: the accepted quote, and the chargeable materials on top when
+    /// it covers `labour` only. Without an accepted quote (or for unpaid work): the chargeable
+    /// materials alone, `quote_cents` 0.
+    pub bill: Bill,
     pub escalations: Vec<EscalationView>,
     /// The earlier ticket this one is rework (返修) of.
     pub rework_of: Option<String>,
@@ -385,6 +390,9 @@ pub struct MaterialLineView {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct QuoteView {
     pub amount_cents: i64,
+    /// `all`: the amount is the whole price (materials inside it); `labour`: labour only,
+    /// chargeable materials are added.
+    pub covers: Covers,
     pub note: Option<String>,
     pub status: QuoteStatus,
     pub proposed_by: String,
@@ -393,16 +401,20 @@ pub struct QuoteView {
     /// `code` (the resident's SMS code) or `phone` (the desk recorded consent by phone).
     pub decided_via: Option<String>,
     pub decision_note: Option<String>,
+    /// The bill's total the resident accepted; completing with a larger bill needs a new accepted
+    /// quote. `null` until accepted (and for quotes accepted before it was recorded).
+    pub accepted_total_cents: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct Totals {
-    /// Company-supplied materials.
+    /// Company-supplied materials, as listed (inside the price when the quote covers `all`).
     pub materials_cents: i64,
     /// Resident-supplied materials at their stated price: shown, never billed.
     pub resident_supplied_cents: i64,
-    /// The accepted quote of a paid job.
+    /// The accepted quote's amount of a paid job (labour only, or the whole price: see `quote.covers`).
     pub labour_cents: i64,
+    /// What is billed: the same as `bill.total_cents`.
     pub billable_cents: i64,
 }
 
@@ -631,9 +643,10 @@ impl Viewer {
                 totals.resident_supplied_cents += line.total_cents;
             }
         }
-        totals.labour_cents =
-            quote.as_ref().filter(|q| q.status == QuoteStatus::Accepted).map_or(0, |q| q.amount_cents);
-        totals.billable_cents = totals.materials_cents + totals.labour_cents;
+        let accepted = quote.as_ref().filter(|q| q.status == QuoteStatus::Accepted).map(|q| (q.amount_cents, q.covers));
+        let bill = bill::bill(accepted, totals.materials_cents);
+        totals.labour_cents = bill.quote_cents;
+        totals.billable_cents = bill.total_cents;
         let sms = extras
             .sms
             .take(&id)
@@ -696,6 +709,7 @@ impl Viewer {
             materials,
             quote: quote.map(|q| QuoteView {
                 amount_cents: q.amount_cents,
+                covers: q.covers,
                 note: q.note,
                 status: q.status,
                 proposed_by: q.proposed_by,
@@ -703,8 +717,10 @@ impl Viewer {
                 decided_at: utc(q.decided_at),
                 decided_via: q.decided_via,
                 decision_note: q.decision_note,
+                accepted_total_cents: q.accepted_total_cents,
             }),
             totals,
+            bill,
             escalations: escalations.into_iter().map(Into::into).collect(),
             rework_of: t.rework_of,
             arrival_on_time: t.arrival_on_time,

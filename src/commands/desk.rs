@@ -14,6 +14,7 @@ use crate::domain::category::Category;
 use crate::domain::code::Purpose;
 use crate::domain::edit::{Changes, Intake, TicketEdit};
 use crate::domain::messages;
+use crate::domain::place::{place_key, search_text};
 use crate::domain::site::parse_timezone;
 use crate::domain::ticket::{
     local_day, ticket_number, Area, EscalationKind, Move, NewTicket, Status, TicketForm, Urgency,
@@ -155,6 +156,14 @@ pub fn edit(
         appointment_at: Some(after.appointment_at),
         description: Some(after.description.clone()),
         resident_supplies_parts: Some(after.resident_supplies_parts),
+        location_key: Some(Some(place_key(&after.location))),
+        search_text: Some(search_text(
+            &t.number,
+            &after.location,
+            &after.reporter_name,
+            &after.description,
+            after.reporter_phone.as_deref(),
+        )),
         ..Default::default()
     };
     if changes.new_trade && t.status == Status::Open {

@@ -718,6 +718,7 @@ pub fn complete(
     let t = actable(conn, viewer, id)?;
     require_move(&t, viewer, Move::Complete)?;
     require_accepted_quote(conn, &t)?;
+    super::require_bill_within_quote(conn, &t)?;
     let in_home = t.area == Area::InHome.as_str();
     let rework_of = if in_home { db::tickets::rework_candidate(conn, &t, now - Duration::days(30))? } else { None };
     let changes = TicketChanges {

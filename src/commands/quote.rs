@@ -10,10 +10,11 @@ use super::desk::DESK;
 use super::error::Error;
 use super::{actable, apply, check_code, code_locked, code_refusal, require_move, text, Ctx, MAX_MOVE_NOTE};
 use crate::db::{self, tickets::TicketChanges, tickets::TicketRow, DbConn};
+use crate::domain::bill::{self, Bill};
 use crate::domain::code::{Purpose, MAX_FAILED_ATTEMPTS};
-use crate::domain::material::MAX_CENTS;
+use crate::domain::material::{line_total_cents, SuppliedBy, MAX_CENTS};
 use crate::domain::messages::{self, yuan};
-use crate::domain::ticket::{Move, QuoteStatus, Status};
+use crate::domain::ticket::{Covers, Move, QuoteStatus, Status};
 use crate::error::ErrorCode;
 use crate::notify;
 use crate::views::Viewer;
@@ -23,14 +24,70 @@ pub struct QuoteBody {
     /// The price in cents.
     #[schema(minimum = 1, maximum = 100_000_000)]
     pub amount_cents: i64,
+    #[schema(schema_with = covers_schema)]
+    pub covers: Option<String>,
     #[schema(max_length = 500)]
     pub note: Option<String>,
 }
 
-/// Propose the price of paid work; the resident gets a code by SMS to accept it. Quoting again
-/// replaces the quote and sends a new code under the limits of resending an arrival code. Wrong
-/// codes count for the ticket across quotes: after five, quoting again is refused (`code_locked`)
-/// until the desk accepts by phone.
+fn covers_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(Covers::ALL.iter().map(|c| c.as_str())))
+        .default(Some(Covers::All.as_str().into()))
+        .description(Some(
+            "What the price covers: `all` (the default), the whole price the resident agrees to, materials \
+             included; `labour`, labour only, chargeable (company-supplied) materials added to the bill.",
+        ))
+        .build()
+}
+
+/// The ticket's quote and its bill as it stands now (see [`bill::bill`]).
+pub fn bill_of(conn: &mut DbConn, t: &TicketRow) -> Result<(Option<db::quotes::QuoteRow>, Bill), Error> {
+    let quote = db::quotes::find(conn, &t.id)?;
+    let materials = chargeable_materials_cents(conn, t)?;
+    let accepted = quote.as_ref().filter(|q| q.status == QuoteStatus::Accepted).map(|q| (q.amount_cents, q.covers));
+    Ok((quote, bill::bill(accepted, materials)))
+}
+
+/// The sum of the ticket's chargeable (company-supplied) material lines.
+fn chargeable_materials_cents(conn: &mut DbConn, t: &TicketRow) -> Result<i64, Error> {
+    Ok(db::materials::lines_of(conn, std::slice::from_ref(&t.id))?
+        .iter()
+        .filter(|l| SuppliedBy::parse(&l.supplied_by).is_some_and(bill::chargeable))
+        .map(|l| line_total_cents(l.quantity_milli, l.unit_price_cents))
+        .sum())
+}
+
+/// Completing paid work whose bill has grown past what the resident accepted (materials added to
+/// a labour-only quote) needs a new accepted quote: `quote_required`, with both totals.
+pub fn require_bill_within_quote(conn: &mut DbConn, t: &TicketRow) -> Result<(), Error> {
+    if !t.paid {
+        return Ok(());
+    }
+    let (quote, bill) = bill_of(conn, t)?;
+    let accepted = quote.and_then(|q| q.accepted_total_cents);
+    if !bill::grew_past_accepted(&bill, accepted) {
+        return Ok(());
+    }
+    let accepted = accepted.unwrap_or_default();
+    Err(Error::new(
+        ErrorCode::QuoteRequired,
+        format!(
+            "the bill ({} yuan) grew past what the resident accepted ({} yuan): quote again and have it accepted",
+            yuan(bill.total_cents),
+            yuan(accepted)
+        ),
+    )
+    .with("bill_total_cents", bill.total_cents)
+    .with("accepted_total_cents", accepted))
+}
+
+/// Propose the price of paid work and what it covers (`all` unless `labour`); the resident gets
+/// a code by SMS to accept it. Quoting again replaces a pending quote, or an accepted one whose
+/// bill has since grown past what was accepted, and sends a new code under the limits of
+/// resending an arrival code. Wrong codes count for the ticket across quotes: after five, quoting
+/// again is refused (`code_locked`) until the desk accepts by phone.
 pub fn propose_quote(
     conn: &mut DbConn,
     ctx: &Ctx,
@@ -39,17 +96,26 @@ pub fn propose_quote(
     body: QuoteBody,
     now: NaiveDateTime,
 ) -> Result<TicketRow, Error> {
-    let QuoteBody { amount_cents, note } = body;
+    let QuoteBody { amount_cents, covers, note } = body;
     if !(1..=MAX_CENTS).contains(&amount_cents) {
         return Err(Error::field("amount_cents", format!("must be 1 to {MAX_CENTS}")));
     }
+    let covers = match covers.as_deref().map(str::trim) {
+        None => Covers::All,
+        Some(c) => {
+            Covers::parse(c).ok_or_else(|| Error::field("covers", format!("must be one of {}", Covers::names())))?
+        }
+    };
     let note = text("note", note.as_deref(), MAX_MOVE_NOTE, false)?;
     let t = actable(conn, viewer, id)?;
     if !t.paid {
         return Err(Error::new(ErrorCode::InvalidTransition, "only paid work (特约维修) is quoted"));
     }
     require_move(&t, viewer, Move::Quote)?;
-    if db::quotes::find(conn, &t.id)?.is_some_and(|q| q.status == QuoteStatus::Accepted) {
+    let (quote, bill) = bill_of(conn, &t)?;
+    if quote
+        .is_some_and(|q| q.status == QuoteStatus::Accepted && !bill::grew_past_accepted(&bill, q.accepted_total_cents))
+    {
         return Err(Error::new(ErrorCode::InvalidTransition, "the quote is already accepted"));
     }
     // wrong codes count for the ticket, not for one quote: a new quote is no new set of guesses
@@ -70,10 +136,12 @@ pub fn propose_quote(
             decided_by: None,
             decided_via: None,
             decision_note: None,
+            covers,
+            accepted_total_cents: None,
         },
     )?;
     let site = db::sites::find(conn, &t.site_id)?.ok_or_else(|| Error::not_found("site"))?;
-    let amount = [("amount", yuan(amount_cents))];
+    let amount = [("amount", yuan(amount_cents)), ("covers", covers.for_residents().to_owned())];
     let sms = notify::CodeSms {
         purpose: Purpose::Quote,
         template: messages::QUOTE_CODE,
@@ -82,7 +150,7 @@ pub fn propose_quote(
         new_number: false,
     };
     notify::issue_code(conn, &ctx.code_key, &ctx.sms_policy, &t, &site.name, sms, now)?;
-    let data = json!({ "amount_cents": amount_cents, "note": note });
+    let data = json!({ "amount_cents": amount_cents, "covers": covers, "note": note });
     apply(conn, &t, &viewer.caller.user_id, "quoted", None, TicketChanges::default(), data, now)
 }
 
@@ -147,8 +215,22 @@ pub fn accept_quote(
             return Ok(Err(refusal));
         }
     }
-    db::quotes::decide(conn, &t.id, QuoteStatus::Accepted, &viewer.caller.user_id, via, note.clone(), now)?;
-    let data = json!({ "amount_cents": quote.amount_cents, "via": via, "note": note });
+    // what the resident agrees to is the bill as it stands: with a labour-only quote, the
+    // materials already on the ticket too
+    let accepted_total =
+        bill::bill(Some((quote.amount_cents, quote.covers)), chargeable_materials_cents(conn, &t)?).total_cents;
+    db::quotes::decide(
+        conn,
+        &t.id,
+        QuoteStatus::Accepted,
+        &viewer.caller.user_id,
+        via,
+        note.clone(),
+        Some(accepted_total),
+        now,
+    )?;
+    let data = json!({ "amount_cents": quote.amount_cents, "covers": quote.covers, "accepted_total_cents": accepted_total,
+        "via": via, "note": note });
     Ok(Ok(apply(conn, &t, &viewer.caller.user_id, "quote_accepted", None, TicketChanges::default(), data, now)?))
 }
 
@@ -170,7 +252,16 @@ pub fn decline_quote(
     let note = text("note", body.note.as_deref(), MAX_MOVE_NOTE, false)?;
     let t = actable(conn, viewer, id)?;
     require_move(&t, viewer, Move::DeclineQuote)?;
-    if !db::quotes::decide(conn, &t.id, QuoteStatus::Declined, &viewer.caller.user_id, "declined", note.clone(), now)? {
+    if !db::quotes::decide(
+        conn,
+        &t.id,
+        QuoteStatus::Declined,
+        &viewer.caller.user_id,
+        "declined",
+        note.clone(),
+        None,
+        now,
+    )? {
         return Err(Error::new(ErrorCode::InvalidTransition, "there is no pending quote"));
     }
     let data = json!({ "note": note });

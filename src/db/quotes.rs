@@ -3,7 +3,7 @@ use diesel::prelude::*;
 
 use super::schema::{callbacks, quotes};
 use super::DbConn;
-use crate::domain::ticket::QuoteStatus;
+use crate::domain::ticket::{Covers, QuoteStatus};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = quotes)]
@@ -18,6 +18,9 @@ pub struct QuoteRow {
     pub decided_by: Option<String>,
     pub decided_via: Option<String>,
     pub decision_note: Option<String>,
+    pub covers: Covers,
+    /// The bill's total when the resident accepted.
+    pub accepted_total_cents: Option<i64>,
 }
 
 pub fn replace(conn: &mut DbConn, row: &QuoteRow) -> QueryResult<()> {
@@ -38,7 +41,9 @@ pub fn of(conn: &mut DbConn, ticket_ids: &[String]) -> QueryResult<Vec<QuoteRow>
     query.load(conn)
 }
 
-/// Decides a pending quote; false if it was no longer pending.
+/// Decides a pending quote, recording the bill's total an acceptance agreed to; false if it
+/// was no longer pending.
+#[allow(clippy::too_many_arguments)]
 pub fn decide(
     conn: &mut DbConn,
     ticket_id: &str,
@@ -46,6 +51,7 @@ pub fn decide(
     by: &str,
     via: &str,
     note: Option<String>,
+    accepted_total_cents: Option<i64>,
     at: NaiveDateTime,
 ) -> QueryResult<bool> {
     let changed = diesel::update(quotes::table.find(ticket_id).filter(quotes::status.eq(QuoteStatus::Pending)))
@@ -55,6 +61,7 @@ pub fn decide(
             quotes::decided_by.eq(by),
             quotes::decided_via.eq(via),
             quotes::decision_note.eq(note),
+            quotes::accepted_total_cents.eq(accepted_total_cents),
         ))
         .execute(conn)?;
     Ok(changed == 1)

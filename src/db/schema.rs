@@ -128,6 +128,8 @@ diesel::table! {
         signature_png -> Nullable<Binary>,
         create_key -> Nullable<Text>,
         arrival_clock_at -> Nullable<Timestamp>,
+        location_key -> Nullable<Text>,
+        search_text -> Text,
     }
 }
 
@@ -272,6 +274,8 @@ diesel::table! {
         decided_by -> Nullable<Text>,
         decided_via -> Nullable<Text>,
         decision_note -> Nullable<Text>,
+        covers -> Text,
+        accepted_total_cents -> Nullable<BigInt>,
     }
 }
 

@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use super::schema::{ticket_counters, tickets, user_sites, user_trades, users};
 use super::DbConn;
 use crate::domain::access::Scope;
+use crate::domain::place::{place_key, search_text};
 use crate::domain::ticket::{NewTicket, Status};
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
@@ -55,9 +56,26 @@ pub struct TicketRow {
     pub fee_collected_cents: Option<i64>,
     /// When the desk last restarted the arrival clock (a new appointment, urgency raised).
     pub arrival_clock_at: Option<NaiveDateTime>,
+    /// The place as one key however it was typed (`domain::place`): rework is found by it.
+    pub location_key: Option<String>,
+    /// What a search matches (`domain::place::search_text`).
+    pub search_text: String,
 }
 
 impl TicketRow {
+    /// The row with its place key and search text made from its fields.
+    pub fn with_search_text(mut self) -> Self {
+        self.location_key = Some(place_key(&self.location));
+        self.search_text = search_text(
+            &self.number,
+            &self.location,
+            &self.reporter_name,
+            &self.description,
+            self.reporter_phone.as_deref(),
+        );
+        self
+    }
+
     /// A ticket as intake registers it: in the pool, or assigned at once to the requested
     /// technician; nothing of its later life happened yet.
     pub fn from_intake(new: NewTicket, number: String, created_by: String, now: NaiveDateTime) -> Self {
@@ -106,7 +124,10 @@ impl TicketRow {
             resident_rating: None,
             fee_collected_cents: None,
             arrival_clock_at: None,
+            location_key: None,
+            search_text: String::new(),
         }
+        .with_search_text()
     }
 }
 
@@ -149,6 +170,8 @@ pub struct TicketChanges {
     pub description: Option<String>,
     pub resident_supplies_parts: Option<bool>,
     pub arrival_clock_at: Option<Option<NaiveDateTime>>,
+    pub location_key: Option<Option<String>>,
+    pub search_text: Option<String>,
 }
 
 /// The next number of `site_id` on `day`. The counter row stays locked until the creating
@@ -401,9 +424,24 @@ pub struct TicketFilter {
     /// Continue after this (created_at, id), newest first.
     pub after: Option<(NaiveDateTime, String)>,
     pub limit: i64,
+    /// Text to find, as typed and as a place key (`domain::place::search_terms`).
+    pub search: Option<(String, String)>,
+    pub category: Option<String>,
+    pub area: Option<String>,
+    pub urgency: Option<String>,
+    pub paid: Option<bool>,
+    /// With (or without) an open escalation the desk must act on.
+    pub escalated: Option<bool>,
+    pub completed_after: Option<NaiveDateTime>,
+    pub completed_before: Option<NaiveDateTime>,
+    /// Leave this ticket out (the exact number match, shown first).
+    pub except_id: Option<String>,
+    /// Only this ticket (whether it passes the other filters).
+    pub only_id: Option<String>,
 }
 
 pub fn list(conn: &mut DbConn, f: &TicketFilter) -> QueryResult<Vec<TicketRow>> {
+    let sqlite = matches!(conn, DbConn::Sqlite(_));
     let mut query = tickets::table
         .select(TicketRow::as_select())
         .order((tickets::created_at.desc(), tickets::id.desc()))
@@ -427,6 +465,72 @@ pub fn list(conn: &mut DbConn, f: &TicketFilter) -> QueryResult<Vec<TicketRow>> 
     if let Some((at, id)) = &f.after {
         query =
             query.filter(tickets::created_at.lt(*at).or(tickets::created_at.eq(*at).and(tickets::id.lt(id.clone()))));
+    }
+    if let Some(c) = &f.category {
+        query = query.filter(tickets::category.eq(c.clone()));
+    }
+    if let Some(a) = &f.area {
+        query = query.filter(tickets::area.eq(a.clone()));
+    }
+    if let Some(u) = &f.urgency {
+        query = query.filter(tickets::urgency.eq(u.clone()));
+    }
+    if let Some(paid) = f.paid {
+        query = query.filter(tickets::paid.eq(paid));
+    }
+    if let Some(after) = f.completed_after {
+        query = query.filter(tickets::completed_at.ge(after));
+    }
+    if let Some(before) = f.completed_before {
+        query = query.filter(tickets::completed_at.lt(before));
+    }
+    if let Some(id) = &f.except_id {
+        query = query.filter(tickets::id.ne(id.clone()));
+    }
+    if let Some(id) = &f.only_id {
+        query = query.filter(tickets::id.eq(id.clone()));
+    }
+    if let Some(escalated) = f.escalated {
+        use super::schema::escalations;
+        let open = diesel::dsl::exists(
+            escalations::table
+                .filter(escalations::ticket_id.eq(tickets::id))
+                .filter(escalations::resolved_at.is_null())
+                .filter(escalations::kind.ne("sms_failed")),
+        );
+        query = if escalated { query.filter(open) } else { query.filter(diesel::dsl::not(open)) };
+    }
+    if let Some((plain, key)) = &f.search {
+        let mut patterns = vec![format!("%{plain}%")];
+        if key != plain {
+            patterns.push(format!("%{key}%"));
+        }
+        // a trigram index serves three characters or more; a shorter text is read row by row
+        let indexed = patterns.iter().all(|p| p.chars().count() >= 5);
+        if sqlite && indexed {
+            use diesel::dsl::sql;
+            use diesel::sql_types::{Bool, Text};
+            let first = "tickets.rowid IN (SELECT rowid FROM ticket_search WHERE search_text LIKE ";
+            let mut patterns = patterns.into_iter();
+            let one = patterns.next().unwrap_or_default();
+            query = match patterns.next() {
+                None => query.filter(sql::<Bool>(first).bind::<Text, _>(one).sql(")")),
+                Some(two) => query.filter(
+                    sql::<Bool>(first)
+                        .bind::<Text, _>(one)
+                        .sql(" UNION SELECT rowid FROM ticket_search WHERE search_text LIKE ")
+                        .bind::<Text, _>(two)
+                        .sql(")"),
+                ),
+            };
+        } else {
+            let mut found: Box<dyn BoxableExpression<tickets::table, _, SqlType = diesel::sql_types::Bool>> =
+                Box::new(tickets::search_text.like(patterns[0].clone()));
+            for p in patterns.into_iter().skip(1) {
+                found = Box::new(found.or(tickets::search_text.like(p)));
+            }
+            query = query.filter(found);
+        }
     }
     query.load(conn)
 }
@@ -489,7 +593,7 @@ pub fn rework_candidate(conn: &mut DbConn, t: &TicketRow, since: NaiveDateTime) 
     tickets::table
         .filter(tickets::site_id.eq(&t.site_id))
         .filter(tickets::category.eq(&t.category))
-        .filter(tickets::location.eq(&t.location))
+        .filter(tickets::location_key.eq(place_key(&t.location)))
         .filter(tickets::area.eq("in_home"))
         .filter(tickets::id.ne(&t.id))
         .filter(tickets::completed_at.ge(since))

@@ -10,7 +10,8 @@ pub const APPOINTMENT: &str = "appointment";
 pub struct Templates {
     /// Placeholders: `{site}`, `{number}`, `{code}`.
     pub arrival_code: String,
-    /// Placeholders: `{site}`, `{number}`, `{code}`, `{amount}` (yuan).
+    /// Placeholders: `{site}`, `{number}`, `{code}`, `{amount}` (yuan), `{covers}` (what the price
+    /// covers: 全包价，含材料 or 仅人工费，材料另计).
     pub quote_code: String,
     /// A new appointment time. Placeholders: `{site}`, `{number}`, `{time}` (the site's local time).
     pub appointment: String,
@@ -20,7 +21,9 @@ impl Default for Templates {
     fn default() -> Self {
         Self {
             arrival_code: "【{site}】您的报修单{number}已受理。维修师傅上门时，请向师傅提供验证码{code}。".into(),
-            quote_code: "【{site}】报修单{number}的有偿维修报价为{amount}元。如同意，请向师傅提供确认码{code}。".into(),
+            quote_code:
+                "【{site}】报修单{number}的有偿维修报价为{amount}元（{covers}）。如同意，请向师傅提供确认码{code}。"
+                    .into(),
             appointment: "【{site}】您的报修单{number}的上门时间已改为{time}。如有疑问请致电管理处。".into(),
         }
     }

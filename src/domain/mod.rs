@@ -4,6 +4,7 @@
 //! API doc states them (`tests/api/openapi.rs` holds the two together).
 
 pub mod access;
+pub mod bill;
 pub mod category;
 pub mod code;
 pub mod edit;
@@ -12,6 +13,7 @@ pub mod material;
 pub mod matter;
 pub mod messages;
 pub mod phone;
+pub mod place;
 pub mod site;
 pub mod ticket;
 pub mod time;

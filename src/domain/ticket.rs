@@ -89,6 +89,22 @@ string_enum!(
     QuoteStatus { Pending => "pending", Accepted => "accepted", Declined => "declined" }
 );
 
+string_enum!(
+    /// What a quote's price covers: `all`, the whole price the resident agreed to (materials are
+    /// inside it), or `labour`, labour only (chargeable company-supplied materials are added).
+    Covers { All => "all", Labour => "labour" }
+);
+
+impl Covers {
+    /// How the resident's SMS says it (`{covers}` in the quote text).
+    pub fn for_residents(self) -> &'static str {
+        match self {
+            Covers::All => "全包价，含材料",
+            Covers::Labour => "仅人工费，材料另计",
+        }
+    }
+}
+
 /// Who makes a move on a ticket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Actor {

@@ -220,8 +220,11 @@ pub async fn remove_material(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Propose the price of paid work; the resident gets a code by SMS to accept it. Quoting again
-/// sends a new code (the old one stops working) under the limits of resending an arrival code.
+/// Propose the price of paid work and what it covers (`all`, the default: the whole price;
+/// `labour`: chargeable materials are added to the bill); the resident gets a code by SMS to
+/// accept it. Quoting again replaces a pending quote, or an accepted one whose bill has since
+/// grown past what was accepted, and sends a new code (the old one stops working) under the
+/// limits of resending an arrival code.
 /// Wrong codes count for the ticket across quotes: after five the quote is locked until the desk
 /// accepts it by phone (`via: phone`), and quoting again answers 423.
 #[utoipa::path(
@@ -231,7 +234,7 @@ pub async fn remove_material(
     request_body = QuoteBody,
     responses(
         (status = 201, body = TicketView),
-        (status = 409, body = crate::error::Problem),
+        (status = 409, description = "`invalid_transition`: not paid work, or the quote is accepted and the bill within it", body = crate::error::Problem),
         (status = 422, body = crate::error::Problem),
         (status = 423, description = "`code_locked`: five wrong codes for this ticket's quote; the desk accepts by phone", body = crate::error::Problem),
         (status = 429, description = "`sms_rate_limited`, with Retry-After: quoted again too soon or too often", body = crate::error::Problem),
@@ -384,7 +387,8 @@ pub async fn resume(state: web::Data<AppState>, caller: Caller, id: Path<String>
 
 /// The job is done: in-home tickets go to `completed` (and the callback queue); public-area ones
 /// to `awaiting_inspection`. A repeat of a job at the same place and trade within 30 days is
-/// linked as rework (返修).
+/// linked as rework (返修). Paid work needs an accepted quote, and a bill no larger than the
+/// resident accepted: materials added to a `labour` quote past that need a new accepted quote.
 #[utoipa::path(
     tag = "on site",
     security(("bearer" = [])),
@@ -393,7 +397,7 @@ pub async fn resume(state: web::Data<AppState>, caller: Caller, id: Path<String>
     responses(
         (status = 200, body = TicketView),
         (status = 403, description = "`forbidden`: technicians only", body = crate::error::Problem),
-        (status = 409, description = "`quote_required`, `invalid_transition`", body = crate::error::Problem),
+        (status = 409, description = "`quote_required` (no accepted quote, or the bill grew past it: with `bill_total_cents` and `accepted_total_cents`), `invalid_transition`", body = crate::error::Problem),
         (status = 422, body = crate::error::Problem),
     )
 )]

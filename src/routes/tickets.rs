@@ -11,8 +11,10 @@ use super::{JsonBody, Path, Query};
 use crate::auth::Caller;
 use crate::commands::{self, AssignBody, ReasonBody};
 use crate::db::{self, tickets::TicketFilter, tickets::TicketRow};
+use crate::domain::category::Category;
 use crate::domain::edit::TicketEdit;
-use crate::domain::ticket::{Status, TicketForm};
+use crate::domain::place::search_terms;
+use crate::domain::ticket::{Area, Status, TicketForm, Urgency};
 use crate::domain::user::Role;
 use crate::error::ApiResult;
 use crate::state::AppState;
@@ -78,6 +80,44 @@ pub struct TicketQuery {
     pub limit: Option<i64>,
     /// The `next_cursor` of the page before.
     pub cursor: Option<String>,
+    /// Text to find in the number, the place (however its spaces, full-width digits, 幢/栋/号楼
+    /// and 室 were typed), the reporter's name, the description or the phone's digits; a ticket
+    /// whose number it is comes first.
+    #[param(max_length = 200)]
+    pub q: Option<String>,
+    #[param(value_type = Option<Category>)]
+    pub category: Option<String>,
+    #[param(value_type = Option<Area>)]
+    pub area: Option<String>,
+    #[param(value_type = Option<Urgency>)]
+    pub urgency: Option<String>,
+    pub paid: Option<bool>,
+    /// With (`true`) or without (`false`) an open escalation.
+    pub escalated: Option<bool>,
+    /// Completed at or after this time (RFC 3339).
+    #[serde(default, deserialize_with = "crate::domain::time::optional")]
+    pub completed_after: Option<DateTime<Utc>>,
+    /// Completed before this time (RFC 3339).
+    #[serde(default, deserialize_with = "crate::domain::time::optional")]
+    pub completed_before: Option<DateTime<Utc>>,
+}
+
+/// A query's one-of value, or a failed check naming its field.
+fn one_of<T>(
+    checks: &mut super::Checks,
+    field: &str,
+    raw: Option<&str>,
+    parse: fn(&str) -> Option<T>,
+    names: String,
+) -> Option<String>
+where
+    T: Copy,
+{
+    let raw = raw?;
+    if parse(raw).is_none() {
+        checks.fail(field, format!("must be one of {names}"));
+    }
+    Some(raw.to_owned())
 }
 
 /// How many tickets a page may hold, and how many it holds unless asked.
@@ -125,6 +165,13 @@ pub async fn list_tickets(
         Some(c) => checks.take("cursor", decode_cursor(c).ok_or_else(|| "is not a cursor this server gave".into())),
         None => None,
     };
+    let category = one_of(&mut checks, "category", q.category.as_deref(), Category::parse, Category::names());
+    let area = one_of(&mut checks, "area", q.area.as_deref(), Area::parse, Area::names());
+    let urgency = one_of(&mut checks, "urgency", q.urgency.as_deref(), Urgency::parse, Urgency::names());
+    if q.q.as_ref().is_some_and(|text| text.chars().count() > 200) {
+        checks.fail("q", "must be at most 200 characters");
+    }
+    let search = q.q.as_deref().and_then(search_terms);
     checks.finish()?;
     let page = db::run(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller)?;
@@ -136,6 +183,16 @@ pub async fn list_tickets(
             created_before: q.created_before.map(|t| t.naive_utc()),
             after,
             limit: limit + 1,
+            search: search.clone(),
+            category,
+            area,
+            urgency,
+            paid: q.paid,
+            escalated: q.escalated,
+            completed_after: q.completed_after.map(|t| t.naive_utc()),
+            completed_before: q.completed_before.map(|t| t.naive_utc()),
+            except_id: None,
+            only_id: None,
         };
         match viewer.caller.role {
             Role::Admin => filter.sites = q.site_id.map(|s| vec![s]),
@@ -148,11 +205,29 @@ pub async fn list_tickets(
                 filter.sites = Some(viewer.sites.clone());
             }
         }
+        // the ticket whose number was typed comes first, on the first page, once
+        let exact = match (&q.q, &filter.after) {
+            (Some(text), None) if search.is_some() => {
+                match db::tickets::find_by_number(conn, &text.trim().to_uppercase())? {
+                    // shown only if it passes the other filters too
+                    Some(t) => {
+                        let only = TicketFilter { only_id: Some(t.id), limit: 1, ..filter.clone() };
+                        db::tickets::list(conn, &only)?.pop()
+                    }
+                    None => None,
+                }
+            }
+            _ => None,
+        };
+        filter.except_id = exact.as_ref().map(|t| t.id.clone());
         let mut rows = db::tickets::list(conn, &filter)?;
         let next_cursor = (rows.len() as i64 > limit).then(|| {
             rows.truncate(limit as usize);
             rows.last().map(encode_cursor)
         });
+        if let Some(t) = exact {
+            rows.insert(0, t);
+        }
         Ok(TicketList { items: viewer.views(conn, rows)?, next_cursor: next_cursor.flatten() })
     })
     .await?;

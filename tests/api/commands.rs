@@ -398,8 +398,8 @@ fn paid_work_waits_for_the_residents_consent_to_the_price() {
     let early = w.run(&w.tech, |c, _, v, now| commands::add_material(c, v, &t.id, material("1"), now));
     assert_eq!(code_of(early.unwrap_err()), "quote_required");
 
-    let quote = QuoteBody { amount_cents: 35000, note: None };
-    let zero = QuoteBody { amount_cents: 0, note: None };
+    let quote = QuoteBody { amount_cents: 35000, covers: None, note: None };
+    let zero = QuoteBody { amount_cents: 0, covers: None, note: None };
     let refused = w.run_at(&w.tech, 2, |c, ctx, v, now| commands::propose_quote(c, ctx, v, &t.id, zero.clone(), now));
     assert_eq!(code_of(refused.unwrap_err()), "validation_failed");
     w.run_at(&w.tech, 2, |c, ctx, v, now| commands::propose_quote(c, ctx, v, &t.id, quote.clone(), now)).unwrap();

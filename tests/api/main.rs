@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod bill;
 mod commands;
 mod desk;
 mod edit;
@@ -13,6 +14,7 @@ mod onsite;
 mod openapi;
 mod rx;
 mod schema;
+mod search;
 mod sms_providers;
 mod statements;
 mod stub;

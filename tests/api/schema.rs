@@ -1,5 +1,7 @@
 //! The SQLite and PostgreSQL migrations are written twice; they must yield the same tables, columns
-//! (with their nullability), primary keys and indexes, not merely the same folder names.
+//! (with their nullability), primary keys and indexes, not merely the same folder names. The one
+//! thing each engine does its own way is the index of ticket search: an FTS5 table with its
+//! triggers on SQLite (`ticket_search*`), a trigram index on PostgreSQL (`tickets_search_trgm`).
 
 use std::collections::BTreeSet;
 
@@ -73,7 +75,8 @@ fn sqlite_facts(conn: &mut SqliteConnection) -> BTreeSet<Fact> {
     let mut facts = BTreeSet::new();
     let tables: Vec<Name> = diesel::sql_query(
         "SELECT name FROM sqlite_master WHERE type = 'table' \
-         AND name NOT LIKE 'sqlite_%' AND name <> '__diesel_schema_migrations'",
+         AND name NOT LIKE 'sqlite_%' AND name <> '__diesel_schema_migrations' \
+         AND name NOT LIKE 'ticket_search%'",
     )
     .load(conn)
     .unwrap();
@@ -147,7 +150,8 @@ fn postgres_facts(conn: &mut PgConnection) -> BTreeSet<Fact> {
            JOIN pg_class i ON i.oid = x.indexrelid \
            JOIN pg_class t ON t.oid = x.indrelid \
            JOIN pg_namespace n ON n.oid = t.relnamespace \
-          WHERE n.nspname = 'public' AND t.relname <> '__diesel_schema_migrations'",
+          WHERE n.nspname = 'public' AND t.relname <> '__diesel_schema_migrations' \
+            AND i.relname <> 'tickets_search_trgm'",
     )
     .load(conn)
     .unwrap();

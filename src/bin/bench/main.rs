@@ -13,6 +13,7 @@ mod measure;
 mod raw;
 mod report;
 mod scenarios;
+mod search;
 mod setup;
 mod sse;
 
@@ -76,10 +77,14 @@ pub struct Args {
     /// Idle SSE connections for the memory measurement (0 skips it)
     #[arg(long, default_value_t = 5000)]
     sse: usize,
-    /// Scenarios to run, comma-separated: claim,claim_8_sites,raw,hot,flow,push,pull,login,push500,sse
-    /// (raw: db_minimal_claim and db_our_claim_statements, each of which can also be named alone)
-    #[arg(long, default_value = "claim,claim_8_sites,raw,hot,flow,push,pull,login,push500,sse")]
+    /// Scenarios to run, comma-separated: claim,claim_8_sites,raw,hot,flow,push,pull,login,push500,search,sse
+    /// (raw: db_minimal_claim and db_our_claim_statements, each of which can also be named alone;
+    /// search writes --search-tickets tickets into the site first, so it runs after the others)
+    #[arg(long, default_value = "claim,claim_8_sites,raw,hot,flow,push,pull,login,push500,search,sse")]
     only: String,
+    /// Tickets written into the bench site for the `search` scenario
+    #[arg(long, default_value_t = 100_000)]
+    search_tickets: usize,
     /// Keep the benchmark's database afterwards (its URL is printed), to look at its plans and data
     #[arg(long)]
     keep_db: bool,
@@ -129,6 +134,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if wants("push500") {
         scenarios::push500(&fx, &mut out).await?;
+    }
+    if wants("search") {
+        search::search(&args, &fx, &mut out).await?;
     }
     stop.stop(true).await;
     let _ = server.await;

@@ -250,6 +250,11 @@ pub struct Fixture {
 }
 
 impl Fixture {
+    /// The bench's site.
+    pub fn site(&self) -> &str {
+        &self.site
+    }
+
     /// `n` open tickets: from the ones made at setup, then freshly created ones.
     pub async fn take(&self, n: usize) -> anyhow::Result<Vec<String>> {
         let mut got: Vec<String> = {
