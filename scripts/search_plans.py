@@ -1,0 +1,31 @@
+#!/usr/bin/env python3
+"""Times the ticket search statement once per text of the bench's `search` scenario, with its
+plan, on a SQLite database the bench kept (`--only search --keep-db`): the table in
+docs/performance.md, "Ticket search in a site of 100,000 tickets".
+
+Usage: scripts/search_plans.py /tmp/rd-bench-.../bench.db
+Needs a Python whose sqlite3 has FTS5 with the trigram tokenizer (SQLite 3.34 or later).
+"""
+import sqlite3
+import sys
+import time
+
+db = sqlite3.connect(sys.argv[1])
+site = db.execute("SELECT site_id FROM tickets GROUP BY site_id ORDER BY count(*) DESC LIMIT 1").fetchone()[0]
+# (as typed, lowercased; its place key when it differs), as domain::place::search_terms makes them
+texts = [("1502", None), ("漏水", None), ("地漏堵塞", None), ("12栋 6单元 1101", "12栋6单元1101"),
+         ("13800050000", None), ("sr-20261203-033333", None)]
+for plain, key in texts:
+    patterns = ["%" + plain + "%"] + (["%" + key + "%"] if key else [])
+    # the statement db::tickets::list writes on SQLite: the FTS5 table from three characters on
+    if all(len(p) >= 5 for p in patterns):
+        union = " UNION ".join("SELECT rowid FROM ticket_search WHERE search_text LIKE ?" for _ in patterns)
+        condition = f"tickets.rowid IN ({union})"
+    else:
+        condition = " OR ".join("search_text LIKE ?" for _ in patterns)
+    sql = f"SELECT id FROM tickets WHERE site_id = ? AND ({condition}) ORDER BY created_at DESC, id DESC LIMIT 51"
+    began = time.time()
+    rows = db.execute(sql, [site] + patterns).fetchall()
+    took = (time.time() - began) * 1000
+    plan = [step[3] for step in db.execute("EXPLAIN QUERY PLAN " + sql, [site] + patterns).fetchall()]
+    print(f"{plain}\t{len(rows)} rows\t{took:.1f} ms\t{'; '.join(plan)}")
