@@ -3,7 +3,9 @@
 plan, on a SQLite database the bench kept (`--only search --keep-db`): the table in
 docs/performance.md, "Ticket search in a site of 100,000 tickets".
 
-Usage: scripts/search_plans.py /tmp/rd-bench-.../bench.db
+Usage: scripts/search_plans.py /tmp/rd-bench-.../bench.db [--plus-site]
+--plus-site writes the site condition `+site_id` (off its index), as the server does since 27ef3d4
+(`site_id || ''`); without it, the statement as it was before.
 Needs a Python whose sqlite3 has FTS5 with the trigram tokenizer (SQLite 3.34 or later).
 """
 import sqlite3
@@ -23,7 +25,8 @@ for plain, key in texts:
         condition = f"tickets.rowid IN ({union})"
     else:
         condition = " OR ".join("search_text LIKE ?" for _ in patterns)
-    sql = f"SELECT id FROM tickets WHERE site_id = ? AND ({condition}) ORDER BY created_at DESC, id DESC LIMIT 51"
+    site_column = "+site_id" if "--plus-site" in sys.argv[2:] else "site_id"
+    sql = f"SELECT id FROM tickets WHERE {site_column} = ? AND ({condition}) ORDER BY created_at DESC, id DESC LIMIT 51"
     began = time.time()
     rows = db.execute(sql, [site] + patterns).fetchall()
     took = (time.time() - began) * 1000
