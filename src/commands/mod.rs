@@ -19,6 +19,7 @@ pub mod field;
 pub mod handover;
 pub mod matter;
 pub mod quote;
+pub mod report;
 
 pub use desk::*;
 pub use error::Error;
@@ -26,6 +27,7 @@ pub use field::*;
 pub use handover::*;
 pub use matter::*;
 pub use quote::*;
+pub use report::*;
 
 use chrono::NaiveDateTime;
 use serde::Deserialize;

@@ -58,6 +58,7 @@ pub mod matters;
 pub mod outbox;
 pub mod prepared;
 pub mod quotes;
+pub mod reports;
 pub mod schema;
 pub mod settings;
 pub mod sites;

@@ -7,7 +7,9 @@ use diesel::deserialize::{self, FromSql};
 use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types::Text;
 
-use crate::domain::ticket::{Area, Channel, Covers, EscalationKind, HoldReason, QuoteStatus, Status, Urgency};
+use crate::domain::ticket::{
+    Area, ArrivalLimit, Channel, Covers, EscalationKind, HoldReason, QuoteStatus, Status, Urgency,
+};
 
 macro_rules! stored_as_text {
     ($($name:ident),+ $(,)?) => {$(
@@ -32,4 +34,4 @@ macro_rules! stored_as_text {
     )+};
 }
 
-stored_as_text!(Status, QuoteStatus, Covers, Area, Urgency, Channel, HoldReason, EscalationKind);
+stored_as_text!(Status, QuoteStatus, Covers, Area, Urgency, Channel, HoldReason, EscalationKind, ArrivalLimit);

@@ -606,6 +606,22 @@ impl Default for Clock {
     }
 }
 
+string_enum!(
+    /// Which arrival limit a ticket is held to: an appointment's time when it has one, else the
+    /// minutes after the claim for its urgency.
+    ArrivalLimit { Normal => "normal", Emergency => "emergency", Appointment => "appointment" }
+);
+
+impl ArrivalLimit {
+    pub fn of(urgency: Urgency, has_appointment: bool) -> Self {
+        match (has_appointment, urgency) {
+            (true, _) => ArrivalLimit::Appointment,
+            (false, Urgency::Emergency) => ArrivalLimit::Emergency,
+            (false, Urgency::Normal) => ArrivalLimit::Normal,
+        }
+    }
+}
+
 impl Clock {
     /// When the technician must be at the door: the appointment, else claim time plus the
     /// arrival limit for the urgency.
@@ -615,15 +631,18 @@ impl Clock {
         urgency: Urgency,
         appointment_at: Option<NaiveDateTime>,
     ) -> NaiveDateTime {
-        match appointment_at {
-            Some(at) => at.max(claimed_at),
-            None => {
-                claimed_at
-                    + match urgency {
-                        Urgency::Emergency => self.emergency_arrival,
-                        Urgency::Normal => self.arrival,
-                    }
-            }
+        match (ArrivalLimit::of(urgency, appointment_at.is_some()), appointment_at) {
+            (ArrivalLimit::Appointment, Some(at)) => at.max(claimed_at),
+            (limit, _) => claimed_at + self.arrival_after_claim(limit).unwrap_or(self.arrival),
+        }
+    }
+
+    /// The time after the claim a limit allows; `None` for an appointment (its time is the limit).
+    pub fn arrival_after_claim(&self, limit: ArrivalLimit) -> Option<Duration> {
+        match limit {
+            ArrivalLimit::Normal => Some(self.arrival),
+            ArrivalLimit::Emergency => Some(self.emergency_arrival),
+            ArrivalLimit::Appointment => None,
         }
     }
 }

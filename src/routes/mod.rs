@@ -10,6 +10,7 @@ pub mod matters;
 pub mod onsite;
 pub mod openapi;
 pub mod pool;
+pub mod reports;
 pub mod sites;
 pub mod sync;
 pub mod tickets;
@@ -46,6 +47,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .configure(escalations::configure)
             .configure(handovers::configure)
             .configure(matters::configure)
+            .configure(reports::configure)
             .configure(onsite::configure)
             .configure(catalogue::configure)
             .configure(sync::configure)

@@ -1,0 +1,9 @@
+DROP INDEX matters_site_replied;
+DROP INDEX matters_site_created;
+DROP INDEX quotes_decided;
+DROP INDEX quotes_proposed;
+DROP INDEX tickets_rework_of;
+DROP INDEX tickets_site_cancelled;
+DROP INDEX tickets_site_completed;
+DROP INDEX tickets_site_arrived;
+DROP INDEX tickets_site_created;
