@@ -49,18 +49,23 @@ pub enum ReportLang {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct MonthlyReportParams {
-    /// A site of the caller's desk (an admin: any). Repeated (`site_id=a&site_id=b`) for several
-    /// sites at once, with their total: admins and supervisors only, at most 50.
-    #[param(style = Form, explode, min_items = 1, max_items = 50)]
-    site_id: Vec<String>,
-    /// The month, `YYYY-MM`, counted in each site's own time zone.
+    /// Required: a site of the caller's desk (an admin: any). Repeated (`site_id=a&site_id=b`)
+    /// for several sites at once, with their total: admins and supervisors only, at most 50.
+    #[param(style = Form, explode, max_items = 50)]
+    site_id: Option<Vec<String>>,
+    /// Required: the month, `YYYY-MM`, counted in each site's own time zone.
     #[param(pattern = r"^[0-9]{4}-(?:0[1-9]|1[0-2])$", example = "2026-11")]
-    month: String,
+    month: Option<String>,
     /// `json` (the default), `csv` or `xlsx`.
     format: Option<ReportFormat>,
     /// `en` (the default) or `zh`: the CSV and workbook headers and sheet names.
     lang: Option<ReportLang>,
 }
+
+/// A file of the report: the ZIP of CSV files, or the workbook.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct ReportFile(#[allow(dead_code)] Vec<u8>);
 
 struct Parsed {
     site_ids: Vec<String>,
@@ -135,8 +140,8 @@ fn parse(raw: &str) -> Result<Parsed, ApiError> {
     responses(
         (status = 200, description = "the report, in the format asked for", content(
             (Report = "application/json"),
-            (Vec<u8> = "application/zip"),
-            (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+            (ReportFile = "application/zip"),
+            (ReportFile = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
         )),
         (status = 403, description = "`forbidden`: the desk and admins only", body = crate::error::Problem),
         (status = 422, description = "`validation_failed` naming `site_id` (missing, not a site of the caller's desk, several for a dispatcher), `month`, `format` or `lang`", body = crate::error::Problem),
