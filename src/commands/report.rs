@@ -21,7 +21,8 @@ pub struct ReportQuery {
 }
 
 /// The sites' figures for the month, each counted in its own time zone; with several sites,
-/// each one's report and their total.
+/// each one's report and their total. Run it in one transaction ([`db::snapshot`]), so its
+/// statements agree with each other.
 pub fn monthly_report(conn: &mut DbConn, viewer: &Viewer, clock: &Clock, q: &ReportQuery) -> Result<Report, Error> {
     viewer.caller.require(&DESK)?;
     let mut seen = BTreeSet::new();
@@ -45,6 +46,7 @@ pub fn monthly_report(conn: &mut DbConn, viewer: &Viewer, clock: &Clock, q: &Rep
         let window = Window { site_id: site.id.clone(), from, until };
         sites.push((site, window));
     }
+    reports::begin(conn)?;
     let reply_minutes = clock.matter_reply.num_seconds() as f64 / 60.0;
     let mut per_site = Vec::with_capacity(sites.len());
     for (_, window) in &sites {

@@ -695,7 +695,9 @@ pub fn figures(rows: Rows, clock: &Clock) -> Figures {
     f.fees.declined_cents = q.declined_cents;
 
     // materials: one entry per item and supplier, whichever sites' rows they came from
-    let mut materials: BTreeMap<(String, Option<String>, String, String), (i64, i64)> = BTreeMap::new();
+    // (name, spec, unit, supplier) -> (thousandths, cents)
+    type Item = (String, Option<String>, String, String);
+    let mut materials: BTreeMap<Item, (i64, i64)> = BTreeMap::new();
     for r in &rows.materials {
         let supplied_by = SuppliedBy::parse(&r.supplied_by).map_or(r.supplied_by.clone(), |s| s.as_str().to_owned());
         let entry = materials.entry((r.name.clone(), r.spec.clone(), r.unit.clone(), supplied_by)).or_insert((0, 0));

@@ -10,6 +10,7 @@
 
 mod http;
 mod measure;
+mod monthly;
 mod raw;
 mod report;
 mod scenarios;
@@ -77,14 +78,18 @@ pub struct Args {
     /// Idle SSE connections for the memory measurement (0 skips it)
     #[arg(long, default_value_t = 5000)]
     sse: usize,
-    /// Scenarios to run, comma-separated: claim,claim_8_sites,raw,hot,flow,push,pull,login,push500,search,sse
+    /// Scenarios to run, comma-separated: claim,claim_8_sites,raw,hot,flow,push,pull,login,push500,search,report,sse
     /// (raw: db_minimal_claim and db_our_claim_statements, each of which can also be named alone;
-    /// search writes --search-tickets tickets into the site first, so it runs after the others)
-    #[arg(long, default_value = "claim,claim_8_sites,raw,hot,flow,push,pull,login,push500,search,sse")]
+    /// search writes --search-tickets tickets into the site first, and report a month of
+    /// --report-tickets, so they run after the others)
+    #[arg(long, default_value = "claim,claim_8_sites,raw,hot,flow,push,pull,login,push500,search,report,sse")]
     only: String,
     /// Tickets written into the bench site for the `search` scenario
     #[arg(long, default_value_t = 100_000)]
     search_tickets: usize,
+    /// Tickets written into one month of the bench site for the `report` scenario
+    #[arg(long, default_value_t = 20_000)]
+    report_tickets: usize,
     /// Keep the benchmark's database afterwards (its URL is printed), to look at its plans and data
     #[arg(long)]
     keep_db: bool,
@@ -137,6 +142,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if wants("search") {
         search::search(&args, &fx, &mut out).await?;
+    }
+    if wants("report") {
+        monthly::report(&args, &fx, &mut out).await?;
     }
     stop.stop(true).await;
     let _ = server.await;
