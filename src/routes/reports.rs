@@ -57,8 +57,10 @@ pub struct MonthlyReportParams {
     #[param(pattern = r"^[0-9]{4}-(?:0[1-9]|1[0-2])$", example = "2026-11")]
     month: Option<String>,
     /// `json` (the default), `csv` or `xlsx`.
+    #[param(inline)]
     format: Option<ReportFormat>,
     /// `en` (the default) or `zh`: the CSV and workbook headers and sheet names.
+    #[param(inline)]
     lang: Option<ReportLang>,
 }
 
