@@ -793,6 +793,13 @@ pub fn visible(conn: &mut DbConn, viewer: &Viewer, id: &str) -> Result<TicketRow
     db::tickets::find(conn, id)?.filter(|t| viewer.can_see(t)).ok_or_else(|| ApiError::not_found("ticket"))
 }
 
+/// [`visible`] by the ticket's number.
+pub fn visible_by_number(conn: &mut DbConn, viewer: &Viewer, number: &str) -> Result<TicketRow, ApiError> {
+    db::tickets::find_by_number(conn, number)?
+        .filter(|t| viewer.can_see(t))
+        .ok_or_else(|| ApiError::not_found("ticket"))
+}
+
 /// [`visible`], locked for a change (see [`db::tickets::find_for_update`]).
 pub fn visible_for_update(conn: &mut DbConn, viewer: &Viewer, id: &str) -> Result<TicketRow, ApiError> {
     db::tickets::find_for_update(conn, id)?.filter(|t| viewer.can_see(t)).ok_or_else(|| ApiError::not_found("ticket"))

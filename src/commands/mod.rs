@@ -174,8 +174,7 @@ pub fn code_refusal(check: CodeCheck, purpose: Purpose) -> Option<Error> {
     }
 }
 
-/// The longest reason for a release, a cancellation or an assignment, in characters (trimmed).
-pub const MAX_REASON: usize = 500;
+pub use crate::domain::ticket::MAX_REASON;
 /// The longest note that goes with a move (a phone verification, an inspection, a hold, a quote
 /// and the resident's answer), in characters (trimmed).
 pub const MAX_MOVE_NOTE: usize = 500;

@@ -405,6 +405,9 @@ pub const MAX_SITE_ID: usize = 64;
 pub const MAX_LOCATION: usize = 200;
 pub const MAX_DESCRIPTION: usize = 2000;
 pub const MAX_REPORTER_NAME: usize = 100;
+/// The longest reason for a release, a cancellation, an assignment or an edit, in characters
+/// (trimmed).
+pub const MAX_REASON: usize = 500;
 /// How far back an appointment may be (a form filled in a few minutes ago), and how far ahead.
 pub const APPOINTMENT_GRACE_MINUTES: i64 = 5;
 pub const APPOINTMENT_MAX_DAYS: i64 = 90;

@@ -273,3 +273,20 @@ pub async fn assert_problem(res: Response, status: u16, code: &str) -> Value {
     assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string());
     body
 }
+
+/// Reads a `/sync/stream` answer until a `changed` event names `ticket_id` (3 s at most), and
+/// returns that event's id.
+pub async fn changed_event_id(res: Response, ticket_id: &str) -> String {
+    use futures_util::StreamExt;
+    let mut stream = res.bytes_stream();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        if let Some(event) = text.split("\n\n").find(|e| e.contains("event: changed") && e.contains(ticket_id)) {
+            let id = event.lines().find_map(|l| l.strip_prefix("id: ")).expect("an event id");
+            return id.to_owned();
+        }
+        let chunk = tokio::time::timeout_at(deadline, stream.next()).await.expect("a changed event within 3 s");
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
+    }
+}
