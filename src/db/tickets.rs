@@ -508,35 +508,36 @@ pub fn list(conn: &mut DbConn, f: &TicketFilter) -> QueryResult<Vec<TicketRow>> 
         query = if escalated { query.filter(open) } else { query.filter(diesel::dsl::not(open)) };
     }
     if let Some((plain, key)) = &f.search {
-        let mut patterns = vec![format!("%{plain}%")];
+        let mut terms = vec![plain.clone()];
         if key != plain {
-            patterns.push(format!("%{key}%"));
+            terms.push(key.clone());
         }
         // a trigram index serves three characters or more; a shorter text is read row by row
-        let indexed = patterns.iter().all(|p| p.chars().count() >= 5);
+        let indexed = terms.iter().all(|t| t.chars().count() >= 3);
         // On SQLite, a text found in many tickets (a common fault) is read row by row too: newest
         // first, stopping at the page, it meets its matches soon, where the search index would
         // fetch every match and sort them all (docs/performance.md)
-        if sqlite && indexed && !common_on_sqlite(conn, &patterns)? {
+        if sqlite && indexed && !common_on_sqlite(conn, &terms)? {
             use diesel::dsl::sql;
             use diesel::sql_types::{Bool, Text};
-            let first = "tickets.rowid IN (SELECT rowid FROM ticket_search WHERE search_text LIKE ";
-            let mut patterns = patterns.into_iter();
-            let one = patterns.next().unwrap_or_default();
-            query = match patterns.next() {
+            let first = "tickets.rowid IN (SELECT rowid FROM ticket_search WHERE search_text MATCH ";
+            let mut phrases = terms.iter().map(|t| fts_phrase(t));
+            let one = phrases.next().unwrap_or_default();
+            query = match phrases.next() {
                 None => query.filter(sql::<Bool>(first).bind::<Text, _>(one).sql(")")),
                 Some(two) => query.filter(
                     sql::<Bool>(first)
                         .bind::<Text, _>(one)
-                        .sql(" UNION SELECT rowid FROM ticket_search WHERE search_text LIKE ")
+                        .sql(" UNION SELECT rowid FROM ticket_search WHERE search_text MATCH ")
                         .bind::<Text, _>(two)
                         .sql(")"),
                 ),
             };
         } else {
+            let mut patterns = terms.iter().map(|t| format!("%{t}%"));
             let mut found: Box<dyn BoxableExpression<tickets::table, _, SqlType = diesel::sql_types::Bool>> =
-                Box::new(tickets::search_text.like(patterns[0].clone()));
-            for p in patterns.into_iter().skip(1) {
+                Box::new(tickets::search_text.like(patterns.next().unwrap_or_default()));
+            for p in patterns {
                 found = Box::new(found.or(tickets::search_text.like(p)));
             }
             query = query.filter(found);
@@ -551,15 +552,22 @@ pub fn list(conn: &mut DbConn, f: &TicketFilter) -> QueryResult<Vec<TicketRow>> 
 /// they meet near the square root of `50 * tickets`, 2,200 at 100,000 tickets in a site.
 pub const COMMON_MATCHES: i64 = 2_000;
 
-/// Whether the search index holds at least [`COMMON_MATCHES`] rows like any of `patterns`
-/// (SQLite's FTS5 table), counted no further than that.
-fn common_on_sqlite(conn: &mut DbConn, patterns: &[String]) -> QueryResult<bool> {
+/// `text` as an FTS5 phrase: with the trigram tokenizer, the rows whose search text holds it as a
+/// substring, found from the index alone (a `LIKE` on the FTS5 table reads each candidate's text
+/// from the tickets to check it).
+fn fts_phrase(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "\"\""))
+}
+
+/// Whether the search index holds at least [`COMMON_MATCHES`] rows with any of `terms` (SQLite's
+/// FTS5 table), counted no further than that.
+fn common_on_sqlite(conn: &mut DbConn, terms: &[String]) -> QueryResult<bool> {
     use diesel::dsl::sql;
     use diesel::sql_types::{BigInt, Text};
-    for p in patterns {
+    for t in terms {
         let found: i64 = diesel::select(
-            sql::<BigInt>("(SELECT count(*) FROM (SELECT 1 FROM ticket_search WHERE search_text LIKE ")
-                .bind::<Text, _>(p.clone())
+            sql::<BigInt>("(SELECT count(*) FROM (SELECT 1 FROM ticket_search WHERE search_text MATCH ")
+                .bind::<Text, _>(fts_phrase(t))
                 .sql(" LIMIT ")
                 .bind::<BigInt, _>(COMMON_MATCHES)
                 .sql("))"),

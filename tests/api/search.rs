@@ -54,6 +54,7 @@ async fn the_desk_finds_tickets_by_any_part_of_what_it_knows() {
     assert_eq!(find(&d, &q("灯不亮")).await, [id(&b)]);
     assert!(find(&d, &q("燃气")).await.is_empty());
     assert!(find(&d, &q("100%")).await.is_empty(), "a % is text, not a wildcard");
+    assert!(find(&d, &q("\"1502\" OR 漏水")).await.is_empty(), "quotes and OR are text, not the index's syntax");
     // the number typed: that ticket first
     let number = c["number"].as_str().unwrap();
     assert_eq!(find(&d, &q(number)).await[0], id(&c));
