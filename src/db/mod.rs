@@ -48,6 +48,7 @@ macro_rules! on_engine {
 }
 
 pub mod codes;
+pub mod devices;
 pub mod escalations;
 pub mod events;
 pub mod faults;
@@ -57,6 +58,7 @@ pub mod materials;
 pub mod matters;
 pub mod outbox;
 pub mod prepared;
+pub mod push;
 pub mod quotes;
 pub mod schema;
 pub mod settings;
