@@ -10,7 +10,7 @@ use super::error::Error;
 use crate::db::{self, devices::DeviceRow, push::PushRow, tickets::TicketRow, users::UserRecord, DbConn};
 use crate::domain::push::{self as rules, Audience, Kind, Platform, Provider, Seen};
 use crate::domain::ticket::Urgency;
-use crate::error::FieldError;
+use crate::error::{ApiError, FieldError};
 
 /// Queues the messages that `event` (by `actor`, from `before` to `after`; no `before`: the
 /// ticket was just registered) sets off, one per device of each technician told, in the
@@ -160,7 +160,10 @@ pub fn register_device(
         created_at: now,
         updated_at: now,
     };
-    db::devices::insert(conn, &row)?;
+    if !db::devices::insert(conn, &row)? {
+        // another registration of the same token committed since we looked: send it again
+        return Err(Error::Server(ApiError::database_busy("a push token was registered twice at once")));
+    }
     Ok(row)
 }
 

@@ -19,8 +19,15 @@ pub struct DeviceRow {
     pub updated_at: NaiveDateTime,
 }
 
-pub fn insert(conn: &mut DbConn, row: &DeviceRow) -> QueryResult<()> {
-    diesel::insert_into(devices::table).values(row).execute(conn).map(|_| ())
+/// Inserts a device unless its token was registered meanwhile (by a transaction that committed
+/// after this one read it); whether it was.
+pub fn insert(conn: &mut DbConn, row: &DeviceRow) -> QueryResult<bool> {
+    let inserted = on_engine!(&mut *conn, |c| diesel::insert_into(devices::table)
+        .values(row)
+        .on_conflict((devices::provider, devices::token))
+        .do_nothing()
+        .execute(c))?;
+    Ok(inserted == 1)
 }
 
 pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<DeviceRow>> {

@@ -109,6 +109,9 @@ fn not_to_send(row: &PushRow, ticket: Option<&db::tickets::TicketRow>, device: O
     if device.is_none() {
         return Some(Outcome::finished(db::push::UNREGISTERED, Some("the device was removed".into())));
     }
+    if ticket.is_none() {
+        return Some(Outcome::finished(db::push::FAILED, Some("the ticket is gone".into())));
+    }
     None
 }
 

@@ -372,3 +372,147 @@ async fn a_phone_registered_by_the_next_shift_moves_to_them() {
         .collect();
     assert_eq!(statuses, [(t1.as_str(), "unregistered")]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// JPush (极光), against a stub that checks what JPush checks: basic auth of the app key and the
+// master secret, and the v3 push body.
+
+const JPUSH_KEY: &str = "4f7a0c1b2d3e4f5a6b7c8d9e";
+const JPUSH_SECRET: &str = "master-secret-test";
+
+/// A JPush API that refuses bad credentials and malformed pushes, knows the registration ids in
+/// `known`, and otherwise answers `then` (or 200).
+fn jpush_api(known: &'static [&'static str], then: Vec<Answer>) -> Stub {
+    use base64::Engine;
+    let then = Arc::new(Mutex::new(VecDeque::from(then)));
+    stub(move |r: &Received| {
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{JPUSH_KEY}:{JPUSH_SECRET}"))
+        );
+        if r.method != "POST" || r.path != "/v3/push" {
+            return answer(404, json!({ "error": { "code": 1000, "message": "no such API" } }));
+        }
+        if r.header("authorization") != Some(expected.as_str()) {
+            return answer(401, json!({ "error": { "code": 1004, "message": "Authen failed" } }));
+        }
+        let Ok(body) = serde_json::from_slice::<Value>(&r.body) else {
+            return answer(400, json!({ "error": { "code": 1003, "message": "not JSON" } }));
+        };
+        let platform = body["platform"].as_str().unwrap_or_default();
+        let ids = body["audience"]["registration_id"].as_array().cloned().unwrap_or_default();
+        let alert = &body["notification"][platform]["alert"];
+        if !["android", "ios"].contains(&platform) || ids.len() != 1 || alert.is_null() {
+            return answer(400, json!({ "error": { "code": 1003, "message": "Parameter value is invalid" } }));
+        }
+        if !known.contains(&ids[0].as_str().unwrap_or_default()) {
+            return answer(400, json!({ "error": { "code": 1011, "message": "cannot find user by this audience" } }));
+        }
+        then.lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| answer(200, json!({ "sendno": "0", "msg_id": "54043195528" })))
+    })
+}
+
+fn jpush_settings(api: &Stub, secret: &str) -> repairdesk::push::Providers {
+    let url = api.url("");
+    let vars = [
+        ("REPAIRDESK_JPUSH_APP_KEY", JPUSH_KEY),
+        ("REPAIRDESK_JPUSH_MASTER_SECRET", secret),
+        ("REPAIRDESK_JPUSH_BASE_URL", url.as_str()),
+        ("REPAIRDESK_PUSH_TIMEOUT_SECS", "2"),
+    ];
+    let settings = repairdesk::push::PushSettings::from_lookup(|k| {
+        vars.iter().find(|(name, _)| *name == k).map(|(_, v)| (*v).to_owned())
+    })
+    .unwrap();
+    repairdesk::push::build_providers(&settings).unwrap()
+}
+
+fn jpush_message(token: &str) -> repairdesk::push::OutgoingPush {
+    repairdesk::push::OutgoingPush {
+        id: "m-1".into(),
+        token: token.into(),
+        platform: "android".into(),
+        title: "【紧急】新工单 GY-20261203-0001".into(),
+        body: "3栋2单元1201，可以抢单了".into(),
+        priority: "high".into(),
+        collapse_key: "pool_added-u1".into(),
+        data: [("kind", "pool_added"), ("ticket_id", "t-1"), ("number", "GY-20261203-0001")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn jpush_takes_a_message_with_basic_auth_and_says_which_failures_to_retry() {
+    use repairdesk::domain::push::Provider;
+    use repairdesk::push::SendError;
+    let busy = Answer {
+        headers: vec![("retry-after", "30".to_owned())],
+        ..answer(429, json!({ "error": { "code": 2002, "message": "rate limited" } }))
+    };
+    let api = jpush_api(&["1a0018970af2a3c5d1e"], vec![busy, answer(503, json!({}))]);
+    let providers = jpush_settings(&api, JPUSH_SECRET);
+    let jpush = providers.for_service(Provider::Jpush).expect("jpush is configured");
+    assert_eq!(jpush.name(), "jpush");
+    // the webhook, FCM and APNs are not
+    assert!(providers.for_service(Provider::Webhook).is_none() && providers.for_service(Provider::Fcm).is_none());
+
+    let message = jpush_message("1a0018970af2a3c5d1e");
+    match jpush.send(&message).await {
+        Err(SendError::Retryable { error, retry_after }) => {
+            assert!(error.contains("429") && error.contains("2002"), "{error}");
+            assert_eq!(retry_after, Some(std::time::Duration::from_secs(30)));
+        }
+        other => panic!("expected a retryable 429, got {other:?}"),
+    }
+    assert!(matches!(jpush.send(&message).await, Err(SendError::Retryable { retry_after: None, .. })));
+    assert_eq!(jpush.send(&message).await, Ok(()));
+    let sent: Value = serde_json::from_slice(&api.received().last().unwrap().body).unwrap();
+    assert_eq!(sent["notification"]["android"]["title"], message.title);
+    assert_eq!(sent["notification"]["android"]["alert"], message.body);
+    assert_eq!(sent["notification"]["android"]["extras"]["ticket_id"], "t-1");
+    assert_eq!(sent["notification"]["android"]["priority"], 2);
+
+    // a registration id JPush does not know: the device is to be forgotten
+    assert!(
+        matches!(jpush.send(&jpush_message("0000unknown")).await, Err(SendError::Unregistered(m)) if m.contains("1011"))
+    );
+    // wrong credentials will not get better
+    let wrong = jpush_settings(&api, "not-the-secret");
+    let refused = wrong.for_service(Provider::Jpush).unwrap().send(&message).await;
+    assert!(matches!(refused, Err(SendError::Permanent(m)) if m.contains("401") && m.contains("1004")));
+}
+
+#[tokio::test]
+async fn a_new_ticket_reaches_a_jpush_phone_and_an_unknown_registration_id_is_forgotten() {
+    let api = jpush_api(&["1a0018970af2a3c5d1e"], Vec::new());
+    let url = api.url("");
+    let d = desk_with(&[
+        ("REPAIRDESK_JPUSH_APP_KEY", JPUSH_KEY),
+        ("REPAIRDESK_JPUSH_MASTER_SECRET", JPUSH_SECRET),
+        ("REPAIRDESK_JPUSH_BASE_URL", url.as_str()),
+    ])
+    .await;
+    let mut techs = Vec::new();
+    for (name, token) in [("tech1", "1a0018970af2a3c5d1e"), ("tech2", "0000unknown")] {
+        let (_, access) = d.technician(name).await;
+        let body = json!({ "provider": "jpush", "token": token, "platform": "android" });
+        assert_eq!(d.app.post("/api/v1/devices", &access, &body).await.status(), 201);
+        techs.push(access);
+    }
+    let t = d.ticket().await;
+    assert_eq!(d.app.deliver_push().await, 2);
+    let view = ticket_view(&d, id(&t)).await;
+    let mut statuses: Vec<&str> =
+        view["push"].as_array().unwrap().iter().map(|m| m["status"].as_str().unwrap()).collect();
+    statuses.sort();
+    assert_eq!(statuses, ["sent", "unregistered"]);
+    assert_eq!(json_of(d.app.get("/api/v1/devices", &techs[1]).await).await["items"], json!([]));
+    assert_eq!(json_of(d.app.get("/api/v1/devices", &techs[0]).await).await["items"].as_array().unwrap().len(), 1);
+    let sent: Value = serde_json::from_slice(&api.received()[0].body).unwrap();
+    assert_eq!(sent["notification"]["android"]["extras"]["number"], t["number"]);
+}
