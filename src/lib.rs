@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod input;
 pub mod jobs;
 pub mod notify;
+pub mod push;
 pub mod routes;
 pub mod sms;
 pub mod startup;

@@ -96,6 +96,12 @@ impl Application {
         } else {
             tracing::info!(provider = provider.name(), "SMS gateway");
         }
+        let push_providers = crate::push::build_providers(&settings.push).map_err(anyhow::Error::msg)?;
+        let accepted: Vec<&str> = push_providers.accepted().iter().map(|p| p.as_str()).collect();
+        if settings.push.log {
+            tracing::warn!("REPAIRDESK_PUSH_LOG is on: pushes to services not configured are only written to this log");
+        }
+        tracing::info!(services = ?accepted, "push services");
         let clock = settings.clock.into();
         let jobs = jobs::Jobs {
             pool: pool.clone(),
@@ -103,6 +109,8 @@ impl Application {
             scan_every: Duration::from_secs(settings.scan_interval_secs),
             provider,
             delivery: (&settings.sms_delivery).into(),
+            push_providers: push_providers.clone(),
+            push_delivery: (&settings).into(),
         };
         if timers == Timers::On {
             jobs.spawn(stopping);
@@ -115,6 +123,7 @@ impl Application {
             code_key: code_key.into_bytes(),
             clock,
             sms_policy: (&settings.sms_policy).into(),
+            push_providers,
             faults: settings
                 .fault_push_op
                 .map_or_else(Default::default, |(op_id, times)| crate::db::faults::Faults::push_op(op_id, times)),
@@ -241,6 +250,7 @@ pub fn create_user(
         active: true,
         created_at: at,
         updated_at: at,
+        on_duty: true,
     };
     db::users::insert(conn, &row, &[], &[], &[])?;
     Ok(())

@@ -18,6 +18,7 @@ pub mod error;
 pub mod field;
 pub mod handover;
 pub mod matter;
+pub mod push;
 pub mod quote;
 
 pub use desk::*;
@@ -25,6 +26,7 @@ pub use error::Error;
 pub use field::*;
 pub use handover::*;
 pub use matter::*;
+pub use push::{devices, register_device, remove_device, set_duty, DeviceBody, DutyBody};
 pub use quote::*;
 
 use chrono::NaiveDateTime;
@@ -205,7 +207,8 @@ fn client_id(raw: Option<&str>) -> Result<String, Error> {
 }
 
 /// Applies a change if the ticket is still as read and appends its event; a change of status
-/// also resolves the ticket's open escalations (it moved on). Returns the ticket as it now stands.
+/// also resolves the ticket's open escalations (it moved on), and the push messages the change
+/// sets off are queued ([`push::announce`]). Returns the ticket as it now stands.
 #[allow(clippy::too_many_arguments)]
 pub fn apply(
     conn: &mut DbConn,
@@ -226,6 +229,8 @@ pub fn apply(
     if to.is_some_and(|to| to != from) {
         db::escalations::resolve_for_ticket(conn, &t.id, now)?;
     }
+    // the technicians' phones hear of it in the same transaction: every change is written here
+    push::announce(conn, Some(t), &changed, actor, event_type, now)?;
     // the update above holds the ticket's row
     db::events::append(
         conn,

@@ -28,6 +28,7 @@ diesel::table! {
         active -> Bool,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        on_duty -> Bool,
     }
 }
 
@@ -78,6 +79,7 @@ diesel::table! {
 diesel::joinable!(user_sites -> users (user_id));
 diesel::joinable!(user_sites -> sites (site_id));
 diesel::joinable!(user_trades -> users (user_id));
+diesel::joinable!(devices -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 
@@ -222,6 +224,42 @@ diesel::table! {
         provider -> Nullable<Text>,
         provider_message_id -> Nullable<Text>,
         provider_status -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        sent_at -> Nullable<Timestamp>,
+        failed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    devices (id) {
+        id -> Text,
+        user_id -> Text,
+        provider -> Text,
+        token -> Text,
+        platform -> Text,
+        app_version -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    push_outbox (id) {
+        id -> Text,
+        ticket_id -> Text,
+        user_id -> Text,
+        device_id -> Text,
+        kind -> Text,
+        priority -> Text,
+        collapse_key -> Text,
+        params -> Text,
+        status -> Text,
+        attempts -> BigInt,
+        next_attempt_at -> Timestamp,
+        lease_token -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        provider -> Text,
         last_error -> Nullable<Text>,
         created_at -> Timestamp,
         sent_at -> Nullable<Timestamp>,
@@ -437,6 +475,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     resident_codes,
     sms_outbox,
+    devices,
+    push_outbox,
     stream_tickets,
     material_catalogue,
     material_lines,

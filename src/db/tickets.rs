@@ -290,6 +290,8 @@ pub struct Present {
     pub callbacks: bool,
     #[diesel(sql_type = diesel::sql_types::Bool, column_name = has_notes)]
     pub notes: bool,
+    #[diesel(sql_type = diesel::sql_types::Bool, column_name = has_push)]
+    pub push: bool,
 }
 
 impl Present {
@@ -302,6 +304,7 @@ impl Present {
         sms: true,
         callbacks: true,
         notes: true,
+        push: true,
     };
 }
 
@@ -316,7 +319,8 @@ fn present_columns(ticket_id: &str) -> String {
         EXISTS (SELECT 1 FROM quotes q WHERE q.ticket_id = {ticket_id}) AS has_quote,
         EXISTS (SELECT 1 FROM sms_outbox m WHERE m.ticket_id = {ticket_id}) AS has_sms,
         EXISTS (SELECT 1 FROM callbacks b WHERE b.ticket_id = {ticket_id}) AS has_callbacks,
-        EXISTS (SELECT 1 FROM ticket_notes n WHERE n.ticket_id = {ticket_id}) AS has_notes"
+        EXISTS (SELECT 1 FROM ticket_notes n WHERE n.ticket_id = {ticket_id}) AS has_notes,
+        EXISTS (SELECT 1 FROM push_outbox p WHERE p.ticket_id = {ticket_id}) AS has_push"
     )
 }
 

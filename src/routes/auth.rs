@@ -18,7 +18,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 }
 
 /// Tokens, the user and their refusals must never sit in a browser's or a proxy's cache.
-fn no_store() -> DefaultHeaders {
+pub(super) fn no_store() -> DefaultHeaders {
     DefaultHeaders::new().add((header::CACHE_CONTROL, "no-store"))
 }
 

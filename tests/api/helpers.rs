@@ -4,7 +4,8 @@
 //! afterwards); unset, each test gets its own SQLite file in a temporary folder.
 //!
 //! The server's dispatch clock and SMS outbox do not run on their timers: a test runs a round of
-//! either when it wants, at the time it wants ([`TestApp::deliver_sms`], [`TestApp::scan_at`]).
+//! either when it wants, at the time it wants ([`TestApp::deliver_sms`], [`TestApp::deliver_push`],
+//! [`TestApp::scan_at`]).
 //! [`spawn_quiet_app`] stops the change feed's polling too, so the database sees only the test's
 //! requests ([`TestApp::statements`]).
 
@@ -150,6 +151,17 @@ impl TestApp {
         self.deliver_sms_at(repairdesk::db::now()).await
     }
 
+    /// One round of the push outbox at `now`, as the server's timer runs it: each message due
+    /// then is handed to its device's push service once. How many were.
+    pub async fn deliver_push_at(&self, now: NaiveDateTime) -> usize {
+        self.jobs.deliver_push(now).await.expect("a push delivery round")
+    }
+
+    /// One round of the push outbox now.
+    pub async fn deliver_push(&self) -> usize {
+        self.deliver_push_at(repairdesk::db::now()).await
+    }
+
     /// One pass of the dispatch clock at `now`; how many escalations it recorded.
     pub async fn scan_at(&self, now: NaiveDateTime) -> usize {
         self.jobs.scan(now).await.expect("a clock scan")
@@ -176,6 +188,10 @@ impl TestApp {
 
     pub async fn post(&self, path: &str, token: &str, body: &Value) -> Response {
         self.request(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Response {
+        self.request(Method::DELETE, path, Some(token), None).await
     }
 
     pub async fn patch(&self, path: &str, token: &str, body: &Value) -> Response {

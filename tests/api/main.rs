@@ -12,6 +12,7 @@ mod input;
 mod matters;
 mod onsite;
 mod openapi;
+mod push;
 mod rx;
 mod schema;
 mod search;
