@@ -111,7 +111,7 @@ pub fn render(desk: &Desk, board: &Board, site: Option<&str>, problems: &Problem
                                     @let left = (running.deadline - now).num_minutes();
                                     span.clock {
                                         (lang.name(running.kind.as_str())) " "
-                                        @if left >= 0 { (lang.t("剩 ", "in ")) (layout::span(lang, left)) }
+                                        @if running.deadline > now { (lang.t("剩 ", "in ")) (layout::span(lang, left)) }
                                         @else { (lang.t("超时 ", "over by ")) (layout::span(lang, left)) }
                                     }
                                 }

@@ -89,7 +89,7 @@ fn render(desk: &Desk, p: &TicketPage, refused: Option<Refused<'_>>) -> Markup {
                     @let left = (running.deadline - now).num_minutes();
                     span class={"clock clock-" (colour.as_str())} {
                         (lang.name(running.kind.as_str())) " "
-                        @if left >= 0 { (lang.t("剩 ", "in ")) } @else { (lang.t("超时 ", "over by ")) }
+                        @if running.deadline > now { (lang.t("剩 ", "in ")) } @else { (lang.t("超时 ", "over by ")) }
                         (layout::span(lang, left))
                     }
                 }

@@ -124,6 +124,13 @@ test('an escalation shows at the top and is acknowledged', async () => {
   assert.equal(await row.getAttribute('data-kind'), 'unclaimed');
   const card = page.locator(`[data-testid=ticket-card][data-number="${first.number}"]`);
   assert.equal(await card.getAttribute('data-clock'), 'red');
+  // a few more, for the picture: an emergency in the pool, two assigned (one of them with a new clock)
+  await newTicket('地下车库B2', { area: 'public', urgency: 'emergency', reporter_phone: undefined, category: 'electric' });
+  for (const [location, tech] of [['7栋1单元302', techs[0]], ['9栋3单元1701', techs[1]]]) {
+    const t = await newTicket(location);
+    await call('POST', `/tickets/${t.id}/assign`, admin, { technician_id: tech.id });
+    await page.waitForSelector(`[data-testid=ticket-card][data-number="${t.number}"][data-status=assigned]`);
+  }
   await shot('board');
   await row.locator('[name=note]').fill('已电话催促主管');
   await row.locator('[data-testid=ack]').click();
@@ -147,10 +154,9 @@ test('the dispatcher opens the ticket, assigns it and reassigns it', async () =>
   await page.selectOption('[data-testid=assign-form] select[name=technician_id]', techs[1].id);
   await page.fill('[data-testid=assign-form] [name=reason]', '王师傅在别的单上');
   await page.click('[data-testid=assign-form] button[type=submit]');
-  await page.waitForFunction(
-    (id) => document.querySelector('[data-testid=assign-form] select[name=technician_id]')?.value === id,
-    techs[1].id,
-  );
+  // the server's answer: the history holds the reassignment, the form shows the new holder
+  await page.waitForSelector('[data-testid=ticket-detail] .history li[data-type=reassigned]');
+  assert.equal(await page.inputValue('[data-testid=assign-form] select[name=technician_id]'), techs[1].id);
   const t = await call('GET', `/tickets/${first.id}`, admin);
   assert.equal(t.assignee_id, techs[1].id);
   assert.equal(t.status, 'assigned');

@@ -1,7 +1,7 @@
 // repairdesk console: live refresh. The server's event stream (/console/events) says what changed;
 // every element with data-live="<url>" is fetched again from its url and swapped in by htmx. A
-// ticket's section (data-ticket-id) only for its own ticket. An element whose form is being typed
-// in waits until the typing is done (focus leaves it), so nobody loses what they typed.
+// ticket's section (data-ticket-id) only for its own ticket. An element with a form being filled in
+// (focused, or changed and not sent) waits until it is sent or left, so nobody loses a choice.
 (function () {
   'use strict';
   var pending = {};
@@ -10,8 +10,21 @@
 
   function busy(el) {
     var a = document.activeElement;
-    return a && el.contains(a) && /^(INPUT|SELECT|TEXTAREA)$/.test(a.tagName);
+    if (a && el.contains(a) && /^(INPUT|SELECT|TEXTAREA)$/.test(a.tagName)) return true;
+    // changed and not sent, or sent and not answered yet (htmx marks it): its answer is newer
+    return el.querySelector('form[data-dirty], .htmx-request') !== null;
   }
+
+  function touched(e) {
+    var form = e.target && e.target.form;
+    if (form && form.method === 'post') form.setAttribute('data-dirty', '1');
+  }
+  document.addEventListener('input', touched);
+  document.addEventListener('change', touched);
+  // a form sent is no longer being filled in: what it answers replaces it
+  document.addEventListener('submit', function (e) {
+    if (e.target && e.target.removeAttribute) e.target.removeAttribute('data-dirty');
+  }, true);
 
   function refresh() {
     timer = null;
