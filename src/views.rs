@@ -269,6 +269,9 @@ pub struct HandoverView {
     pub tickets: Vec<HandoverTicketView>,
     pub acknowledged_by: Option<String>,
     pub acknowledged_at: Option<DateTime<Utc>>,
+    /// The site's previous handover's time: each ticket's `notes` were written after it. Null for
+    /// the site's first handover, which passes on every note of its tickets.
+    pub notes_since: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -280,11 +283,34 @@ pub struct HandoverTicketView {
     pub assignee_id: Option<String>,
     /// Its escalations not yet resolved, then.
     pub open_escalations: i64,
+    /// The notes written on it since the site's previous handover, oldest first.
+    pub notes: Vec<HandoverNoteView>,
+}
+
+/// A note on a ticket (a technician's finding, the desk's remark), passed on by a handover.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HandoverNoteView {
+    pub id: String,
+    pub author_id: String,
+    pub author_name: String,
+    pub note: String,
+    pub created_at: DateTime<Utc>,
 }
 
 impl From<db::handovers::Handover> for HandoverView {
     fn from(h: db::handovers::Handover) -> Self {
         let r = h.row;
+        let mut notes_of: HashMap<String, Vec<HandoverNoteView>> = HashMap::new();
+        for n in h.notes {
+            let note = HandoverNoteView {
+                id: n.id,
+                author_id: n.author_id,
+                author_name: n.author_name,
+                note: n.body,
+                created_at: n.created_at.and_utc(),
+            };
+            notes_of.entry(n.ticket_id).or_default().push(note);
+        }
         Self {
             id: r.id,
             site_id: r.site_id,
@@ -296,6 +322,7 @@ impl From<db::handovers::Handover> for HandoverView {
                 .tickets
                 .into_iter()
                 .map(|t| HandoverTicketView {
+                    notes: notes_of.remove(&t.ticket_id).unwrap_or_default(),
                     id: t.ticket_id,
                     number: t.number,
                     status: t.status,
@@ -305,6 +332,7 @@ impl From<db::handovers::Handover> for HandoverView {
                 .collect(),
             acknowledged_by: r.acknowledged_by,
             acknowledged_at: utc(r.acknowledged_at),
+            notes_since: utc(r.notes_since),
         }
     }
 }

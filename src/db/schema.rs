@@ -339,6 +339,15 @@ diesel::table! {
         created_at -> Timestamp,
         acknowledged_by -> Nullable<Text>,
         acknowledged_at -> Nullable<Timestamp>,
+        notes_since -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    handover_notes (handover_id, note_id) {
+        handover_id -> Text,
+        note_id -> Text,
+        ticket_id -> Text,
     }
 }
 
@@ -411,6 +420,7 @@ diesel::table! {
 
 diesel::joinable!(tickets -> sites (site_id));
 diesel::joinable!(handover_tickets -> handovers (handover_id));
+diesel::joinable!(handover_notes -> ticket_notes (note_id));
 diesel::joinable!(ticket_events -> tickets (ticket_id));
 diesel::joinable!(escalations -> tickets (ticket_id));
 diesel::joinable!(matter_escalations -> matters (matter_id));
@@ -435,6 +445,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     sync_clients,
     sync_ops,
     ticket_notes,
+    handover_notes,
     handovers,
     handover_tickets,
     sites,

@@ -528,7 +528,10 @@ pub fn list(conn: &mut DbConn, f: &TicketFilter) -> QueryResult<Vec<TicketRow>> 
         }
         // a trigram index serves three characters or more; a shorter text is read row by row
         let indexed = patterns.iter().all(|p| p.chars().count() >= 5);
-        if sqlite && indexed {
+        // On SQLite, a text found in many tickets (a common fault) is read row by row too: newest
+        // first, stopping at the page, it meets its matches soon, where the search index would
+        // fetch every match and sort them all (docs/performance.md)
+        if sqlite && indexed && !common_on_sqlite(conn, &patterns)? {
             use diesel::dsl::sql;
             use diesel::sql_types::{Bool, Text};
             let first = "tickets.rowid IN (SELECT rowid FROM ticket_search WHERE search_text LIKE ";
@@ -554,6 +557,33 @@ pub fn list(conn: &mut DbConn, f: &TicketFilter) -> QueryResult<Vec<TicketRow>> 
         }
     }
     query.load(conn)
+}
+
+/// How many matches of a search on SQLite make reading the tickets newest first cheaper than
+/// fetching every match from the search index and sorting them. A page of 50 read newest first
+/// takes about `50 * tickets / matches` rows; the search index takes `matches` rows and a sort:
+/// they meet near the square root of `50 * tickets`, 2,200 at 100,000 tickets in a site.
+pub const COMMON_MATCHES: i64 = 2_000;
+
+/// Whether the search index holds at least [`COMMON_MATCHES`] rows like any of `patterns`
+/// (SQLite's FTS5 table), counted no further than that.
+fn common_on_sqlite(conn: &mut DbConn, patterns: &[String]) -> QueryResult<bool> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{BigInt, Text};
+    for p in patterns {
+        let found: i64 = diesel::select(
+            sql::<BigInt>("(SELECT count(*) FROM (SELECT 1 FROM ticket_search WHERE search_text LIKE ")
+                .bind::<Text, _>(p.clone())
+                .sql(" LIMIT ")
+                .bind::<BigInt, _>(COMMON_MATCHES)
+                .sql("))"),
+        )
+        .get_result(conn)?;
+        if found >= COMMON_MATCHES {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Open tickets that entered the pool at or before `before`.

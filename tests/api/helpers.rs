@@ -257,6 +257,11 @@ pub fn token(tokens: &Value) -> String {
     tokens["access_token"].as_str().expect("access_token").to_owned()
 }
 
+/// The answer's body as JSON.
+pub async fn json_of(res: Response) -> Value {
+    res.json().await.unwrap()
+}
+
 /// Asserts a problem+json answer with `status` and `code`, and returns its body.
 pub async fn assert_problem(res: Response, status: u16, code: &str) -> Value {
     assert_eq!(res.status(), status, "status for expected {code}");

@@ -53,8 +53,8 @@ const EXPECTED: &[Expected] = &[
     row("POST /sync/pull", NEXT_PULL, (14, 2), (14, 2)),
     row("GET /escalations", ESCALATIONS, (3, 0), (3, 0)),
     row("POST /escalations/{id}/ack", ONE, (4, 2), (4, 2)),
-    row("POST /handovers", HANDOVER, (8, 4), (5, 2)),
-    row("GET /handovers", HANDOVERS, (3, 0), (3, 0)),
+    row("POST /handovers", HANDOVER, (11, 4), (8, 2)),
+    row("GET /handovers", HANDOVERS, (4, 0), (4, 0)),
 ];
 
 /// What one request ran.
