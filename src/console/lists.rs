@@ -157,7 +157,10 @@ async fn handovers_body(state: &AppState, desk: &Desk, problems: &Problems) -> R
                     p { (lang.t("未完工单 ", "Open tickets ")) (h.tickets.len()) }
                     ul.numbers { @for t in &h.tickets {
                         li { a href={"/console/tickets/" (t.id)} { (t.number) } " " (lang.name(&t.status))
-                            @if t.open_escalations > 0 { " ⚠" (t.open_escalations) } }
+                            @if t.open_escalations > 0 { " ⚠" (t.open_escalations) }
+                            @for n in &t.notes {
+                                br; small.note { (n.author_name) " " (layout::at(n.created_at, tz_of(&sites, &h.site_id))) ": " (n.note) }
+                            } }
                     } }
                     @if let Some(at) = h.acknowledged_at {
                         p.acked { (lang.t("已接班：", "Taken over by ")) (h.acknowledged_by.as_deref().map(name).unwrap_or_default())
