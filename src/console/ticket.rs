@@ -383,9 +383,7 @@ fn edit_form(desk: &Desk, p: &TicketPage, problems: &Problems) -> Markup {
     let lang = desk.lang;
     let t = &p.ticket;
     let (hx, url) = form_attrs(&t.id, "edit");
-    let local = |at: Option<chrono::DateTime<chrono::Utc>>| {
-        at.map(|a| a.with_timezone(&p.site.tz).format("%Y-%m-%dT%H:%M").to_string()).unwrap_or_default()
-    };
+    let local = |at: Option<chrono::DateTime<chrono::Utc>>| at.map(|a| local_input(a, p.site.tz)).unwrap_or_default();
     html! {
         details.edit open[!problems.fields.is_empty() || problems.form.is_some()] {
             summary { (lang.t("修改工单", "Edit the ticket")) }
@@ -439,6 +437,11 @@ pub struct ActionForm {
 
 fn filled(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.trim().is_empty())
+}
+
+/// A time as a `datetime-local` input shows it, in the site's zone.
+fn local_input(at: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -> String {
+    at.with_timezone(&tz).format("%Y-%m-%dT%H:%M").to_string()
 }
 
 /// A `datetime-local` value in the site's zone, as UTC.
@@ -511,14 +514,18 @@ pub async fn act(
             }
             _ => {
                 let tz = tz.unwrap_or(chrono_tz::UTC);
+                let version = number("version", f.version.clone())?.unwrap_or(0);
+                let current = commands::board::ticket_page(conn, &viewer, &ctx.clock, id, now)?.ticket;
+                // the form shows the appointment to the minute: as shown, it is unchanged
+                let shown = current.appointment_at.map(|a| local_input(a, tz));
                 let appointment = match filled(f.appointment_at.clone()) {
+                    Some(raw) if Some(&raw) == shown.as_ref() => None,
                     Some(raw) => Some(Some(
                         local_time(&raw, tz).ok_or_else(|| ApiError::field("appointment_at", "is not a time"))?,
                     )),
+                    None if current.appointment_at.is_none() => None,
                     None => Some(None),
                 };
-                let version = number("version", f.version.clone())?.unwrap_or(0);
-                let current = commands::board::ticket_page(conn, &viewer, &ctx.clock, id, now)?.ticket;
                 // only what changed is sent, as a client of the API would
                 let changed = |new: &Option<String>, old: &str| filled(new.clone()).filter(|n| n != old);
                 let edit = TicketEdit {
@@ -531,7 +538,7 @@ pub async fn act(
                     category: changed(&f.category, &current.category),
                     urgency: changed(&f.urgency, &current.urgency),
                     paid: Some(f.paid.is_some()).filter(|p| *p != current.paid),
-                    appointment_at: appointment.filter(|a| *a != current.appointment_at),
+                    appointment_at: appointment,
                     description: changed(&f.description, &current.description),
                     resident_supplies_parts: Some(f.resident_supplies_parts.is_some())
                         .filter(|p| *p != current.resident_supplies_parts),

@@ -223,3 +223,55 @@ async fn the_consoles_routes_are_served_and_are_no_part_of_the_api() {
         assert!(res.headers().contains_key(CONTENT_SECURITY_POLICY), "{method} {path}");
     }
 }
+
+/// The edit form sends what it shows: a field left as shown is no change (the appointment shown to
+/// the minute included), a changed one goes through the same command as `PATCH /tickets/{id}`.
+#[tokio::test]
+async fn the_edit_form_changes_only_what_was_changed_and_a_stale_version_is_refused() {
+    let d = desk_with(&[]).await;
+    let mut body = ticket_body(&d.site);
+    let at = chrono::Utc::now() + chrono::Duration::hours(3) + chrono::Duration::seconds(17);
+    body["appointment_at"] = serde_json::json!(at.to_rfc3339());
+    let ticket = d.create(&body).await;
+    let id = ticket["id"].as_str().unwrap();
+    let cookie = session(&d.app, "desk1").await;
+    let page = get(&d.app, &cookie, &format!("/console/tickets/{id}")).await.text().await.unwrap();
+    let shown = at.with_timezone(&chrono_tz::Asia::Shanghai).format("%Y-%m-%dT%H:%M").to_string();
+    assert!(page.contains(&shown), "the appointment in the site's zone");
+    let csrf = csrf_in(&page);
+    let send = |version: &'static str, location: &'static str| {
+        let form = [
+            ("csrf", csrf.clone()),
+            ("version", version.to_owned()),
+            ("location", location.to_owned()),
+            ("reporter_name", "王女士".to_owned()),
+            ("reporter_phone", "+8613812345678".to_owned()),
+            ("category", "water".to_owned()),
+            ("urgency", "normal".to_owned()),
+            ("appointment_at", shown.clone()),
+            ("description", "厨房水管漏水".to_owned()),
+        ];
+        browser()
+            .post(d.app.url(&format!("/console/tickets/{id}/edit")))
+            .header("cookie", &cookie)
+            .header("hx-request", "true")
+            .form(&form)
+            .send()
+    };
+    let html = send("1", "3栋2单元1202").await.unwrap().text().await.unwrap();
+    assert!(!html.contains(r#"data-testid="form-error""#), "{html}");
+    let now: serde_json::Value = d.app.get(&format!("/api/v1/tickets/{id}"), &d.desk).await.json().await.unwrap();
+    assert_eq!(now["location"], "3栋2单元1202");
+    assert_eq!(now["version"], 2);
+    let events: serde_json::Value =
+        d.app.get(&format!("/api/v1/tickets/{id}/events"), &d.desk).await.json().await.unwrap();
+    let edited = events["items"].as_array().unwrap().iter().find(|e| e["type"] == "edited").unwrap().clone();
+    let changed: Vec<&String> = edited["data"]["changes"].as_object().unwrap().keys().collect();
+    assert_eq!(changed, ["location"], "only the place changed");
+
+    // the same form again, from the page before: the version it saw is stale
+    let html = send("1", "3栋2单元1203").await.unwrap().text().await.unwrap();
+    assert!(html.contains(r#"data-testid="form-error""#), "{html}");
+    let now: serde_json::Value = d.app.get(&format!("/api/v1/tickets/{id}"), &d.desk).await.json().await.unwrap();
+    assert_eq!(now["location"], "3栋2单元1202");
+}
