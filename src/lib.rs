@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod domain;
 pub mod error;

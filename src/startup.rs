@@ -136,6 +136,7 @@ impl Application {
                 .into_utoipa_app()
                 .configure(routes::configure)
                 .into_app()
+                .configure(crate::console::configure)
                 .default_service(web::to(no_route))
                 .wrap(actix_web::middleware::from_fn(crate::idempotency::middleware))
                 .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
@@ -271,14 +272,11 @@ async fn no_route(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse
 }
 
 /// actix answers some errors itself (unknown method on a route, for one) with an empty body;
-/// those get the same problem+json shape as ours.
+/// those get the same problem+json shape as ours. The console's HTML refusals stay as they are.
 fn problem_for_bare_errors<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_problem = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/problem+json"));
-    if is_problem {
+    let content_type = res.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    // ours already: a problem, or a page of the console (which answers its refusals in HTML)
+    if content_type.starts_with("application/problem+json") || content_type.starts_with("text/html") {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();

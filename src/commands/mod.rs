@@ -10,9 +10,12 @@
 //! - [`quote`]: paid work's price: propose, accept, decline.
 //! - [`handover`]: the desk's shift handovers: write one, take one over.
 //! - [`matter`]: matters that are not repairs (报事): register, reply, call back.
+//! - [`session`]: logins (the throttle's counters around the password check) and sessions.
+//! - [`board`]: what the desk's console reads: the board, a ticket's page, who to assign.
 //!
 //! This module holds what they share: the guards, and [`apply`], the one write of a change.
 
+pub mod board;
 pub mod desk;
 pub mod error;
 pub mod field;
@@ -20,6 +23,7 @@ pub mod handover;
 pub mod matter;
 pub mod push;
 pub mod quote;
+pub mod session;
 
 pub use desk::*;
 pub use error::Error;

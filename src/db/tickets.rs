@@ -7,7 +7,7 @@ use super::schema::{ticket_counters, tickets, user_sites, user_trades, users};
 use super::DbConn;
 use crate::domain::access::Scope;
 use crate::domain::place::{place_key, search_text};
-use crate::domain::ticket::{NewTicket, Status};
+use crate::domain::ticket::{ClockFacts, NewTicket, Status, Urgency};
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = tickets)]
@@ -63,6 +63,20 @@ pub struct TicketRow {
 }
 
 impl TicketRow {
+    /// What the clock reads of this ticket (`domain::ticket::Clock`).
+    pub fn clock_facts(&self) -> ClockFacts {
+        ClockFacts {
+            status: self.status,
+            urgency: Urgency::parse(&self.urgency).unwrap_or(Urgency::Normal),
+            pooled_at: self.pooled_at,
+            claimed_at: self.claimed_at,
+            arrival_clock_at: self.arrival_clock_at,
+            appointment_at: self.appointment_at,
+            resume_at: self.resume_at,
+            last_activity_at: self.last_activity_at,
+        }
+    }
+
     /// The row with its place key and search text made from its fields.
     pub fn with_search_text(mut self) -> Self {
         self.location_key = Some(place_key(&self.location));

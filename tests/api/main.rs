@@ -4,6 +4,7 @@ mod admin;
 mod auth;
 mod bill;
 mod commands;
+mod console;
 mod desk;
 mod edit;
 mod errors;
