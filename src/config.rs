@@ -3,6 +3,7 @@
 //! that use a setting build their own types from it (`notify::SmsPolicy::from`,
 //! `jobs::outbox::Delivery::from`, `sms::build_provider`, the dispatch `Clock` in `state`).
 
+pub mod push;
 pub mod sms;
 
 use std::net::IpAddr;
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 
 use chrono::Duration;
 
+pub use push::PushSettings;
 pub use sms::{ProviderSettings, SmsSettings};
 
 #[derive(Debug, Clone)]
@@ -35,6 +37,8 @@ pub struct Settings {
     pub sms_delivery: DeliverySettings,
     /// Which gateway sends SMS, and its credentials.
     pub sms: SmsSettings,
+    /// Which services push to phones, the push outbox's retries, and the texts.
+    pub push: PushSettings,
     /// HTTP worker threads; defaults to the number of cores.
     pub workers: usize,
     pub log_json: bool,
@@ -196,6 +200,7 @@ impl Settings {
             give_up_after: Duration::seconds(positive("REPAIRDESK_SMS_GIVE_UP_SECS", 24 * 3600)?),
         };
         let sms = SmsSettings::from_lookup(|name| get(name))?;
+        let push = PushSettings::from_lookup(|name| get(name))?;
         let fault_push_op = match get("REPAIRDESK_FAULT_PUSH_OP") {
             None => None,
             Some(_) => Some((
@@ -206,6 +211,7 @@ impl Settings {
         };
         Ok(Self {
             sms,
+            push,
             sms_policy,
             sms_delivery,
             clock,

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod domain;
 pub mod error;
@@ -10,6 +11,7 @@ pub mod idempotency;
 pub mod input;
 pub mod jobs;
 pub mod notify;
+pub mod push;
 pub mod routes;
 pub mod sms;
 pub mod startup;

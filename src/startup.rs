@@ -96,6 +96,12 @@ impl Application {
         } else {
             tracing::info!(provider = provider.name(), "SMS gateway");
         }
+        let push_providers = crate::push::build_providers(&settings.push).map_err(anyhow::Error::msg)?;
+        let accepted: Vec<&str> = push_providers.accepted().iter().map(|p| p.as_str()).collect();
+        if settings.push.log {
+            tracing::warn!("REPAIRDESK_PUSH_LOG is on: pushes to services not configured are only written to this log");
+        }
+        tracing::info!(services = ?accepted, "push services");
         let clock = settings.clock.into();
         let jobs = jobs::Jobs {
             pool: pool.clone(),
@@ -103,6 +109,8 @@ impl Application {
             scan_every: Duration::from_secs(settings.scan_interval_secs),
             provider,
             delivery: (&settings.sms_delivery).into(),
+            push_providers: push_providers.clone(),
+            push_delivery: (&settings).into(),
         };
         if timers == Timers::On {
             jobs.spawn(stopping);
@@ -115,6 +123,7 @@ impl Application {
             code_key: code_key.into_bytes(),
             clock,
             sms_policy: (&settings.sms_policy).into(),
+            push_providers,
             faults: settings
                 .fault_push_op
                 .map_or_else(Default::default, |(op_id, times)| crate::db::faults::Faults::push_op(op_id, times)),
@@ -127,6 +136,7 @@ impl Application {
                 .into_utoipa_app()
                 .configure(routes::configure)
                 .into_app()
+                .configure(crate::console::configure)
                 .default_service(web::to(no_route))
                 .wrap(actix_web::middleware::from_fn(crate::idempotency::middleware))
                 .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
@@ -241,6 +251,7 @@ pub fn create_user(
         active: true,
         created_at: at,
         updated_at: at,
+        on_duty: true,
     };
     db::users::insert(conn, &row, &[], &[], &[])?;
     Ok(())
@@ -261,14 +272,11 @@ async fn no_route(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse
 }
 
 /// actix answers some errors itself (unknown method on a route, for one) with an empty body;
-/// those get the same problem+json shape as ours.
+/// those get the same problem+json shape as ours. The console's HTML refusals stay as they are.
 fn problem_for_bare_errors<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_problem = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/problem+json"));
-    if is_problem {
+    let content_type = res.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    // ours already: a problem, or a page of the console (which answers its refusals in HTML)
+    if content_type.starts_with("application/problem+json") || content_type.starts_with("text/html") {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();

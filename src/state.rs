@@ -20,6 +20,8 @@ pub struct AppState {
     pub clock: Clock,
     /// The SMS caps and texts, from `settings.sms_policy`.
     pub sms_policy: SmsPolicy,
+    /// The push services this instance delivers through (which a device may be registered with).
+    pub push_providers: crate::push::Providers,
     pub settings: Settings,
     /// Failures to inject, for tests (none unless configured).
     pub faults: crate::db::faults::Faults,

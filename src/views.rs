@@ -269,6 +269,9 @@ pub struct HandoverView {
     pub tickets: Vec<HandoverTicketView>,
     pub acknowledged_by: Option<String>,
     pub acknowledged_at: Option<DateTime<Utc>>,
+    /// The site's previous handover's time: each ticket's `notes` were written after it. Null for
+    /// the site's first handover, which passes on every note of its tickets.
+    pub notes_since: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -280,11 +283,34 @@ pub struct HandoverTicketView {
     pub assignee_id: Option<String>,
     /// Its escalations not yet resolved, then.
     pub open_escalations: i64,
+    /// The notes written on it since the site's previous handover, oldest first.
+    pub notes: Vec<HandoverNoteView>,
+}
+
+/// A note on a ticket (a technician's finding, the desk's remark), passed on by a handover.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HandoverNoteView {
+    pub id: String,
+    pub author_id: String,
+    pub author_name: String,
+    pub note: String,
+    pub created_at: DateTime<Utc>,
 }
 
 impl From<db::handovers::Handover> for HandoverView {
     fn from(h: db::handovers::Handover) -> Self {
         let r = h.row;
+        let mut notes_of: HashMap<String, Vec<HandoverNoteView>> = HashMap::new();
+        for n in h.notes {
+            let note = HandoverNoteView {
+                id: n.id,
+                author_id: n.author_id,
+                author_name: n.author_name,
+                note: n.body,
+                created_at: n.created_at.and_utc(),
+            };
+            notes_of.entry(n.ticket_id).or_default().push(note);
+        }
         Self {
             id: r.id,
             site_id: r.site_id,
@@ -296,6 +322,7 @@ impl From<db::handovers::Handover> for HandoverView {
                 .tickets
                 .into_iter()
                 .map(|t| HandoverTicketView {
+                    notes: notes_of.remove(&t.ticket_id).unwrap_or_default(),
                     id: t.ticket_id,
                     number: t.number,
                     status: t.status,
@@ -305,6 +332,7 @@ impl From<db::handovers::Handover> for HandoverView {
                 .collect(),
             acknowledged_by: r.acknowledged_by,
             acknowledged_at: utc(r.acknowledged_at),
+            notes_since: utc(r.notes_since),
         }
     }
 }
@@ -364,6 +392,9 @@ pub struct TicketView {
     pub resident_rating: Option<i64>,
     pub fee_collected_cents: Option<i64>,
     pub sms: Vec<SmsView>,
+    /// The push messages about the ticket to technicians' phones, oldest first; shown to the
+    /// desk only (a technician's list is empty).
+    pub push: Vec<PushView>,
     pub callbacks: Vec<CallbackView>,
     pub notes: Vec<NoteView>,
 }
@@ -435,6 +466,46 @@ pub struct SmsView {
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PushView {
+    pub id: String,
+    pub kind: crate::domain::push::Kind,
+    /// The technician it is for.
+    pub user_id: String,
+    pub device_id: String,
+    /// The device's push service: `fcm | apns | jpush | webhook`.
+    pub provider: String,
+    /// `high` (an emergency) or `normal`.
+    pub priority: String,
+    /// `pending | sending | sent | failed | superseded` (the ticket left the pool before a
+    /// `pool_added` went out) `| unregistered` (the device was removed, or its token refused)
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub failed_at: Option<DateTime<Utc>>,
+}
+
+impl From<db::push::PushRow> for PushView {
+    fn from(m: db::push::PushRow) -> Self {
+        Self {
+            kind: crate::domain::push::Kind::parse(&m.kind).unwrap_or(crate::domain::push::Kind::PoolAdded),
+            id: m.id,
+            user_id: m.user_id,
+            device_id: m.device_id,
+            provider: m.provider,
+            priority: m.priority,
+            status: m.status,
+            attempts: m.attempts,
+            last_error: m.last_error,
+            created_at: m.created_at.and_utc(),
+            sent_at: utc(m.sent_at),
+            failed_at: utc(m.failed_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CallbackView {
     pub id: String,
     pub made_by: String,
@@ -476,6 +547,7 @@ pub struct Extras {
     lines: ByTicket<db::materials::LineRow>,
     quotes: ByTicket<db::quotes::QuoteRow>,
     sms: ByTicket<db::outbox::OutboxRow>,
+    push: ByTicket<db::push::PushRow>,
     callbacks: ByTicket<db::quotes::CallbackRow>,
     notes: ByTicket<db::sync::NoteRow>,
 }
@@ -501,6 +573,7 @@ impl Extras {
             lines: ByTicket::new(read(present.lines, || db::materials::lines_of(conn, ids))?, |l| Some(&l.ticket_id)),
             quotes: ByTicket::new(read(present.quote, || db::quotes::of(conn, ids))?, |q| Some(&q.ticket_id)),
             sms: ByTicket::new(read(present.sms, || db::outbox::for_tickets(conn, ids))?, |m| m.ticket_id.as_deref()),
+            push: ByTicket::new(read(present.push, || db::push::for_tickets(conn, ids))?, |m| Some(&m.ticket_id)),
             callbacks: ByTicket::new(read(present.callbacks, || db::quotes::callbacks_of(conn, ids))?, |c| {
                 Some(&c.ticket_id)
             }),
@@ -679,6 +752,7 @@ impl Viewer {
             })
             .collect();
         let notes = extras.notes.take(&id).into_iter().map(Into::into).collect();
+        let push = extras.push.take(&id).into_iter().map(Into::into).collect();
         TicketView {
             reporter_phone: t.reporter_phone.map(|p| if masked { mask_phone(&p) } else { p }),
             id: t.id,
@@ -734,15 +808,21 @@ impl Viewer {
             resident_rating: t.resident_rating,
             fee_collected_cents: t.fee_collected_cents,
             sms,
+            push,
             callbacks,
             notes,
         }
     }
 
+    /// Of the rows `present`, those this viewer is shown: the push messages to the desk only.
+    fn shown(&self, present: Present) -> Present {
+        Present { push: present.push && self.caller.role != Role::Technician, ..present }
+    }
+
     /// Views of many tickets, with what they show beside the row read in one query per kind.
     pub fn views(&self, conn: &mut DbConn, rows: Vec<TicketRow>) -> Result<Vec<TicketView>, ApiError> {
         let ids: Vec<String> = rows.iter().map(|t| t.id.clone()).collect();
-        let mut extras = Extras::load(conn, &ids)?;
+        let mut extras = Extras::load_present(conn, &ids, self.shown(Present::ALL))?;
         Ok(rows.into_iter().map(|t| self.view(t, &mut extras)).collect())
     }
 
@@ -755,7 +835,7 @@ impl Viewer {
     /// [`Viewer::view_one`] for a ticket whose other rows are known to be only those `present`
     /// names.
     pub fn view_one_with(&self, conn: &mut DbConn, t: TicketRow, present: Present) -> Result<TicketView, ApiError> {
-        let mut extras = Extras::load_present(conn, std::slice::from_ref(&t.id), present)?;
+        let mut extras = Extras::load_present(conn, std::slice::from_ref(&t.id), self.shown(present))?;
         Ok(self.view(t, &mut extras))
     }
 }
@@ -763,6 +843,13 @@ impl Viewer {
 /// The ticket if the viewer may see it; anything else is "not found", never its data.
 pub fn visible(conn: &mut DbConn, viewer: &Viewer, id: &str) -> Result<TicketRow, ApiError> {
     db::tickets::find(conn, id)?.filter(|t| viewer.can_see(t)).ok_or_else(|| ApiError::not_found("ticket"))
+}
+
+/// [`visible`] by the ticket's number.
+pub fn visible_by_number(conn: &mut DbConn, viewer: &Viewer, number: &str) -> Result<TicketRow, ApiError> {
+    db::tickets::find_by_number(conn, number)?
+        .filter(|t| viewer.can_see(t))
+        .ok_or_else(|| ApiError::not_found("ticket"))
 }
 
 /// [`visible`], locked for a change (see [`db::tickets::find_for_update`]).

@@ -11,6 +11,9 @@ pub const ISSUER: &str = "repairdesk";
 pub const AUDIENCE: &str = "repairdesk-api";
 /// The `typ` claim of access tokens; nothing else may pass as one.
 pub const ACCESS_TYP: &str = "access";
+/// The `typ` claim of the desk console's session cookie: never an access token, and no access
+/// token passes as one.
+pub const CONSOLE_TYP: &str = "console";
 pub const LEEWAY_SECS: u64 = 30;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -32,6 +35,8 @@ pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// Keys [`JwtKeys::mac`], derived from the signing secret.
+    mac_key: [u8; 32],
 }
 
 impl JwtKeys {
@@ -44,10 +49,41 @@ impl JwtKeys {
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["iss", "aud", "sub", "exp", "nbf"]);
-        Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation }
+        let mac_key = Sha256::new().chain_update(b"repairdesk mac key\0").chain_update(secret).finalize().into();
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            mac_key,
+        }
     }
 
     pub fn issue(&self, user_id: &str, session_id: &str, ttl_secs: i64) -> (String, i64) {
+        self.issue_typed(ACCESS_TYP, user_id, session_id, ttl_secs)
+    }
+
+    /// The desk console's session cookie: like an access token, but of its own `typ`.
+    pub fn issue_console(&self, user_id: &str, session_id: &str, ttl_secs: i64) -> String {
+        self.issue_typed(CONSOLE_TYP, user_id, session_id, ttl_secs).0
+    }
+
+    /// A console cookie's claims, checked like an access token's.
+    pub fn verify_console(&self, token: &str) -> Option<AccessClaims> {
+        self.verify_typed(token, CONSOLE_TYP)
+    }
+
+    /// HMAC-SHA256 of `value` for `purpose`, hex: a value only this server could have made
+    /// (the console's CSRF tokens).
+    pub fn mac(&self, purpose: &str, value: &str) -> String {
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.mac_key).expect("HMAC takes any key length");
+        mac.update(purpose.as_bytes());
+        mac.update(b"\0");
+        mac.update(value.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    fn issue_typed(&self, typ: &str, user_id: &str, session_id: &str, ttl_secs: i64) -> (String, i64) {
         let now = chrono::Utc::now().timestamp();
         let claims = AccessClaims {
             iss: ISSUER.into(),
@@ -57,7 +93,7 @@ impl JwtKeys {
             nbf: now,
             iat: now,
             jti: uuid::Uuid::new_v4().to_string(),
-            typ: ACCESS_TYP.into(),
+            typ: typ.into(),
             sid: session_id.into(),
         };
         let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
@@ -67,9 +103,13 @@ impl JwtKeys {
 
     /// Checks signature, algorithm, issuer, audience, times (with the leeway) and `typ`.
     pub fn verify(&self, token: &str) -> Option<AccessClaims> {
+        self.verify_typed(token, ACCESS_TYP)
+    }
+
+    fn verify_typed(&self, token: &str, typ: &str) -> Option<AccessClaims> {
         let data = decode::<AccessClaims>(token, &self.decoding, &self.validation).ok()?;
         let c = data.claims;
-        (c.typ == ACCESS_TYP && c.iat <= c.exp && !c.jti.is_empty()).then_some(c)
+        (c.typ == typ && c.iat <= c.exp && !c.jti.is_empty()).then_some(c)
     }
 }
 
@@ -119,6 +159,18 @@ pub fn unseal_successor(holder: &str, sealed: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_console_cookie_is_no_access_token_and_no_access_token_is_a_console_cookie() {
+        let keys = JwtKeys::new(b"0123456789abcdef0123456789abcdef");
+        let cookie = keys.issue_console("u1", "s1", 600);
+        let (access, _) = keys.issue("u1", "s1", 600);
+        assert_eq!(keys.verify_console(&cookie).map(|c| c.sid), Some("s1".to_owned()));
+        assert!(keys.verify(&cookie).is_none());
+        assert!(keys.verify_console(&access).is_none());
+        assert_ne!(keys.mac("csrf", "s1"), keys.mac("csrf", "s2"));
+        assert_ne!(keys.mac("csrf", "s1"), JwtKeys::new(b"another secret of 32 bytes or more!").mac("csrf", "s1"));
+    }
 
     #[test]
     fn a_sealed_successor_opens_only_with_its_holder() {

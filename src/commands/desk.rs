@@ -91,6 +91,7 @@ pub fn create_ticket(
         };
         notify::issue_code(conn, &ctx.code_key, &ctx.sms_policy, &row, &site.name, sms, now)?;
     }
+    super::push::announce(conn, None, &row, &viewer.caller.user_id, "created", now)?;
     // the history last (the lock order, `db` module doc)
     db::events::append(conn, events)?;
     Ok(row)

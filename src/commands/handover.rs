@@ -27,7 +27,8 @@ pub struct HandoverBody {
 }
 
 /// Write a handover of the site: its tickets not yet completed, closed, cancelled or declined,
-/// with their status, holder and open escalations as they are now.
+/// with their status, holder and open escalations as they are now, and the notes written on them
+/// since the site's previous handover (every note, for its first).
 pub fn create_handover(
     conn: &mut DbConn,
     viewer: &Viewer,
@@ -71,8 +72,9 @@ pub fn create_handover(
     let id = db::new_id();
     let statuses: Vec<String> = handed_on_statuses().iter().map(|s| s.as_str().to_owned()).collect();
     let tickets = db::handovers::snapshot(conn, &id, &site.id, &statuses)?;
+    let notes_since = db::handovers::latest_at(conn, &site.id)?;
     let row = HandoverRow {
-        id,
+        id: id.clone(),
         site_id: site.id,
         shift: shift.as_str().to_owned(),
         note,
@@ -80,9 +82,11 @@ pub fn create_handover(
         created_at: now,
         acknowledged_by: None,
         acknowledged_at: None,
+        notes_since,
     };
-    let handover = Handover { row, tickets };
+    let mut handover = Handover { row, tickets, notes: Vec::new() };
     db::handovers::insert(conn, &handover)?;
+    handover.notes = db::handovers::notes(conn, vec![id.clone()])?.remove(&id).unwrap_or_default();
     Ok(handover)
 }
 

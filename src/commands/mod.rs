@@ -10,22 +10,28 @@
 //! - [`quote`]: paid work's price: propose, accept, decline.
 //! - [`handover`]: the desk's shift handovers: write one, take one over.
 //! - [`matter`]: matters that are not repairs (报事): register, reply, call back.
+//! - [`session`]: logins (the throttle's counters around the password check) and sessions.
+//! - [`board`]: what the desk's console reads: the board, a ticket's page, who to assign.
 //!
 //! This module holds what they share: the guards, and [`apply`], the one write of a change.
 
+pub mod board;
 pub mod desk;
 pub mod error;
 pub mod field;
 pub mod handover;
 pub mod matter;
+pub mod push;
 pub mod quote;
 pub mod report;
+pub mod session;
 
 pub use desk::*;
 pub use error::Error;
 pub use field::*;
 pub use handover::*;
 pub use matter::*;
+pub use push::{devices, register_device, remove_device, set_duty, DeviceBody, DutyBody};
 pub use quote::*;
 pub use report::*;
 
@@ -176,8 +182,7 @@ pub fn code_refusal(check: CodeCheck, purpose: Purpose) -> Option<Error> {
     }
 }
 
-/// The longest reason for a release, a cancellation or an assignment, in characters (trimmed).
-pub const MAX_REASON: usize = 500;
+pub use crate::domain::ticket::MAX_REASON;
 /// The longest note that goes with a move (a phone verification, an inspection, a hold, a quote
 /// and the resident's answer), in characters (trimmed).
 pub const MAX_MOVE_NOTE: usize = 500;
@@ -208,7 +213,8 @@ fn client_id(raw: Option<&str>) -> Result<String, Error> {
 }
 
 /// Applies a change if the ticket is still as read and appends its event; a change of status
-/// also resolves the ticket's open escalations (it moved on). Returns the ticket as it now stands.
+/// also resolves the ticket's open escalations (it moved on), and the push messages the change
+/// sets off are queued ([`push::announce`]). Returns the ticket as it now stands.
 #[allow(clippy::too_many_arguments)]
 pub fn apply(
     conn: &mut DbConn,
@@ -229,6 +235,8 @@ pub fn apply(
     if to.is_some_and(|to| to != from) {
         db::escalations::resolve_for_ticket(conn, &t.id, now)?;
     }
+    // the technicians' phones hear of it in the same transaction: every change is written here
+    push::announce(conn, Some(t), &changed, actor, event_type, now)?;
     // the update above holds the ticket's row
     db::events::append(
         conn,

@@ -149,7 +149,7 @@ impl SmsSettings {
     }
 }
 
-fn http_url(name: &str, value: &str) -> Result<Url, String> {
+pub(crate) fn http_url(name: &str, value: &str) -> Result<Url, String> {
     let url = Url::parse(value).map_err(|e| format!("{name} is not a URL ({e}): {value:?}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("{name} must be an http or https URL, got {value:?}"));
@@ -158,7 +158,7 @@ fn http_url(name: &str, value: &str) -> Result<Url, String> {
 }
 
 /// A URL that paths are appended to, kept without its trailing slash.
-fn base_url(name: &str, value: &str) -> Result<String, String> {
+pub(crate) fn base_url(name: &str, value: &str) -> Result<String, String> {
     http_url(name, value)?;
     Ok(value.trim_end_matches('/').to_owned())
 }

@@ -20,12 +20,16 @@
 //! 3. **Per-technician rows** (`users`, locked by [`tickets::claim`]): a claim counts the
 //!    technician's active tickets under it, after the ticket.
 //! 4. **Rows that belong to the tickets locked above**: their codes, material lines, notes, quotes,
-//!    escalations and outbox messages, and a new ticket's per-site, per-day number counter
+//!    escalations and outbox messages (SMS and push), and a new ticket's per-site, per-day number counter
 //!    ([`tickets::next_number`]; its creating transaction holds no other ticket).
 //! 5. **New rows that reference the tickets locked above**: their events ([`events::append`]).
 //!    No row is shared by all writers: an event records its own transaction, and readers order
 //!    changes by what their snapshots held (`docs/sync.md`).
 //!
+//! A push message is only ever inserted under its ticket's lock and then changed only by the
+//! worker holding its lease, which takes no other lock; devices are written by their owner's
+//! registration and by that worker (forgetting one the service refused), and only read by ticket
+//! writers: neither takes a place in the order.
 //! An escalation's acknowledgement and a handover write only their own rows and lock no ticket
 //! (a handover reads its site's tickets without locking them), so they take no place in the order.
 //! Nor do matters (报事, [`matters`]): a matter's transaction holds no ticket; it takes its own
@@ -48,6 +52,7 @@ macro_rules! on_engine {
 }
 
 pub mod codes;
+pub mod devices;
 pub mod escalations;
 pub mod events;
 pub mod faults;
@@ -57,6 +62,7 @@ pub mod materials;
 pub mod matters;
 pub mod outbox;
 pub mod prepared;
+pub mod push;
 pub mod quotes;
 pub mod reports;
 pub mod schema;

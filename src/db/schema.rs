@@ -28,6 +28,7 @@ diesel::table! {
         active -> Bool,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        on_duty -> Bool,
     }
 }
 
@@ -78,6 +79,7 @@ diesel::table! {
 diesel::joinable!(user_sites -> users (user_id));
 diesel::joinable!(user_sites -> sites (site_id));
 diesel::joinable!(user_trades -> users (user_id));
+diesel::joinable!(devices -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 
@@ -230,6 +232,42 @@ diesel::table! {
 }
 
 diesel::table! {
+    devices (id) {
+        id -> Text,
+        user_id -> Text,
+        provider -> Text,
+        token -> Text,
+        platform -> Text,
+        app_version -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    push_outbox (id) {
+        id -> Text,
+        ticket_id -> Text,
+        user_id -> Text,
+        device_id -> Text,
+        kind -> Text,
+        priority -> Text,
+        collapse_key -> Text,
+        params -> Text,
+        status -> Text,
+        attempts -> BigInt,
+        next_attempt_at -> Timestamp,
+        lease_token -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        provider -> Text,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        sent_at -> Nullable<Timestamp>,
+        failed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     material_catalogue (id) {
         id -> Text,
         site_id -> Text,
@@ -339,6 +377,15 @@ diesel::table! {
         created_at -> Timestamp,
         acknowledged_by -> Nullable<Text>,
         acknowledged_at -> Nullable<Timestamp>,
+        notes_since -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    handover_notes (handover_id, note_id) {
+        handover_id -> Text,
+        note_id -> Text,
+        ticket_id -> Text,
     }
 }
 
@@ -411,6 +458,7 @@ diesel::table! {
 
 diesel::joinable!(tickets -> sites (site_id));
 diesel::joinable!(handover_tickets -> handovers (handover_id));
+diesel::joinable!(handover_notes -> ticket_notes (note_id));
 diesel::joinable!(ticket_events -> tickets (ticket_id));
 diesel::joinable!(escalations -> tickets (ticket_id));
 diesel::joinable!(matter_escalations -> matters (matter_id));
@@ -427,6 +475,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     resident_codes,
     sms_outbox,
+    devices,
+    push_outbox,
     stream_tickets,
     material_catalogue,
     material_lines,
@@ -435,6 +485,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     sync_clients,
     sync_ops,
     ticket_notes,
+    handover_notes,
     handovers,
     handover_tickets,
     sites,

@@ -7,7 +7,7 @@ use super::schema::{ticket_counters, tickets, user_sites, user_trades, users};
 use super::DbConn;
 use crate::domain::access::Scope;
 use crate::domain::place::{place_key, search_text};
-use crate::domain::ticket::{NewTicket, Status};
+use crate::domain::ticket::{ClockFacts, NewTicket, Status, Urgency};
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = tickets)]
@@ -63,6 +63,20 @@ pub struct TicketRow {
 }
 
 impl TicketRow {
+    /// What the clock reads of this ticket (`domain::ticket::Clock`).
+    pub fn clock_facts(&self) -> ClockFacts {
+        ClockFacts {
+            status: self.status,
+            urgency: Urgency::parse(&self.urgency).unwrap_or(Urgency::Normal),
+            pooled_at: self.pooled_at,
+            claimed_at: self.claimed_at,
+            arrival_clock_at: self.arrival_clock_at,
+            appointment_at: self.appointment_at,
+            resume_at: self.resume_at,
+            last_activity_at: self.last_activity_at,
+        }
+    }
+
     /// The row with its place key and search text made from its fields.
     pub fn with_search_text(mut self) -> Self {
         self.location_key = Some(place_key(&self.location));
@@ -290,6 +304,8 @@ pub struct Present {
     pub callbacks: bool,
     #[diesel(sql_type = diesel::sql_types::Bool, column_name = has_notes)]
     pub notes: bool,
+    #[diesel(sql_type = diesel::sql_types::Bool, column_name = has_push)]
+    pub push: bool,
 }
 
 impl Present {
@@ -302,6 +318,7 @@ impl Present {
         sms: true,
         callbacks: true,
         notes: true,
+        push: true,
     };
 }
 
@@ -316,7 +333,8 @@ fn present_columns(ticket_id: &str) -> String {
         EXISTS (SELECT 1 FROM quotes q WHERE q.ticket_id = {ticket_id}) AS has_quote,
         EXISTS (SELECT 1 FROM sms_outbox m WHERE m.ticket_id = {ticket_id}) AS has_sms,
         EXISTS (SELECT 1 FROM callbacks b WHERE b.ticket_id = {ticket_id}) AS has_callbacks,
-        EXISTS (SELECT 1 FROM ticket_notes n WHERE n.ticket_id = {ticket_id}) AS has_notes"
+        EXISTS (SELECT 1 FROM ticket_notes n WHERE n.ticket_id = {ticket_id}) AS has_notes,
+        EXISTS (SELECT 1 FROM push_outbox p WHERE p.ticket_id = {ticket_id}) AS has_push"
     )
 }
 
@@ -508,38 +526,76 @@ pub fn list(conn: &mut DbConn, f: &TicketFilter) -> QueryResult<Vec<TicketRow>> 
         query = if escalated { query.filter(open) } else { query.filter(diesel::dsl::not(open)) };
     }
     if let Some((plain, key)) = &f.search {
-        let mut patterns = vec![format!("%{plain}%")];
+        let mut terms = vec![plain.clone()];
         if key != plain {
-            patterns.push(format!("%{key}%"));
+            terms.push(key.clone());
         }
         // a trigram index serves three characters or more; a shorter text is read row by row
-        let indexed = patterns.iter().all(|p| p.chars().count() >= 5);
-        if sqlite && indexed {
+        let indexed = terms.iter().all(|t| t.chars().count() >= 3);
+        // On SQLite, a text found in many tickets (a common fault) is read row by row too: newest
+        // first, stopping at the page, it meets its matches soon, where the search index would
+        // fetch every match and sort them all (docs/performance.md)
+        if sqlite && indexed && !common_on_sqlite(conn, &terms)? {
             use diesel::dsl::sql;
             use diesel::sql_types::{Bool, Text};
-            let first = "tickets.rowid IN (SELECT rowid FROM ticket_search WHERE search_text LIKE ";
-            let mut patterns = patterns.into_iter();
-            let one = patterns.next().unwrap_or_default();
-            query = match patterns.next() {
+            let first = "tickets.rowid IN (SELECT rowid FROM ticket_search WHERE search_text MATCH ";
+            let mut phrases = terms.iter().map(|t| fts_phrase(t));
+            let one = phrases.next().unwrap_or_default();
+            query = match phrases.next() {
                 None => query.filter(sql::<Bool>(first).bind::<Text, _>(one).sql(")")),
                 Some(two) => query.filter(
                     sql::<Bool>(first)
                         .bind::<Text, _>(one)
-                        .sql(" UNION SELECT rowid FROM ticket_search WHERE search_text LIKE ")
+                        .sql(" UNION SELECT rowid FROM ticket_search WHERE search_text MATCH ")
                         .bind::<Text, _>(two)
                         .sql(")"),
                 ),
             };
         } else {
+            let mut patterns = terms.iter().map(|t| format!("%{t}%"));
             let mut found: Box<dyn BoxableExpression<tickets::table, _, SqlType = diesel::sql_types::Bool>> =
-                Box::new(tickets::search_text.like(patterns[0].clone()));
-            for p in patterns.into_iter().skip(1) {
+                Box::new(tickets::search_text.like(patterns.next().unwrap_or_default()));
+            for p in patterns {
                 found = Box::new(found.or(tickets::search_text.like(p)));
             }
             query = query.filter(found);
         }
     }
     query.load(conn)
+}
+
+/// How many matches of a search on SQLite make reading the tickets newest first cheaper than
+/// fetching every match from the search index and sorting them. A page of 50 read newest first
+/// takes about `50 * tickets / matches` rows; the search index takes `matches` rows and a sort:
+/// they meet near the square root of `50 * tickets`, 2,200 at 100,000 tickets in a site.
+pub const COMMON_MATCHES: i64 = 2_000;
+
+/// `text` as an FTS5 phrase: with the trigram tokenizer, the rows whose search text holds it as a
+/// substring, found from the index alone (a `LIKE` on the FTS5 table reads each candidate's text
+/// from the tickets to check it).
+fn fts_phrase(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "\"\""))
+}
+
+/// Whether the search index holds at least [`COMMON_MATCHES`] rows with any of `terms` (SQLite's
+/// FTS5 table), counted no further than that.
+fn common_on_sqlite(conn: &mut DbConn, terms: &[String]) -> QueryResult<bool> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{BigInt, Text};
+    for t in terms {
+        let found: i64 = diesel::select(
+            sql::<BigInt>("(SELECT count(*) FROM (SELECT 1 FROM ticket_search WHERE search_text MATCH ")
+                .bind::<Text, _>(fts_phrase(t))
+                .sql(" LIMIT ")
+                .bind::<BigInt, _>(COMMON_MATCHES)
+                .sql("))"),
+        )
+        .get_result(conn)?;
+        if found >= COMMON_MATCHES {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Open tickets that entered the pool at or before `before`.

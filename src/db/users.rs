@@ -16,6 +16,8 @@ pub struct UserRow {
     pub active: bool,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// Whether new tickets in their pool are pushed to their phones.
+    pub on_duty: bool,
 }
 
 /// A user with the sites they belong to and the trades they handle.
@@ -36,6 +38,7 @@ pub struct UserChanges {
     pub phone: Option<Option<String>>,
     pub active: Option<bool>,
     pub password_hash: Option<String>,
+    pub on_duty: Option<bool>,
     pub updated_at: Option<NaiveDateTime>,
 }
 

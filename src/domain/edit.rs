@@ -9,7 +9,8 @@ use utoipa::ToSchema;
 use super::category::Category;
 use super::phone::parse_phone;
 use super::ticket::{
-    Area, Urgency, APPOINTMENT_GRACE_MINUTES, APPOINTMENT_MAX_DAYS, MAX_DESCRIPTION, MAX_LOCATION, MAX_REPORTER_NAME,
+    Area, Urgency, APPOINTMENT_GRACE_MINUTES, APPOINTMENT_MAX_DAYS, MAX_DESCRIPTION, MAX_LOCATION, MAX_REASON,
+    MAX_REPORTER_NAME,
 };
 use crate::error::FieldError;
 
@@ -133,8 +134,8 @@ impl TicketEdit {
         };
         if let Some(reason) = &self.reason {
             let r = reason.trim();
-            if r.is_empty() || r.chars().count() > 500 {
-                errors.push(FieldError::new("reason", "must be 1 to 500 characters"));
+            if r.is_empty() || r.chars().count() > MAX_REASON {
+                errors.push(FieldError::new("reason", format!("must be 1 to {MAX_REASON} characters")));
             }
         }
         if !errors.is_empty() {

@@ -14,6 +14,7 @@ pub mod matter;
 pub mod messages;
 pub mod phone;
 pub mod place;
+pub mod push;
 pub mod report;
 pub mod site;
 pub mod ticket;

@@ -405,6 +405,9 @@ pub const MAX_SITE_ID: usize = 64;
 pub const MAX_LOCATION: usize = 200;
 pub const MAX_DESCRIPTION: usize = 2000;
 pub const MAX_REPORTER_NAME: usize = 100;
+/// The longest reason for a release, a cancellation, an assignment or an edit, in characters
+/// (trimmed).
+pub const MAX_REASON: usize = 500;
 /// How far back an appointment may be (a form filled in a few minutes ago), and how far ahead.
 pub const APPOINTMENT_GRACE_MINUTES: i64 = 5;
 pub const APPOINTMENT_MAX_DAYS: i64 = 90;
@@ -643,6 +646,153 @@ impl Clock {
             ArrivalLimit::Normal => Some(self.arrival),
             ArrivalLimit::Emergency => Some(self.emergency_arrival),
             ArrivalLimit::Appointment => None,
+        }
+    }
+}
+
+/// What the clock reads of a ticket (`jobs::clock` escalates on it, the desk's board colours by it).
+#[derive(Debug, Clone, Copy)]
+pub struct ClockFacts {
+    pub status: Status,
+    pub urgency: Urgency,
+    pub pooled_at: Option<NaiveDateTime>,
+    pub claimed_at: Option<NaiveDateTime>,
+    /// When the desk last restarted the arrival clock (a new appointment, urgency raised).
+    pub arrival_clock_at: Option<NaiveDateTime>,
+    pub appointment_at: Option<NaiveDateTime>,
+    pub resume_at: Option<NaiveDateTime>,
+    pub last_activity_at: NaiveDateTime,
+}
+
+/// A service level running on a ticket: the escalation it ends in, when it began and when it runs out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Running {
+    pub kind: EscalationKind,
+    pub since: NaiveDateTime,
+    pub deadline: NaiveDateTime,
+}
+
+/// How close a running service level is to its end, as the desk's board shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockColour {
+    /// Less than three quarters of the limit used.
+    Green,
+    /// The last quarter of the limit: the desk should look now.
+    Amber,
+    /// Past the limit: the clock escalates (or has).
+    Red,
+}
+
+impl ClockColour {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Green => "green",
+            Self::Amber => "amber",
+            Self::Red => "red",
+        }
+    }
+}
+
+impl Running {
+    pub fn colour(&self, now: NaiveDateTime) -> ClockColour {
+        if now >= self.deadline {
+            return ClockColour::Red;
+        }
+        let limit = self.deadline - self.since;
+        if (now - self.since) * 4 >= limit * 3 {
+            ClockColour::Amber
+        } else {
+            ClockColour::Green
+        }
+    }
+}
+
+impl Clock {
+    /// In the pool: runs from when it (last) entered it.
+    pub fn unclaimed(&self, t: &ClockFacts) -> Option<Running> {
+        let since = t.pooled_at.filter(|_| t.status == Status::Open)?;
+        Some(Running { kind: EscalationKind::Unclaimed, since, deadline: since + self.claim_timeout })
+    }
+
+    /// Assigned and not yet at the door: runs from the claim, or from the desk's last restart of
+    /// it (an edit), to the appointment or the urgency's limit.
+    pub fn late_arrival(&self, t: &ClockFacts) -> Option<Running> {
+        let claimed_at = t.claimed_at.filter(|_| t.status == Status::Assigned)?;
+        let since = t.arrival_clock_at.map_or(claimed_at, |restart| restart.max(claimed_at));
+        let deadline = self.arrival_deadline(since, t.urgency, t.appointment_at);
+        Some(Running { kind: EscalationKind::LateArrival, since, deadline })
+    }
+
+    /// Held and quiet: silence counts from the last activity, but not before an appointment (a
+    /// job booked for the afternoon is not stalled in the morning) nor before a hold's resume time.
+    pub fn stalled(&self, t: &ClockFacts) -> Option<Running> {
+        if !Status::ACTIVE.contains(&t.status) {
+            return None;
+        }
+        let waits_for = match t.status {
+            Status::Assigned => t.appointment_at,
+            Status::OnHold => t.resume_at,
+            _ => None,
+        };
+        let since = waits_for.map_or(t.last_activity_at, |at| t.last_activity_at.max(at));
+        Some(Running { kind: EscalationKind::Stalled, since, deadline: since + self.stalled_after })
+    }
+
+    /// The service level that runs out first on the ticket, if any runs.
+    pub fn next_due(&self, t: &ClockFacts) -> Option<Running> {
+        [self.unclaimed(t), self.late_arrival(t), self.stalled(t)].into_iter().flatten().min_by_key(|r| r.deadline)
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+
+    fn at(minutes: i64) -> NaiveDateTime {
+        DateTime::from_timestamp(1_800_000_000 + minutes * 60, 0).unwrap().naive_utc()
+    }
+
+    fn facts(status: Status) -> ClockFacts {
+        ClockFacts {
+            status,
+            urgency: Urgency::Normal,
+            pooled_at: Some(at(0)),
+            claimed_at: Some(at(0)),
+            arrival_clock_at: None,
+            appointment_at: None,
+            resume_at: None,
+            last_activity_at: at(0),
+        }
+    }
+
+    #[test]
+    fn a_pooled_ticket_turns_amber_in_the_last_quarter_of_the_claim_limit_and_red_past_it() {
+        let clock = Clock::default();
+        let running = clock.next_due(&facts(Status::Open)).unwrap();
+        assert_eq!((running.kind, running.deadline), (EscalationKind::Unclaimed, at(5)));
+        let colours: Vec<_> = [0, 3, 4, 5, 60].iter().map(|m| running.colour(at(*m)).as_str()).collect();
+        assert_eq!(colours, ["green", "green", "amber", "red", "red"]);
+    }
+
+    #[test]
+    fn an_assigned_ticket_runs_to_the_arrival_limit_before_it_can_stall() {
+        let clock = Clock::default();
+        let normal = clock.next_due(&facts(Status::Assigned)).unwrap();
+        assert_eq!((normal.kind, normal.deadline), (EscalationKind::LateArrival, at(20)));
+        let emergency = ClockFacts { urgency: Urgency::Emergency, ..facts(Status::Assigned) };
+        assert_eq!(clock.next_due(&emergency).unwrap().deadline, at(10));
+        let booked = ClockFacts { appointment_at: Some(at(180)), ..facts(Status::Assigned) };
+        assert_eq!(clock.late_arrival(&booked).unwrap().deadline, at(180));
+        assert_eq!(clock.stalled(&booked).unwrap().deadline, at(300), "quiet counts from the appointment");
+    }
+
+    #[test]
+    fn only_held_tickets_stall_and_finished_ones_run_no_clock() {
+        let clock = Clock::default();
+        let on_site = clock.next_due(&facts(Status::OnSite)).unwrap();
+        assert_eq!((on_site.kind, on_site.deadline), (EscalationKind::Stalled, at(120)));
+        for status in [Status::AwaitingInspection, Status::Completed, Status::Cancelled] {
+            assert!(clock.next_due(&facts(status)).is_none(), "{status}");
         }
     }
 }

@@ -10,7 +10,7 @@ use super::Error;
 use crate::db::matters::MatterEscalationRow;
 use crate::db::{self, tickets::TicketRow, DbConn, Pool};
 use crate::domain::matter::{reply_due, MatterStatus, UNREPLIED};
-use crate::domain::ticket::{Clock, EscalationKind, Status, Urgency};
+use crate::domain::ticket::{Clock, EscalationKind, Running};
 
 /// Scans every `every` on the blocking pool, so requests never wait for it.
 pub fn spawn(pool: Pool, clock: Clock, every: Duration, stopping: super::Stopping) {
@@ -29,27 +29,18 @@ pub fn spawn(pool: Pool, clock: Clock, every: Duration, stopping: super::Stoppin
 /// One pass of the clock at `now`; returns how many escalations this pass recorded.
 pub fn scan(conn: &mut DbConn, clock: &Clock, now: NaiveDateTime) -> Result<usize, Error> {
     let mut recorded = 0;
+    // each re-read inside its transaction: the ticket may have moved on since the scan's read
+    let due = |running: Option<Running>| running.filter(|r| r.deadline <= now).map(|r| r.since);
     for t in db::tickets::unclaimed_since(conn, now - clock.claim_timeout)? {
-        recorded += escalate(conn, &t.id, EscalationKind::Unclaimed, now, |t| {
-            (t.status == Status::Open).then_some(t.pooled_at).flatten()
-        })?;
+        recorded += escalate(conn, &t.id, EscalationKind::Unclaimed, now, |t| due(clock.unclaimed(&t.clock_facts())))?;
     }
     let soonest = clock.emergency_arrival.min(clock.arrival);
     for t in db::tickets::not_arrived(conn, now - soonest, now)? {
-        recorded += escalate(conn, &t.id, EscalationKind::LateArrival, now, |t| {
-            // the clock runs from the claim, or from the desk's last restart of it (an edit)
-            let claimed_at = t.claimed_at.filter(|_| t.status == Status::Assigned)?;
-            let since = t.arrival_clock_at.map_or(claimed_at, |restart| restart.max(claimed_at));
-            let urgency = Urgency::parse(&t.urgency).unwrap_or(Urgency::Normal);
-            (clock.arrival_deadline(since, urgency, t.appointment_at) <= now).then_some(since)
-        })?;
+        recorded +=
+            escalate(conn, &t.id, EscalationKind::LateArrival, now, |t| due(clock.late_arrival(&t.clock_facts())))?;
     }
     for t in db::tickets::quiet_since(conn, now - clock.stalled_after)? {
-        recorded += escalate(conn, &t.id, EscalationKind::Stalled, now, |t| {
-            let held = Status::ACTIVE.contains(&t.status);
-            let quiet_since = stalled_clock_start(t);
-            (held && quiet_since <= now - clock.stalled_after).then_some(quiet_since)
-        })?;
+        recorded += escalate(conn, &t.id, EscalationKind::Stalled, now, |t| due(clock.stalled(&t.clock_facts())))?;
     }
     for m in db::matters::unreplied_since(conn, MatterStatus::Open.as_str(), now - clock.matter_reply)? {
         recorded += escalate_matter(conn, &m.id, clock, now)?;
@@ -58,17 +49,6 @@ pub fn scan(conn: &mut DbConn, clock: &Clock, now: NaiveDateTime) -> Result<usiz
         tracing::warn!(error = %e, "pruning idempotency keys failed");
     }
     Ok(recorded)
-}
-
-/// Silence counts from the last activity, but not before an appointment (a job booked for the
-/// afternoon is not stalled in the morning) nor before a hold's resume time.
-fn stalled_clock_start(t: &TicketRow) -> NaiveDateTime {
-    let waits_for = match t.status {
-        Status::Assigned => t.appointment_at,
-        Status::OnHold => t.resume_at,
-        _ => None,
-    };
-    waits_for.map_or(t.last_activity_at, |at| t.last_activity_at.max(at))
 }
 
 /// Re-reads the ticket inside the transaction and records the escalation if `due` still names the

@@ -1,12 +1,14 @@
-//! Work that runs beside the requests: the dispatch clock, the SMS outbox and the change feed.
+//! Work that runs beside the requests: the dispatch clock, the SMS and push outboxes and the
+//! change feed.
 //!
 //! The clock and the outbox each work in rounds at a given `now`. The server runs a round every
 //! so often ([`Jobs::spawn`]); a test runs one when it wants, at the `now` it wants
-//! ([`Jobs::scan`], [`Jobs::deliver_sms`]), instead of waiting for time to pass.
+//! ([`Jobs::scan`], [`Jobs::deliver_sms`], [`Jobs::deliver_push`]), instead of waiting for time to pass.
 
 pub mod clock;
 pub mod feed;
 pub mod outbox;
+pub mod push;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +19,7 @@ use crate::db::{self, Pool, Trouble};
 use crate::domain::ticket::Clock;
 use crate::sms::SmsProvider;
 use outbox::Delivery;
+use push::PushDelivery;
 
 /// What a round of a background job fails with. Nobody is answered with it: it is logged, and the
 /// next round tries again.
@@ -69,13 +72,18 @@ pub struct Jobs {
     pub scan_every: Duration,
     pub provider: Arc<dyn SmsProvider>,
     pub delivery: Delivery,
+    /// The push services, by the service a device is registered with, and the push outbox's
+    /// retries and texts.
+    pub push_providers: crate::push::Providers,
+    pub push_delivery: PushDelivery,
 }
 
 impl Jobs {
     /// Runs the clock and the outbox on their timers until `stopping` says so.
     pub fn spawn(&self, stopping: Stopping) {
         clock::spawn(self.pool.clone(), self.clock, self.scan_every, stopping.clone());
-        outbox::spawn(self.pool.clone(), self.provider.clone(), self.delivery, stopping);
+        outbox::spawn(self.pool.clone(), self.provider.clone(), self.delivery, stopping.clone());
+        push::spawn(self.pool.clone(), self.push_providers.clone(), self.push_delivery.clone(), stopping);
     }
 
     /// One pass of the clock at `now`; how many escalations it recorded.
@@ -88,6 +96,24 @@ impl Jobs {
     pub async fn deliver_sms(&self, now: NaiveDateTime) -> Result<usize, Error> {
         outbox::deliver_due(&self.pool, self.provider.as_ref(), &self.delivery, now).await
     }
+
+    /// One delivery round of the push outbox at `now`; how many messages it handed to a service.
+    pub async fn deliver_push(&self, now: NaiveDateTime) -> Result<usize, Error> {
+        push::deliver_due(&self.pool, &self.push_providers, &self.push_delivery, now).await
+    }
+}
+
+/// Messages one instance sends at once, per outbox: a slow gateway holds each for up to the
+/// timeout.
+const IN_FLIGHT: usize = 8;
+
+/// The wait before the next attempt after `attempts` failed ones: `base`, doubling per attempt up
+/// to `max`, with a little jitter so many messages failing together don't retry in lockstep.
+fn backoff(base: Duration, max: Duration, attempts: i64) -> chrono::Duration {
+    let exp = (attempts.clamp(1, 20) - 1) as u32;
+    let wait = base.saturating_mul(2u32.saturating_pow(exp)).min(max);
+    let jitter = Duration::from_millis(rand::random::<u64>() % (wait.as_millis() as u64 / 10 + 1));
+    chrono::Duration::from_std(wait + jitter).unwrap_or(chrono::Duration::seconds(60))
 }
 
 /// Tells background jobs the server has stopped.

@@ -55,19 +55,8 @@ pub fn spawn(pool: Pool, provider: Arc<dyn SmsProvider>, delivery: Delivery, sto
     });
 }
 
-fn backoff(delivery: &Delivery, attempts: i64) -> chrono::Duration {
-    let exp = (attempts.clamp(1, 20) - 1) as u32;
-    let wait = delivery.retry_base.saturating_mul(2u32.saturating_pow(exp)).min(delivery.max_backoff);
-    // a little jitter so many messages failing together don't retry in lockstep
-    let jitter = Duration::from_millis(rand::random::<u64>() % (wait.as_millis() as u64 / 10 + 1));
-    chrono::Duration::from_std(wait + jitter).unwrap_or(chrono::Duration::seconds(60))
-}
-
-/// Messages one instance sends at once: a slow gateway holds each for up to the timeout.
-const IN_FLIGHT: usize = 8;
-
 /// One round at `now`: every message due then that this instance can lease is sent once, up to
-/// [`IN_FLIGHT`] at a time. Returns how many were tried.
+/// [`super::IN_FLIGHT`] at a time. Returns how many were tried.
 pub async fn deliver_due(
     pool: &Pool,
     provider: &dyn SmsProvider,
@@ -78,7 +67,7 @@ pub async fn deliver_due(
     let ids = db::run_with(pool, move |conn| -> Result<_, Error> { Ok(db::outbox::due(conn, now, 50)?) }).await?;
     let outcomes: Vec<Result<bool, Error>> = futures_util::stream::iter(ids)
         .map(|id| deliver_one(pool, provider, delivery, clock, id))
-        .buffer_unordered(IN_FLIGHT)
+        .buffer_unordered(super::IN_FLIGHT)
         .collect()
         .await;
     let mut tried = 0;
@@ -166,7 +155,7 @@ fn settle(
             tracing::info!(outbox_id = %row.id, attempts = row.attempts, %error, "SMS will be retried");
             let outcome = Outcome {
                 status: Some(db::outbox::PENDING.into()),
-                next_attempt_at: Some(now + backoff(delivery, row.attempts)),
+                next_attempt_at: Some(now + super::backoff(delivery.retry_base, delivery.max_backoff, row.attempts)),
                 lease_token: Some(None),
                 lease_until: Some(None),
                 provider: Some(Some(provider.into())),

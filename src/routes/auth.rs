@@ -9,6 +9,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use super::users::UserView;
 use super::{Checks, JsonBody};
 use crate::auth::{password, throttle, Caller};
+use crate::commands::session;
 use crate::db::{self, tokens::Refresh};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::state::AppState;
@@ -18,7 +19,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 }
 
 /// Tokens, the user and their refusals must never sit in a browser's or a proxy's cache.
-fn no_store() -> DefaultHeaders {
+pub(super) fn no_store() -> DefaultHeaders {
     DefaultHeaders::new().add((header::CACHE_CONTROL, "no-store"))
 }
 
@@ -73,13 +74,9 @@ pub async fn login(
 ) -> ApiResult<HttpResponse> {
     let LoginRequest { username, password } = body.0;
     let limits = throttle::limits(&username, client_address(&state, &req));
-    let lookup_name = username.trim().to_lowercase();
     let user = db::run(&state.pool, {
         let limits = limits.clone();
-        move |conn| {
-            refuse_if_throttled(conn, &limits)?;
-            Ok(db::users::find_by_username(conn, &lookup_name)?)
-        }
+        move |conn| Ok(session::login_candidate(conn, &limits, &username)?)
     })
     .await?;
 
@@ -89,19 +86,14 @@ pub async fn login(
     let verified = plausible && state.hasher.verify(password, stored).await?;
     let user = user.filter(|u| verified && u.active);
     let Some(user) = user else {
-        db::run(&state.pool, move |conn| Ok(record_failures(conn, &limits)?)).await?;
+        db::run(&state.pool, move |conn| Ok(session::record_failures(conn, &limits)?)).await?;
         return Err(ApiError::new(ErrorCode::InvalidCredentials, "wrong username or password"));
     };
 
     let ttl = state.settings.refresh_token_ttl_secs;
     let user_id = user.id.clone();
-    let (session_id, refresh_token, record) = db::transaction(&state.pool, move |conn| {
-        clear_failures(conn, &limits)?;
-        let (session_id, token) = db::tokens::start_session(conn, &user_id, ttl)?;
-        let record = db::users::find(conn, &user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
-        Ok((session_id, token, record))
-    })
-    .await?;
+    let (session_id, refresh_token, record) =
+        db::transaction(&state.pool, move |conn| Ok(session::start_session(conn, &limits, &user_id, ttl)?)).await?;
     tracing::info!(user_id = %record.row.id, "logged in");
     Ok(HttpResponse::Ok().json(token_response(&state, &session_id, refresh_token, record.into())))
 }
@@ -109,40 +101,6 @@ pub async fn login(
 fn client_address(state: &AppState, req: &HttpRequest) -> Option<std::net::IpAddr> {
     let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
     throttle::client_address(req.peer_addr().map(|a| a.ip()), forwarded, &state.settings.trusted_proxies)
-}
-
-/// `429 too_many_attempts` when any of the counters is full, with the wait until the oldest
-/// failure of the fullest one is forgotten.
-fn refuse_if_throttled(conn: &mut db::DbConn, limits: &[throttle::Limit]) -> ApiResult<()> {
-    let now = db::now();
-    let mut wait = None;
-    for limit in limits {
-        let (failures, oldest) = db::tokens::recent_failures(conn, &limit.key, now - limit.window)?;
-        if let (true, Some(oldest)) = (failures >= limit.max, oldest) {
-            let secs = (oldest + limit.window - now).num_seconds().max(1) as u64;
-            wait = wait.max(Some(secs));
-        }
-    }
-    match wait {
-        Some(wait) => Err(ApiError::new(
-            ErrorCode::TooManyAttempts,
-            format!("too many failed logins; try again in {wait} seconds"),
-        )
-        .retry_after(wait)),
-        None => Ok(()),
-    }
-}
-
-fn record_failures(conn: &mut db::DbConn, limits: &[throttle::Limit]) -> diesel::QueryResult<()> {
-    let now = db::now();
-    limits.iter().try_for_each(|limit| db::tokens::record_failure(conn, &limit.key, now - limit.window))
-}
-
-fn clear_failures(conn: &mut db::DbConn, limits: &[throttle::Limit]) -> diesel::QueryResult<()> {
-    for limit in limits.iter().filter(|l| l.cleared_by_success) {
-        db::tokens::clear_failures(conn, &limit.key)?;
-    }
-    Ok(())
 }
 
 fn token_response(state: &AppState, session_id: &str, refresh_token: String, user: UserView) -> TokenResponse {
@@ -238,13 +196,13 @@ pub async fn change_password(
     let (limits, stored) = db::run(&state.pool, move |conn| {
         let row = db::users::find(conn, &user_id)?.ok_or_else(|| ApiError::not_found("user"))?.row;
         let limits = throttle::limits(&row.username, address);
-        refuse_if_throttled(conn, &limits)?;
+        session::refuse_if_throttled(conn, &limits)?;
         Ok((limits, row.password_hash))
     })
     .await?;
     let plausible = current_password.chars().count() <= password::MAX_LEN;
     if !(plausible && state.hasher.verify(current_password, Some(stored)).await?) {
-        db::run(&state.pool, move |conn| Ok(record_failures(conn, &limits)?)).await?;
+        db::run(&state.pool, move |conn| Ok(session::record_failures(conn, &limits)?)).await?;
         return Err(ApiError::new(ErrorCode::WrongPassword, "the current password is wrong"));
     }
     let hash = state.hasher.hash(new_password).await?;
@@ -256,7 +214,7 @@ pub async fn change_password(
         };
         db::users::update(conn, &caller.user_id, &changes)?;
         db::tokens::revoke_all_for_user(conn, &caller.user_id)?;
-        clear_failures(conn, &limits)?;
+        session::clear_failures(conn, &limits)?;
         Ok(())
     })
     .await?;

@@ -6,11 +6,9 @@ use std::pin::Pin;
 
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
 
-use std::sync::Arc;
-
-use crate::auth::{Caller, Membership};
+use crate::auth::Caller;
+use crate::commands::session;
 use crate::db;
-use crate::domain::user::Role;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
@@ -48,11 +46,7 @@ impl FromRequest for Caller {
 
 /// The caller of a live session, in one read: who they are, their sites and trades.
 pub async fn live_caller(state: &AppState, session_id: String, user_id: String) -> Result<Caller, ApiError> {
-    let (sid, sub) = (session_id.clone(), user_id.clone());
-    let who = db::run(&state.pool, move |conn| Ok(db::tokens::live_session(conn, &sid, &sub)?))
+    db::run(&state.pool, move |conn| Ok(session::live_caller(conn, &session_id, &user_id)?))
         .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "this login has ended; log in again"))?;
-    let role = Role::parse(&who.role).ok_or_else(|| ApiError::internal(format!("unknown role {}", who.role)))?;
-    let membership = Some(Arc::new(Membership { sites: who.sites, trades: who.trades }));
-    Ok(Caller { user_id, session_id, role, membership })
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "this login has ended; log in again"))
 }

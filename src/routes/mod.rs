@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod caller;
 pub mod catalogue;
+pub mod devices;
 pub mod escalations;
 pub mod handovers;
 pub mod health;
@@ -51,6 +52,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .configure(onsite::configure)
             .configure(catalogue::configure)
             .configure(sync::configure)
+            .configure(devices::configure)
             .route("/openapi.json", web::get().to(health::openapi_json)),
     )
     .configure(health::configure);

@@ -18,7 +18,7 @@ use crate::domain::ticket::{Area, Status, TicketForm, Urgency};
 use crate::domain::user::Role;
 use crate::error::ApiResult;
 use crate::state::AppState;
-use crate::views::{visible, TicketEvent, TicketEventList, TicketList, TicketView, Viewer};
+use crate::views::{visible, visible_by_number, TicketEvent, TicketEventList, TicketList, TicketView, Viewer};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create_ticket)
@@ -109,10 +109,7 @@ fn one_of<T>(
     raw: Option<&str>,
     parse: fn(&str) -> Option<T>,
     names: String,
-) -> Option<String>
-where
-    T: Copy,
-{
+) -> Option<String> {
     let raw = raw?;
     if parse(raw).is_none() {
         checks.fail(field, format!("must be one of {names}"));
@@ -374,9 +371,7 @@ pub async fn get_ticket_by_number(
     let number = number.into_inner().trim().to_owned();
     let view = db::run(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller)?;
-        let t = db::tickets::find_by_number(conn, &number)?
-            .filter(|t| viewer.can_see(t))
-            .ok_or_else(|| crate::error::ApiError::not_found("ticket"))?;
+        let t = visible_by_number(conn, &viewer, &number)?;
         viewer.view_one(conn, t)
     })
     .await?;

@@ -34,6 +34,9 @@ pub struct UserView {
     pub departments: Vec<String>,
     pub phone: Option<String>,
     pub active: bool,
+    /// New tickets in a technician's pool are pushed to their phones only while on duty
+    /// (`POST /me/duty`); everyone starts on duty.
+    pub on_duty: bool,
     pub created_at: DateTime<Utc>,
 }
 
@@ -54,6 +57,7 @@ impl From<UserRecord> for UserView {
             departments: r.departments,
             phone: r.row.phone,
             active: r.row.active,
+            on_duty: r.row.on_duty,
             created_at: r.row.created_at.and_utc(),
         }
     }
@@ -207,6 +211,7 @@ pub async fn create_user(
         active: true,
         created_at: at,
         updated_at: at,
+        on_duty: true,
     };
     let record = db::transaction(&state.pool, move |conn| {
         check_sites(conn, role, &site_ids)?;
@@ -346,6 +351,7 @@ pub async fn update_user(
         phone: phone.flatten(),
         active: patch.active,
         password_hash,
+        on_duty: None,
         updated_at: Some(db::now()),
     };
     let admin_id = caller.user_id.clone();

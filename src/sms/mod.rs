@@ -90,7 +90,7 @@ pub fn build_provider(settings: &SmsSettings) -> Result<Arc<dyn SmsProvider>, St
     })
 }
 
-fn http_client(timeout_secs: u64) -> Result<reqwest::Client, String> {
+pub(crate) fn http_client(timeout_secs: u64) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(timeout_secs.min(MAX_CONNECT_TIMEOUT_SECS)))
         .timeout(Duration::from_secs(timeout_secs))
@@ -98,17 +98,17 @@ fn http_client(timeout_secs: u64) -> Result<reqwest::Client, String> {
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("repairdesk/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| format!("cannot build the SMS HTTP client: {e}"))
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
 /// Gateways that are busy or briefly down say so with these; anything else will not change.
-fn is_retryable_status(status: StatusCode) -> bool {
+pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
     status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
 }
 
 /// A request that never got a whole answer. Only a request we could not even build is our fault
 /// for good; timeouts, refused connections and cut-off answers may go through next time.
-fn transport_error(gateway: &str, error: reqwest::Error) -> SendError {
+pub(crate) fn transport_error(gateway: &str, error: reqwest::Error) -> SendError {
     let builder = error.is_builder();
     // the URL can carry a signed query; the kind of failure is what matters
     let error = error.without_url();
@@ -122,7 +122,7 @@ fn transport_error(gateway: &str, error: reqwest::Error) -> SendError {
 }
 
 /// The start of an answer's body, for error messages.
-fn excerpt(body: &[u8]) -> String {
+pub(crate) fn excerpt(body: &[u8]) -> String {
     const MAX_CHARS: usize = 200;
     let text = String::from_utf8_lossy(body);
     let text = text.trim();

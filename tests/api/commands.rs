@@ -55,6 +55,7 @@ impl World {
                 active: true,
                 created_at: now,
                 updated_at: now,
+                on_duty: true,
             };
             let trades = if role == Role::Technician { vec!["water".to_owned()] } else { vec![] };
             db::users::insert(&mut conn, &row, std::slice::from_ref(&site.id), &trades, &[]).unwrap();

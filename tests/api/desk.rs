@@ -14,10 +14,6 @@ fn public_ticket(site: &str) -> Value {
     body
 }
 
-async fn json_of(res: reqwest::Response) -> Value {
-    res.json().await.unwrap()
-}
-
 async fn escalations(d: &Desk, query: &str, token: &str) -> Vec<Value> {
     let res = d.app.get(&format!("/api/v1/escalations{query}"), token).await;
     assert_eq!(res.status(), 200);
@@ -167,6 +163,11 @@ async fn handover(d: &Desk, token: &str, body: &Value) -> Value {
     json_of(res).await
 }
 
+async fn write_note(d: &Desk, ticket: &str, token: &str, text: &str) {
+    let url = format!("/api/v1/tickets/{ticket}/notes");
+    assert_eq!(d.app.post(&url, token, &json!({ "note": text })).await.status(), 201);
+}
+
 #[tokio::test]
 async fn a_handover_lists_the_sites_unfinished_tickets_and_the_next_shift_takes_it() {
     let d = desk_with(&[]).await;
@@ -180,7 +181,18 @@ async fn a_handover_lists_the_sites_unfinished_tickets_and_the_next_shift_takes_
     let cancel = d.app.post(&format!("/api/v1/tickets/{voided}/cancel"), &d.desk, &json!({ "reason": "重复" })).await;
     assert_eq!(cancel.status(), 200);
 
+    write_note(&d, &held, &tech, "水管老化，需换阀门").await;
+    write_note(&d, &escalated, &d.desk, "住户下午3点后在家").await;
+
     let h = handover(&d, &d.desk, &json!({ "site_id": d.site, "shift": "day", "note": " 3号楼停水 " })).await;
+    // the site's first handover passes on every note of its tickets, with who wrote it
+    assert_eq!(h["notes_since"], Value::Null);
+    let notes = |h: &Value, i: usize| -> Vec<(String, String)> {
+        let notes = h["tickets"][i]["notes"].as_array().unwrap().iter();
+        notes.map(|n| (n["note"].as_str().unwrap().to_owned(), n["author_name"].as_str().unwrap().to_owned())).collect()
+    };
+    assert_eq!(notes(&h, 0), [("住户下午3点后在家".to_owned(), "desk1".to_owned())]);
+    assert_eq!(notes(&h, 1), [("水管老化，需换阀门".to_owned(), "tech1".to_owned())]);
     assert_eq!((h["shift"].as_str(), h["note"].as_str()), (Some("day"), Some("3号楼停水")));
     assert_eq!(h["acknowledged_at"], Value::Null);
     let tickets = h["tickets"].as_array().unwrap();
@@ -208,7 +220,12 @@ async fn a_handover_lists_the_sites_unfinished_tickets_and_the_next_shift_takes_
 
     // later work does not change what was handed over; the list is newest first
     assert_eq!(d.app.post(&format!("/api/v1/tickets/{escalated}/claim"), &tech, &json!({})).await.status(), 200);
+    write_note(&d, &held, &tech, "阀门已订，明早到货").await;
     let second = handover(&d, &night, &json!({ "site_id": d.site, "shift": "night" })).await;
+    // the next one passes on only what was written since the last
+    assert_eq!(second["notes_since"], h["created_at"]);
+    assert_eq!(notes(&second, 0), []);
+    assert_eq!(notes(&second, 1), [("阀门已订，明早到货".to_owned(), "tech1".to_owned())]);
     let list: Value = json_of(d.app.get(&format!("/api/v1/handovers?site_id={}", d.site), &d.desk).await).await;
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 2);

@@ -4,7 +4,8 @@
 //! afterwards); unset, each test gets its own SQLite file in a temporary folder.
 //!
 //! The server's dispatch clock and SMS outbox do not run on their timers: a test runs a round of
-//! either when it wants, at the time it wants ([`TestApp::deliver_sms`], [`TestApp::scan_at`]).
+//! either when it wants, at the time it wants ([`TestApp::deliver_sms`], [`TestApp::deliver_push`],
+//! [`TestApp::scan_at`]).
 //! [`spawn_quiet_app`] stops the change feed's polling too, so the database sees only the test's
 //! requests ([`TestApp::statements`]).
 
@@ -150,6 +151,17 @@ impl TestApp {
         self.deliver_sms_at(repairdesk::db::now()).await
     }
 
+    /// One round of the push outbox at `now`, as the server's timer runs it: each message due
+    /// then is handed to its device's push service once. How many were.
+    pub async fn deliver_push_at(&self, now: NaiveDateTime) -> usize {
+        self.jobs.deliver_push(now).await.expect("a push delivery round")
+    }
+
+    /// One round of the push outbox now.
+    pub async fn deliver_push(&self) -> usize {
+        self.deliver_push_at(repairdesk::db::now()).await
+    }
+
     /// One pass of the dispatch clock at `now`; how many escalations it recorded.
     pub async fn scan_at(&self, now: NaiveDateTime) -> usize {
         self.jobs.scan(now).await.expect("a clock scan")
@@ -176,6 +188,10 @@ impl TestApp {
 
     pub async fn post(&self, path: &str, token: &str, body: &Value) -> Response {
         self.request(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Response {
+        self.request(Method::DELETE, path, Some(token), None).await
     }
 
     pub async fn patch(&self, path: &str, token: &str, body: &Value) -> Response {
@@ -257,6 +273,11 @@ pub fn token(tokens: &Value) -> String {
     tokens["access_token"].as_str().expect("access_token").to_owned()
 }
 
+/// The answer's body as JSON.
+pub async fn json_of(res: Response) -> Value {
+    res.json().await.unwrap()
+}
+
 /// Asserts a problem+json answer with `status` and `code`, and returns its body.
 pub async fn assert_problem(res: Response, status: u16, code: &str) -> Value {
     assert_eq!(res.status(), status, "status for expected {code}");
@@ -267,4 +288,21 @@ pub async fn assert_problem(res: Response, status: u16, code: &str) -> Value {
     assert_eq!(body["status"], status);
     assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string());
     body
+}
+
+/// Reads a `/sync/stream` answer until a `changed` event names `ticket_id` (3 s at most), and
+/// returns that event's id.
+pub async fn changed_event_id(res: Response, ticket_id: &str) -> String {
+    use futures_util::StreamExt;
+    let mut stream = res.bytes_stream();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        if let Some(event) = text.split("\n\n").find(|e| e.contains("event: changed") && e.contains(ticket_id)) {
+            let id = event.lines().find_map(|l| l.strip_prefix("id: ")).expect("an event id");
+            return id.to_owned();
+        }
+        let chunk = tokio::time::timeout_at(deadline, stream.next()).await.expect("a changed event within 3 s");
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
+    }
 }

@@ -14,10 +14,6 @@ fn matter_body(site: &str) -> Value {
     })
 }
 
-async fn json_of(res: reqwest::Response) -> Value {
-    res.json().await.unwrap()
-}
-
 /// A supervisor of the site answering for `departments`; returns (user id, token).
 async fn supervisor(d: &Desk, name: &str, site: &str, departments: &[&str]) -> (String, String) {
     let res = d

@@ -1,10 +1,8 @@
-use std::time::Duration;
-
 use serde_json::{json, Value};
 
 use crate::helpers::*;
 use crate::sms_providers::{webhook_receiver, WEBHOOK_SECRET};
-use crate::stub::{answer, stub, Answer, Stub};
+use crate::stub::{answer, stub, Stub};
 use crate::tickets::{desk_with, ticket_body, Desk};
 
 /// A 1×1 PNG.
@@ -377,7 +375,7 @@ async fn sms_are_retried_after_gateway_failures_and_delivered_once() {
     let accept = webhook_receiver(WEBHOOK_SECRET, json!({ "id": "hook-9" }));
     let gw = stub(move |r| match counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
         0 => answer(500, json!({ "error": "down" })),
-        1 => Answer { status: 429, body: json!({ "error": "slow down" }), delay: Duration::ZERO },
+        1 => answer(429, json!({ "error": "slow down" })),
         _ => accept(r),
     });
     let d = desk_sending_to(&gw, &[]).await;

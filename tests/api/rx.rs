@@ -301,27 +301,11 @@ async fn ticket_documents_fill_every_page_but_the_last_and_leave_as_tombstones()
     // a stream event's id is the position of the change it announces
     let stream = d.app.client.get(d.app.url("/api/v1/sync/stream")).bearer_auth(&tech).send().await.unwrap();
     let later = tid(&d, public_ticket(&d.site)).await;
-    let id = event_id_naming(stream, &later).await;
+    let id = changed_event_id(stream, &later).await;
     let from_event = json!({ "position": id, "scope": checkpoint["scope"] });
     let (page, _) = rx_pull(&d.app, "/api/v1/sync/rx/tickets/pull", &tech, &from_event, 50).await;
     // the event's batch, and what followed (some changes may come twice)
     assert!(page.iter().any(|p| p["id"] == later.as_str()), "{page:?}");
-}
-
-/// Reads a sync stream until a `changed` event names `ticket_id`, for at most 3 s: its `id`.
-async fn event_id_naming(res: reqwest::Response, ticket_id: &str) -> String {
-    use futures_util::StreamExt;
-    let mut stream = res.bytes_stream();
-    let mut text = String::new();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
-    loop {
-        if let Some(event) = text.split("\n\n").find(|e| e.contains("event: changed") && e.contains(ticket_id)) {
-            let id = event.lines().find_map(|l| l.strip_prefix("id: ")).expect("an event id");
-            return id.to_owned();
-        }
-        let chunk = tokio::time::timeout_at(deadline, stream.next()).await.expect("a changed event within 3 s");
-        text.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
-    }
 }
 
 /// Moved off a site, a technician's phone drops its tickets (the open ones of the pool had no

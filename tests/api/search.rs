@@ -54,6 +54,7 @@ async fn the_desk_finds_tickets_by_any_part_of_what_it_knows() {
     assert_eq!(find(&d, &q("灯不亮")).await, [id(&b)]);
     assert!(find(&d, &q("燃气")).await.is_empty());
     assert!(find(&d, &q("100%")).await.is_empty(), "a % is text, not a wildcard");
+    assert!(find(&d, &q("\"1502\" OR 漏水")).await.is_empty(), "quotes and OR are text, not the index's syntax");
     // the number typed: that ticket first
     let number = c["number"].as_str().unwrap();
     assert_eq!(find(&d, &q(number)).await[0], id(&c));
@@ -107,4 +108,76 @@ async fn an_edit_is_found_by_its_new_words() {
     assert_eq!(find(&d, &q("地漏堵塞")).await, [id(&t)]);
     assert_eq!(find(&d, &q("7栋1单元 801")).await, [id(&t)]);
     assert!(find(&d, &q("厨房水管")).await.is_empty());
+}
+
+/// Writes `n` tickets into the site straight to the database, one second apart, the newest
+/// first, written by the user `by`; every `every`-th says `common`, the rest `rare` (with the
+/// ticket's index).
+fn fill(d: &Desk, by: &str, n: usize, every: usize, common: &str, rare: &str) {
+    use diesel::prelude::*;
+    use repairdesk::db::{self, schema::tickets, tickets::TicketRow, DatabaseUrl, DbConn};
+    use repairdesk::domain::category::Category;
+    use repairdesk::domain::ticket::{Area, Channel, NewTicket, Urgency};
+    let pool = db::connect(&DatabaseUrl::parse(&d.app.db_url).unwrap(), 1).unwrap();
+    let mut conn = pool.get().unwrap();
+    let now = db::now();
+    let rows: Vec<TicketRow> = (0..n)
+        .map(|i| {
+            let description = if i % every == 0 { common.to_owned() } else { format!("{rare}{i}") };
+            let new = NewTicket {
+                site_id: d.site.clone(),
+                area: Area::InHome,
+                location: format!("{}栋{}单元{}", i % 30 + 1, i % 6 + 1, i),
+                category: Category::Water,
+                urgency: Urgency::Normal,
+                paid: false,
+                description,
+                reporter_name: "王女士".into(),
+                reporter_phone: None,
+                appointment_at: None,
+                resident_supplies_parts: false,
+                channel: Channel::Phone,
+                requested_technician_id: None,
+            };
+            let at = now - chrono::Duration::seconds(i as i64 + 60);
+            TicketRow::from_intake(new, format!("GY-20261203-{i:05}"), by.to_owned(), at).with_search_text()
+        })
+        .collect();
+    for chunk in rows.chunks(300) {
+        match &mut *conn {
+            DbConn::Sqlite(c) => diesel::insert_into(tickets::table).values(chunk).execute(c).unwrap(),
+            DbConn::Postgres(c) => diesel::insert_into(tickets::table).values(chunk).execute(c).unwrap(),
+        };
+    }
+}
+
+#[tokio::test]
+async fn a_text_found_in_thousands_of_tickets_is_paged_newest_first_like_a_rare_one() {
+    // past db::tickets::COMMON_MATCHES, SQLite reads such a text row by row, newest first; the
+    // answer is the same as from the search index
+    let d = desk_with(&[]).await;
+    let n = 2 * repairdesk::db::tickets::COMMON_MATCHES as usize + 200;
+    let me: Value = json_of(d.app.get("/api/v1/me", &d.desk).await).await;
+    fill(&d, me["id"].as_str().unwrap(), n, 2, "卫生间地漏堵塞", "客厅插座没电");
+    let newest = make(&d, "9栋1单元101", "阳台地漏堵塞返味", "13812345678", "water").await;
+
+    let mut seen = vec![];
+    let mut query = format!("{}&limit=200", q("地漏堵塞"));
+    for _ in 0..3 {
+        let res = d.app.get(&format!("/api/v1/tickets?{query}"), &d.desk).await;
+        let page: Value = res.json().await.unwrap();
+        for t in page["items"].as_array().unwrap() {
+            assert!(t["description"].as_str().unwrap().contains("地漏堵塞"), "{t}");
+            seen.push(t["number"].as_str().unwrap().to_owned());
+        }
+        query = format!("{}&limit=200&cursor={}", q("地漏堵塞"), page["next_cursor"].as_str().unwrap());
+    }
+    // the ticket made last, then the filled ones in the order they were made, newest first
+    assert_eq!(seen[0], newest["number"].as_str().unwrap());
+    let expected: Vec<String> = (0..599).map(|k| format!("GY-20261203-{:05}", 2 * k)).collect();
+    assert_eq!(seen[1..], expected[..]);
+
+    // a text in a few of them still comes from the search index, whole
+    let rare = find(&d, &q("客厅插座没电1999")).await;
+    assert_eq!(rare.len(), 1);
 }

@@ -38,23 +38,23 @@ const HANDOVERS: &str = "the desk's, 1 handover of 4 tickets";
 /// Today's counts. A change that makes a request run more statements fails here; one that makes
 /// it run fewer updates its row.
 const EXPECTED: &[Expected] = &[
-    row("POST /tickets", IN_HOME, (11, 2), (11, 2)),
+    row("POST /tickets", IN_HOME, (12, 2), (12, 2)),
     row("POST /tickets/{id}/claim", IN_HOME, (7, 2), (5, 2)),
     row("POST /tickets/{id}/arrive", IN_HOME, (9, 2), (9, 2)),
     row("POST /tickets/{id}/materials", IN_HOME, (6, 2), (6, 2)),
     row("POST /tickets/{id}/complete", IN_HOME, (9, 2), (9, 2)),
-    row("POST /tickets", PUBLIC, (6, 2), (6, 2)),
+    row("POST /tickets", PUBLIC, (7, 2), (7, 2)),
     row("POST /tickets/{id}/claim", PUBLIC, (6, 2), (4, 2)),
     row("POST /tickets/{id}/arrive", PUBLIC, (6, 2), (6, 2)),
     row("POST /tickets/{id}/materials", PUBLIC, (6, 2), (6, 2)),
     row("POST /tickets/{id}/complete", PUBLIC, (7, 2), (7, 2)),
     row("POST /sync/push", PUSH, (14, 4), (15, 4)),
-    row("POST /sync/pull", FIRST_PULL, (13, 2), (13, 2)),
-    row("POST /sync/pull", NEXT_PULL, (14, 2), (14, 2)),
+    row("POST /sync/pull", FIRST_PULL, (14, 2), (14, 2)),
+    row("POST /sync/pull", NEXT_PULL, (15, 2), (15, 2)),
     row("GET /escalations", ESCALATIONS, (3, 0), (3, 0)),
     row("POST /escalations/{id}/ack", ONE, (4, 2), (4, 2)),
-    row("POST /handovers", HANDOVER, (8, 4), (5, 2)),
-    row("GET /handovers", HANDOVERS, (3, 0), (3, 0)),
+    row("POST /handovers", HANDOVER, (11, 4), (8, 2)),
+    row("GET /handovers", HANDOVERS, (4, 0), (4, 0)),
 ];
 
 /// What one request ran.

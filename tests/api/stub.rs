@@ -40,15 +40,16 @@ impl Received {
     }
 }
 
-/// What the stub answers, after thinking for `delay`.
+/// What the stub answers, after thinking for `delay`, with `headers` besides the content type.
 pub struct Answer {
     pub status: u16,
     pub body: Value,
     pub delay: Duration,
+    pub headers: Vec<(&'static str, String)>,
 }
 
 pub fn answer(status: u16, body: Value) -> Answer {
-    Answer { status, body, delay: Duration::ZERO }
+    Answer { status, body, delay: Duration::ZERO, headers: Vec::new() }
 }
 
 pub type Responder = Arc<dyn Fn(&Received) -> Answer + Send + Sync>;
@@ -103,10 +104,14 @@ pub fn stub(respond: impl Fn(&Received) -> Answer + Send + Sync + 'static) -> St
                 let answer = respond(&request);
                 tokio::time::sleep(answer.delay).await;
                 let status = StatusCode::from_u16(answer.status).expect("a valid status");
+                let mut response = HttpResponse::build(status);
+                for (name, value) in &answer.headers {
+                    response.insert_header((*name, value.as_str()));
+                }
                 match answer.body {
-                    Value::Null => HttpResponse::build(status).finish(),
-                    Value::String(text) => HttpResponse::build(status).content_type("text/plain").body(text),
-                    body => HttpResponse::build(status).json(body),
+                    Value::Null => response.finish(),
+                    Value::String(text) => response.content_type("text/plain").body(text),
+                    body => response.json(body),
                 }
             }
         }))
@@ -128,5 +133,5 @@ pub fn stub_answering(status: u16, body: Value) -> Stub {
 
 /// A stub that answers only after the client has given up (the tests' timeout is 1 s).
 pub fn slow_stub() -> Stub {
-    stub(|_| Answer { status: 200, body: json!({}), delay: Duration::from_secs(3) })
+    stub(|_| Answer { delay: Duration::from_secs(3), ..answer(200, json!({})) })
 }

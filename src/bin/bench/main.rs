@@ -8,6 +8,7 @@
 //! (the least a claim can be, and the service's own statements), `sse` the
 //! memory of idle streams, and `report` prints and writes the results.
 
+mod board;
 mod http;
 mod measure;
 mod monthly;
@@ -78,8 +79,9 @@ pub struct Args {
     /// Idle SSE connections for the memory measurement (0 skips it)
     #[arg(long, default_value_t = 5000)]
     sse: usize,
-    /// Scenarios to run, comma-separated: claim,claim_8_sites,raw,hot,flow,push,pull,login,push500,search,report,sse
-    /// (raw: db_minimal_claim and db_our_claim_statements, each of which can also be named alone;
+    /// Scenarios to run, comma-separated: claim,claim_8_sites,raw,hot,flow,push,pull,login,push500,board,search,report,sse
+    /// (board: the desk console's board of the site's --tickets open tickets, e.g. --tickets 500;
+    /// raw: db_minimal_claim and db_our_claim_statements, each of which can also be named alone;
     /// search writes --search-tickets tickets into the site first, and report a month of
     /// --report-tickets, so they run after the others)
     #[arg(long, default_value = "claim,claim_8_sites,raw,hot,flow,push,pull,login,push500,search,report,sse")]
@@ -139,6 +141,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if wants("push500") {
         scenarios::push500(&fx, &mut out).await?;
+    }
+    if wants("board") {
+        board::board(&args, &fx, &mut out).await?;
     }
     if wants("search") {
         search::search(&args, &fx, &mut out).await?;

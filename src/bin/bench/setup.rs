@@ -136,6 +136,7 @@ fn insert_technicians(pool: &Pool, site: &str, prefix: &str, n: usize) -> anyhow
                 active: true,
                 created_at: at,
                 updated_at: at,
+                on_duty: true,
             };
             db::users::insert(conn, &row, &[site.to_owned()], &[TRADE.to_owned()], &[])?;
             out.push((row.id, row.username));

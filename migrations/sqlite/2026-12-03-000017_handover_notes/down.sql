@@ -1,0 +1,2 @@
+DROP TABLE handover_notes;
+ALTER TABLE handovers DROP COLUMN notes_since;

@@ -1,0 +1,144 @@
+//! Which push services deliver to technicians' phones, how the push outbox retries, and the
+//! texts: read from the environment here, turned into providers by `push::build_providers`.
+
+use std::collections::BTreeMap;
+
+use super::sms::{base_url, http_url, WebhookSettings};
+use super::Secret;
+
+pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
+pub const MAX_TIMEOUT_SECS: u64 = 60;
+pub const DEFAULT_JPUSH_BASE_URL: &str = "https://api.jpush.cn";
+
+/// The kinds of push message, as named in the template settings
+/// (`REPAIRDESK_PUSH_TITLE_POOL_ADDED`...). `domain::push::Kind` holds the same names.
+pub const PUSH_KINDS: [&str; 5] = ["pool_added", "assigned", "unassigned", "quote_decided", "cancelled"];
+
+#[derive(Debug, Clone)]
+pub struct PushSettings {
+    /// One attempt at a push service, connecting included.
+    pub timeout_secs: u64,
+    /// Devices registered with `webhook` are delivered here.
+    pub webhook: Option<WebhookSettings>,
+    /// Devices registered with `jpush` (极光) are delivered through its REST API v3.
+    pub jpush: Option<JpushSettings>,
+    /// Development: devices of a service not configured are accepted, and what would be pushed
+    /// to them is written to the log.
+    pub log: bool,
+    /// The first retry waits this long, doubling per attempt.
+    pub retry_base: std::time::Duration,
+    /// Attempts before a message is given up.
+    pub max_attempts: i64,
+    /// Kind → (title, body), where a setting replaces the built-in text.
+    pub templates: BTreeMap<String, (Option<String>, Option<String>)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct JpushSettings {
+    pub app_key: String,
+    pub master_secret: Secret,
+    /// Without a trailing slash.
+    pub base_url: String,
+}
+
+impl PushSettings {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let get = |name: &str| get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let number = |name: &str, default: u64, range: std::ops::RangeInclusive<u64>| -> Result<u64, String> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v.parse::<u64>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+                    format!("{name} must be a whole number from {} to {}, got {v:?}", range.start(), range.end())
+                }),
+            }
+        };
+        let timeout_secs = number("REPAIRDESK_PUSH_TIMEOUT_SECS", DEFAULT_TIMEOUT_SECS, 1..=MAX_TIMEOUT_SECS)?;
+        let webhook = match (get("REPAIRDESK_PUSH_WEBHOOK_URL"), get("REPAIRDESK_PUSH_WEBHOOK_SECRET")) {
+            (None, None) => None,
+            (Some(url), Some(secret)) => Some(WebhookSettings {
+                url: http_url("REPAIRDESK_PUSH_WEBHOOK_URL", &url)?,
+                secret: Secret::new(secret),
+            }),
+            _ => {
+                return Err("set both REPAIRDESK_PUSH_WEBHOOK_URL and REPAIRDESK_PUSH_WEBHOOK_SECRET, or neither".into())
+            }
+        };
+        let jpush = match (get("REPAIRDESK_JPUSH_APP_KEY"), get("REPAIRDESK_JPUSH_MASTER_SECRET")) {
+            (None, None) => None,
+            (Some(app_key), Some(secret)) => Some(JpushSettings {
+                app_key,
+                master_secret: Secret::new(secret),
+                base_url: base_url(
+                    "REPAIRDESK_JPUSH_BASE_URL",
+                    &get("REPAIRDESK_JPUSH_BASE_URL").unwrap_or_else(|| DEFAULT_JPUSH_BASE_URL.into()),
+                )?,
+            }),
+            _ => return Err("set both REPAIRDESK_JPUSH_APP_KEY and REPAIRDESK_JPUSH_MASTER_SECRET, or neither".into()),
+        };
+        let log = match get("REPAIRDESK_PUSH_LOG").as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => return Err(format!("REPAIRDESK_PUSH_LOG must be true or false, got {other:?}")),
+        };
+        let templates = PUSH_KINDS
+            .iter()
+            .map(|kind| {
+                let upper = kind.to_uppercase();
+                let title = get(&format!("REPAIRDESK_PUSH_TITLE_{upper}"));
+                let body = get(&format!("REPAIRDESK_PUSH_BODY_{upper}"));
+                ((*kind).to_owned(), (title, body))
+            })
+            .collect();
+        Ok(Self {
+            timeout_secs,
+            webhook,
+            jpush,
+            log,
+            retry_base: std::time::Duration::from_millis(number("REPAIRDESK_PUSH_RETRY_BASE_MS", 5000, 1..=3_600_000)?),
+            max_attempts: number("REPAIRDESK_PUSH_MAX_ATTEMPTS", 8, 1..=100)? as i64,
+            templates,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<PushSettings, String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        PushSettings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn nothing_is_configured_by_default() {
+        let s = settings(&[]).unwrap();
+        assert!(s.webhook.is_none() && s.jpush.is_none() && !s.log);
+        assert_eq!((s.timeout_secs, s.max_attempts), (10, 8));
+    }
+
+    #[test]
+    fn half_a_provider_is_refused_with_its_names() {
+        let err = settings(&[("REPAIRDESK_PUSH_WEBHOOK_URL", "https://hooks.example/push")]).unwrap_err();
+        assert!(err.contains("REPAIRDESK_PUSH_WEBHOOK_SECRET"), "{err}");
+        let err = settings(&[("REPAIRDESK_JPUSH_APP_KEY", "k")]).unwrap_err();
+        assert!(err.contains("REPAIRDESK_JPUSH_MASTER_SECRET"), "{err}");
+        assert!(settings(&[("REPAIRDESK_PUSH_LOG", "yes")]).is_err());
+        assert!(settings(&[("REPAIRDESK_PUSH_MAX_ATTEMPTS", "0")]).is_err());
+    }
+
+    #[test]
+    fn a_template_setting_replaces_one_text() {
+        let s = settings(&[("REPAIRDESK_PUSH_TITLE_POOL_ADDED", "New {number}")]).unwrap();
+        assert_eq!(s.templates["pool_added"], (Some("New {number}".to_owned()), None));
+        assert_eq!(s.templates["cancelled"], (None, None));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = settings(&[("REPAIRDESK_JPUSH_APP_KEY", "k"), ("REPAIRDESK_JPUSH_MASTER_SECRET", "ms-very-secret")])
+            .unwrap();
+        assert!(!format!("{s:?}").contains("ms-very-secret"));
+    }
+}

@@ -1,0 +1,172 @@
+//! Pushing to technicians' phones: one trait, one file per service. Messages reach a provider
+//! only through the push outbox worker (`jobs::push`), which retries what a provider calls
+//! retryable, after at least the wait the service asked for.
+
+pub mod jpush;
+pub mod log;
+pub mod webhook;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use serde::Serialize;
+
+/// The settings `build_providers` takes, read from the environment by `config`.
+pub use crate::config::push::PushSettings;
+use crate::domain::push::Provider;
+
+/// One message as the outbox hands it to a provider. `id` is stable across retries.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct OutgoingPush {
+    pub id: String,
+    /// The device's token, as the push service gave it to the app.
+    pub token: String,
+    /// `android` or `ios`.
+    pub platform: String,
+    pub title: String,
+    pub body: String,
+    /// `high` (an emergency: sound, wake the phone) or `normal`.
+    pub priority: String,
+    /// Messages with the same key replace each other on the phone.
+    pub collapse_key: String,
+    /// What the app opens: `{kind, ticket_id, number}`.
+    pub data: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// Worth trying again: timeouts, connection errors, 429, 5xx; `retry_after` is the wait the
+    /// service asked for, if it did.
+    Retryable { error: String, retry_after: Option<Duration> },
+    /// Will never succeed as sent: bad credentials, a malformed message.
+    Permanent(String),
+    /// The service says the token is not (or no longer) valid: the app was removed, or the token
+    /// replaced. The device is forgotten.
+    Unregistered(String),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Retryable { error, .. } => write!(f, "retryable: {error}"),
+            SendError::Permanent(m) => write!(f, "permanent: {m}"),
+            SendError::Unregistered(m) => write!(f, "unregistered: {m}"),
+        }
+    }
+}
+
+impl From<crate::sms::SendError> for SendError {
+    fn from(e: crate::sms::SendError) -> Self {
+        match e {
+            crate::sms::SendError::Retryable(error) => SendError::Retryable { error, retry_after: None },
+            crate::sms::SendError::Permanent(m) => SendError::Permanent(m),
+        }
+    }
+}
+
+pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SendError>> + Send + 'a>>;
+
+pub trait PushProvider: Send + Sync {
+    /// `log`, `webhook`, `jpush`.
+    fn name(&self) -> &'static str;
+    fn send<'a>(&'a self, message: &'a OutgoingPush) -> SendFuture<'a>;
+}
+
+/// The providers this server delivers through, by the service a device is registered with.
+#[derive(Clone, Default)]
+pub struct Providers {
+    webhook: Option<Arc<dyn PushProvider>>,
+    jpush: Option<Arc<dyn PushProvider>>,
+    /// Development: what no configured provider takes goes to the log.
+    log: Option<Arc<dyn PushProvider>>,
+}
+
+impl Providers {
+    /// The provider for devices registered with `service`; `None`: this server cannot reach them.
+    pub fn for_service(&self, service: Provider) -> Option<&dyn PushProvider> {
+        let configured = match service {
+            Provider::Webhook => self.webhook.as_deref(),
+            Provider::Jpush => self.jpush.as_deref(),
+            Provider::Fcm | Provider::Apns => None,
+        };
+        configured.or(self.log.as_deref())
+    }
+
+    /// The services a device may be registered with here.
+    pub fn accepted(&self) -> Vec<Provider> {
+        Provider::ALL.into_iter().filter(|p| self.for_service(*p).is_some()).collect()
+    }
+}
+
+/// The providers the settings describe, with HTTP clients bound by their timeout.
+pub fn build_providers(settings: &PushSettings) -> Result<Providers, String> {
+    let client = || crate::sms::http_client(settings.timeout_secs);
+    Ok(Providers {
+        webhook: match &settings.webhook {
+            Some(w) => Some(Arc::new(webhook::WebhookProvider::new(w.clone(), client()?))),
+            None => None,
+        },
+        jpush: match &settings.jpush {
+            Some(j) => Some(Arc::new(jpush::JpushProvider::new(j.clone(), client()?))),
+            None => None,
+        },
+        log: settings.log.then(|| Arc::new(log::LogProvider) as Arc<dyn PushProvider>),
+    })
+}
+
+/// The longest wait a service's `Retry-After` is taken for: past it, the usual backoff decides.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// The wait a `Retry-After` header asks for, in seconds or as an HTTP date (after `now`).
+pub fn retry_after(headers: &HeaderMap, now: NaiveDateTime) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = chrono::DateTime::parse_from_rfc2822(value).ok()?.naive_utc();
+            (at - now).to_std().unwrap_or_default()
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let now = chrono::NaiveDate::from_ymd_opt(2026, 12, 3).unwrap().and_hms_opt(8, 0, 0).unwrap();
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers, now), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("120"));
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(120)));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("Thu, 03 Dec 2026 08:01:30 GMT"));
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(90)));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("999999"));
+        assert_eq!(retry_after(&headers, now), Some(MAX_RETRY_AFTER));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&headers, now), None);
+    }
+
+    #[test]
+    fn only_configured_services_are_accepted_unless_the_log_stands_in() {
+        assert!(build_providers(&PushSettings::from_lookup(|_| None).unwrap()).unwrap().accepted().is_empty());
+        let log = PushSettings::from_lookup(|k| (k == "REPAIRDESK_PUSH_LOG").then(|| "true".into())).unwrap();
+        assert_eq!(build_providers(&log).unwrap().accepted(), Provider::ALL.to_vec());
+        let hook = |k: &str| match k {
+            "REPAIRDESK_PUSH_WEBHOOK_URL" => Some("https://hooks.example/push".into()),
+            "REPAIRDESK_PUSH_WEBHOOK_SECRET" => Some("s".into()),
+            _ => None,
+        };
+        let providers = build_providers(&PushSettings::from_lookup(hook).unwrap()).unwrap();
+        assert_eq!(providers.accepted(), vec![Provider::Webhook]);
+        assert_eq!(providers.for_service(Provider::Webhook).map(|p| p.name()), Some("webhook"));
+    }
+}

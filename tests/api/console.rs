@@ -1,0 +1,277 @@
+//! The desk console over plain HTTP: what its login, cookie, CSRF tokens and headers promise.
+//! What it looks like and does in a browser: `tests/console/` (scripts/console.py).
+
+use reqwest::header::{CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE};
+use reqwest::{Client, Method, Response};
+
+use crate::helpers::*;
+use crate::tickets::{desk_with, ticket_body};
+
+fn browser() -> Client {
+    Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+fn cookie_named(res: &Response, name: &str) -> Option<String> {
+    res.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(str::to_owned)
+}
+
+fn value_of(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().split_once('=').unwrap().1.to_owned()
+}
+
+/// The value of the first hidden `csrf` field of a page.
+fn csrf_in(html: &str) -> String {
+    let at = html.find(r#"name="csrf" value=""#).expect("a form with a CSRF token") + r#"name="csrf" value=""#.len();
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+/// Logs in through the login form; answers the login's response.
+async fn form_login(app: &TestApp, username: &str, password: &str, headers: &[(&str, &str)]) -> Response {
+    let client = browser();
+    let page = client.get(app.url("/console/login")).send().await.unwrap();
+    let login_cookie = cookie_named(&page, "rd_login_csrf").expect("the login form's cookie");
+    let csrf = csrf_in(&page.text().await.unwrap());
+    let mut req = client
+        .post(app.url("/console/login"))
+        .header("cookie", format!("rd_login_csrf={}", value_of(&login_cookie)))
+        .form(&[("username", username), ("password", password), ("csrf", &csrf)]);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap()
+}
+
+/// A logged-in console: its session cookie.
+async fn session(app: &TestApp, username: &str) -> String {
+    let res = form_login(app, username, PASSWORD, &[]).await;
+    assert_eq!(res.status(), 303, "the login goes to the board");
+    format!("rd_console={}", value_of(&cookie_named(&res, "rd_console").expect("a session cookie")))
+}
+
+async fn get(app: &TestApp, cookie: &str, path: &str) -> Response {
+    browser().get(app.url(path)).header("cookie", cookie).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_board_sends_a_stranger_to_the_login_and_every_answer_carries_the_csp() {
+    let app = spawn_app().await;
+    let res = browser().get(app.url("/")).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()[LOCATION], "/console/login");
+    let csp = res.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
+    assert!(csp.contains("default-src 'self'") && csp.contains("script-src 'self'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+    for path in ["/console/login", "/console/assets/htmx.min.js", "/console/assets/console.js", "/console/nothing"] {
+        let res = browser().get(app.url(path)).send().await.unwrap();
+        assert!(res.headers().contains_key(CONTENT_SECURITY_POLICY), "{path}");
+    }
+    let page = browser().get(app.url("/console/login")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains(r#"data-testid="login-form""#));
+    assert!(!page.contains("<script>") && !page.contains("style="), "no inline script or style");
+}
+
+#[tokio::test]
+async fn a_dispatcher_gets_a_strict_http_only_cookie_secure_behind_tls() {
+    let d = desk_with(&[]).await;
+    let res = form_login(&d.app, "desk1", PASSWORD, &[]).await;
+    assert_eq!(res.status(), 303);
+    let cookie = cookie_named(&res, "rd_console").unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+    let res = form_login(&d.app, "desk1", PASSWORD, &[("x-forwarded-proto", "https")]).await;
+    let cookie = cookie_named(&res, "rd_console").unwrap();
+    assert!(cookie.contains("Secure"), "{cookie}");
+
+    // the cookie is the console's: no API call takes it as a bearer token
+    let res = d.app.get("/api/v1/me", &value_of(&cookie)).await;
+    assert_problem(res, 401, "invalid_token").await;
+}
+
+#[tokio::test]
+async fn a_technician_and_a_wrong_password_are_refused_and_a_forged_login_form_too() {
+    let d = desk_with(&[]).await;
+    d.technician("wang").await;
+    let res = form_login(&d.app, "wang", PASSWORD, &[]).await;
+    assert_eq!(res.status(), 403);
+    assert!(cookie_named(&res, "rd_console").is_none());
+    assert!(res.text().await.unwrap().contains("维修师傅请使用手机 App"));
+
+    let res = form_login(&d.app, "desk1", "not the password", &[]).await;
+    assert_eq!(res.status(), 401);
+    assert!(res.text().await.unwrap().contains("用户名或密码错误"));
+
+    // a login form posted from elsewhere has no cookie of ours to match
+    let res = browser()
+        .post(d.app.url("/console/login"))
+        .form(&[("username", "desk1"), ("password", PASSWORD), ("csrf", "guessed")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(cookie_named(&res, "rd_console").is_none());
+}
+
+#[tokio::test]
+async fn a_form_without_the_sessions_csrf_token_changes_nothing() {
+    let d = desk_with(&[]).await;
+    let ticket = d.create(&ticket_body(&d.site)).await;
+    let (tech, _) = d.technician("wang").await;
+    let cookie = session(&d.app, "desk1").await;
+    let path = format!("/console/tickets/{}/assign", ticket["id"].as_str().unwrap());
+    for csrf in ["", "0000"] {
+        let res = browser()
+            .post(d.app.url(&path))
+            .header("cookie", &cookie)
+            .form(&[("technician_id", tech.as_str()), ("csrf", csrf)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403, "csrf {csrf:?}");
+    }
+    let id = ticket["id"].as_str().unwrap();
+    let now: serde_json::Value = d.app.get(&format!("/api/v1/tickets/{id}"), &d.desk).await.json().await.unwrap();
+    assert_eq!(now["status"], "open");
+
+    // with the page's token it goes through the same command as the API's
+    let page = get(&d.app, &cookie, &format!("/console/tickets/{id}")).await.text().await.unwrap();
+    let res = browser()
+        .post(d.app.url(&path))
+        .header("cookie", &cookie)
+        .form(&[("technician_id", tech.as_str()), ("csrf", &csrf_in(&page))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let now: serde_json::Value = d.app.get(&format!("/api/v1/tickets/{id}"), &d.desk).await.json().await.unwrap();
+    assert_eq!((now["status"].as_str(), now["assignee_id"].as_str()), (Some("assigned"), Some(tech.as_str())));
+}
+
+#[tokio::test]
+async fn logging_out_ends_the_session_the_cookie_names() {
+    let d = desk_with(&[]).await;
+    let cookie = session(&d.app, "desk1").await;
+    let board = get(&d.app, &cookie, "/").await;
+    assert_eq!(board.status(), 200);
+    let csrf = csrf_in(&board.text().await.unwrap());
+    let res = browser()
+        .post(d.app.url("/console/logout"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    // the old cookie, kept by someone, no longer opens anything
+    let res = get(&d.app, &cookie, "/").await;
+    assert_eq!((res.status().as_u16(), res.headers()[LOCATION].to_str().unwrap()), (303, "/console/login"));
+}
+
+#[tokio::test]
+async fn the_board_lists_the_sites_live_tickets_with_their_clocks_and_a_bad_phone_is_named() {
+    let d = desk_with(&[]).await;
+    let ticket = d.create(&ticket_body(&d.site)).await;
+    let cookie = session(&d.app, "desk1").await;
+    let board = get(&d.app, &cookie, "/").await.text().await.unwrap();
+    let number = ticket["number"].as_str().unwrap();
+    assert!(board.contains(&format!(r#"data-testid="ticket-card" data-number="{number}" data-status="open""#)));
+    assert!(board.contains(r#"data-clock="green""#), "a new ticket's claim clock has just started");
+
+    let csrf = csrf_in(&board);
+    let mut form = vec![("csrf", csrf.as_str()), ("site_id", d.site.as_str()), ("reporter_phone", "12345")];
+    form.extend([("area", "in_home"), ("location", "5栋101"), ("category", "water"), ("urgency", "normal")]);
+    form.extend([("reporter_name", "张先生"), ("description", "漏水"), ("channel", "phone")]);
+    let res = browser()
+        .post(d.app.url("/console/tickets"))
+        .header("cookie", &cookie)
+        .header("hx-request", "true")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "htmx swaps the form with its errors");
+    let html = res.text().await.unwrap();
+    assert!(html.contains(r#"data-testid="field-error" data-field="reporter_phone""#), "{html}");
+    assert_eq!(html.matches(r#"data-testid="field-error""#).count(), 1);
+    let listed: serde_json::Value = d.app.get("/api/v1/tickets", &d.desk).await.json().await.unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "nothing was registered");
+}
+
+/// The console's routes are its own: outside `/api/v1` and outside the OpenAPI document, and
+/// each one served (a stranger is sent to the login or refused, never told "no such route").
+#[tokio::test]
+async fn the_consoles_routes_are_served_and_are_no_part_of_the_api() {
+    let app = spawn_app().await;
+    let spec: serde_json::Value = serde_json::from_str(repairdesk::routes::openapi::spec_json()).unwrap();
+    for (method, template) in repairdesk::console::ROUTES {
+        assert!(!template.starts_with("/api/"), "{template}");
+        assert!(spec["paths"].get(*template).is_none(), "{template} is in the API's spec");
+        let path = template.replace("{id}", "x").replace("{action}", "assign").replace("{lang}", "en");
+        let path = path.replace("{name}", "console.js");
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = browser().request(method.clone(), app.url(&path));
+        if method == Method::POST {
+            req = req.form(&[("csrf", "")]);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        assert!([200, 303, 403].contains(&status), "{method} {path}: {status}");
+        assert!(res.headers().contains_key(CONTENT_SECURITY_POLICY), "{method} {path}");
+    }
+}
+
+/// The edit form sends what it shows: a field left as shown is no change (the appointment shown to
+/// the minute included), a changed one goes through the same command as `PATCH /tickets/{id}`.
+#[tokio::test]
+async fn the_edit_form_changes_only_what_was_changed_and_a_stale_version_is_refused() {
+    let d = desk_with(&[]).await;
+    let mut body = ticket_body(&d.site);
+    let at = chrono::Utc::now() + chrono::Duration::hours(3) + chrono::Duration::seconds(17);
+    body["appointment_at"] = serde_json::json!(at.to_rfc3339());
+    let ticket = d.create(&body).await;
+    let id = ticket["id"].as_str().unwrap();
+    let cookie = session(&d.app, "desk1").await;
+    let page = get(&d.app, &cookie, &format!("/console/tickets/{id}")).await.text().await.unwrap();
+    let shown = at.with_timezone(&chrono_tz::Asia::Shanghai).format("%Y-%m-%dT%H:%M").to_string();
+    assert!(page.contains(&shown), "the appointment in the site's zone");
+    let csrf = csrf_in(&page);
+    let send = |version: &'static str, location: &'static str| {
+        let form = [
+            ("csrf", csrf.clone()),
+            ("version", version.to_owned()),
+            ("location", location.to_owned()),
+            ("reporter_name", "王女士".to_owned()),
+            ("reporter_phone", "+8613812345678".to_owned()),
+            ("category", "water".to_owned()),
+            ("urgency", "normal".to_owned()),
+            ("appointment_at", shown.clone()),
+            ("description", "厨房水管漏水".to_owned()),
+        ];
+        browser()
+            .post(d.app.url(&format!("/console/tickets/{id}/edit")))
+            .header("cookie", &cookie)
+            .header("hx-request", "true")
+            .form(&form)
+            .send()
+    };
+    let html = send("1", "3栋2单元1202").await.unwrap().text().await.unwrap();
+    assert!(!html.contains(r#"data-testid="form-error""#), "{html}");
+    let now: serde_json::Value = d.app.get(&format!("/api/v1/tickets/{id}"), &d.desk).await.json().await.unwrap();
+    assert_eq!(now["location"], "3栋2单元1202");
+    assert_eq!(now["version"], 2);
+    let events: serde_json::Value =
+        d.app.get(&format!("/api/v1/tickets/{id}/events"), &d.desk).await.json().await.unwrap();
+    let edited = events["items"].as_array().unwrap().iter().find(|e| e["type"] == "edited").unwrap().clone();
+    let changed: Vec<&String> = edited["data"]["changes"].as_object().unwrap().keys().collect();
+    assert_eq!(changed, ["location"], "only the place changed");
+
+    // the same form again, from the page before: the version it saw is stale
+    let html = send("1", "3栋2单元1203").await.unwrap().text().await.unwrap();
+    assert!(html.contains(r#"data-testid="form-error""#), "{html}");
+    let now: serde_json::Value = d.app.get(&format!("/api/v1/tickets/{id}"), &d.desk).await.json().await.unwrap();
+    assert_eq!(now["location"], "3栋2单元1202");
+}
