@@ -163,7 +163,7 @@ pub fn list(conn: &mut DbConn, sites: Option<&[String]>, id: Option<&str>) -> Qu
         return Ok(Vec::new());
     }
     let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-    let note_ids = ids.clone();
+    let mut notes_of = notes(conn, ids.clone())?;
     let mut by_handover: HashMap<String, Vec<HandoverTicketRow>> = HashMap::new();
     let lines: Vec<HandoverTicketRow> = handover_tickets::table
         .filter(handover_tickets::handover_id.eq_any(ids))
@@ -173,7 +173,6 @@ pub fn list(conn: &mut DbConn, sites: Option<&[String]>, id: Option<&str>) -> Qu
     for line in lines {
         by_handover.entry(line.handover_id.clone()).or_default().push(line);
     }
-    let mut notes_of = notes(conn, note_ids)?;
     Ok(rows
         .into_iter()
         .map(|row| {

@@ -107,6 +107,23 @@ impl Jobs {
 /// timeout.
 const IN_FLIGHT: usize = 8;
 
+/// Runs `deliver` on each due message of a round, [`IN_FLIGHT`] at a time; how many it tried
+/// (those `deliver` answered `true` for). The first failure fails the round.
+async fn deliver_each<F, Fut>(ids: Vec<String>, deliver: F) -> Result<usize, Error>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<bool, Error>>,
+{
+    use futures_util::StreamExt;
+    let outcomes: Vec<Result<bool, Error>> =
+        futures_util::stream::iter(ids).map(deliver).buffer_unordered(IN_FLIGHT).collect().await;
+    let mut tried = 0;
+    for outcome in outcomes {
+        tried += usize::from(outcome?);
+    }
+    Ok(tried)
+}
+
 /// The wait before the next attempt after `attempts` failed ones: `base`, doubling per attempt up
 /// to `max`, with a little jitter so many messages failing together don't retry in lockstep.
 fn backoff(base: Duration, max: Duration, attempts: i64) -> chrono::Duration {

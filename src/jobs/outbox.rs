@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
-use futures_util::StreamExt;
 use serde_json::json;
 
 use super::{Error, RoundClock};
@@ -65,16 +64,7 @@ pub async fn deliver_due(
 ) -> Result<usize, Error> {
     let clock = RoundClock::starting(now);
     let ids = db::run_with(pool, move |conn| -> Result<_, Error> { Ok(db::outbox::due(conn, now, 50)?) }).await?;
-    let outcomes: Vec<Result<bool, Error>> = futures_util::stream::iter(ids)
-        .map(|id| deliver_one(pool, provider, delivery, clock, id))
-        .buffer_unordered(super::IN_FLIGHT)
-        .collect()
-        .await;
-    let mut tried = 0;
-    for outcome in outcomes {
-        tried += usize::from(outcome?);
-    }
-    Ok(tried)
+    super::deliver_each(ids, |id| deliver_one(pool, provider, delivery, clock, id)).await
 }
 
 /// Leases one message and sends it, unless another worker has it or a newer code replaced it.

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
-use futures_util::StreamExt;
 
 use super::{Error, RoundClock};
 use crate::config::Settings;
@@ -86,16 +85,7 @@ pub async fn deliver_due(
 ) -> Result<usize, Error> {
     let clock = RoundClock::starting(now);
     let ids = db::run_with(pool, move |conn| -> Result<_, Error> { Ok(db::push::due(conn, now, 50)?) }).await?;
-    let outcomes: Vec<Result<bool, Error>> = futures_util::stream::iter(ids)
-        .map(|id| deliver_one(pool, providers, delivery, clock, id))
-        .buffer_unordered(super::IN_FLIGHT)
-        .collect()
-        .await;
-    let mut tried = 0;
-    for outcome in outcomes {
-        tried += usize::from(outcome?);
-    }
-    Ok(tried)
+    super::deliver_each(ids, |id| deliver_one(pool, providers, delivery, clock, id)).await
 }
 
 /// Why a leased message is not sent at all, if it is not.
