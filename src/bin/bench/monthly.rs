@@ -259,16 +259,7 @@ pub async fn report(args: &Args, fx: &Arc<Fixture>, out: &mut Results) -> anyhow
         let req: Request = Arc::new(move |_| {
             let (f, path) = (f.clone(), path.clone());
             async move {
-                let res = f
-                    .http
-                    .client
-                    .get(format!("{}{path}", f.http.base))
-                    .bearer_auth(&f.desk_token)
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let status = res.status().as_u16();
-                let body = res.bytes().await.map_err(|e| e.to_string())?;
+                let (status, body) = f.desk_get(&path).await?;
                 if status != 200 || body.len() < 100 {
                     return Err(format!("report: {status}"));
                 }

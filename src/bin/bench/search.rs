@@ -114,16 +114,7 @@ pub async fn search(args: &Args, fx: &Arc<Fixture>, out: &mut Results) -> anyhow
             let q = &terms[i % terms.len()];
             let q = percent_encoding::utf8_percent_encode(q, percent_encoding::NON_ALPHANUMERIC);
             let path = format!("/api/v1/tickets?site_id={site}&q={q}&limit=50");
-            let res = f
-                .http
-                .client
-                .get(format!("{}{path}", f.http.base))
-                .bearer_auth(&f.desk_token)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            let status = res.status().as_u16();
-            let _ = res.bytes().await.map_err(|e| e.to_string())?;
+            let (status, _) = f.desk_get(&path).await?;
             if status != 200 {
                 return Err(format!("search: {status}"));
             }

@@ -251,6 +251,15 @@ pub struct Fixture {
 }
 
 impl Fixture {
+    /// `GET path` as the desk: the answer's status and body, or the transport's error.
+    pub async fn desk_get(&self, path: &str) -> Result<(u16, Vec<u8>), String> {
+        let url = format!("{}{path}", self.http.base);
+        let res = self.http.client.get(url).bearer_auth(&self.desk_token).send().await.map_err(|e| e.to_string())?;
+        let status = res.status().as_u16();
+        let body = res.bytes().await.map_err(|e| e.to_string())?;
+        Ok((status, body.to_vec()))
+    }
+
     /// The bench's site.
     pub fn site(&self) -> &str {
         &self.site
