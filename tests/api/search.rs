@@ -161,6 +161,11 @@ async fn a_text_found_in_thousands_of_tickets_is_paged_newest_first_like_a_rare_
     fill(&d, me["id"].as_str().unwrap(), n, 2, "卫生间地漏堵塞", "客厅插座没电");
     let newest = make(&d, "9栋1单元101", "阳台地漏堵塞返味", "13812345678", "water").await;
 
+    // which way SQLite read it: the statements the first page ran
+    let sqlite = d.app.db_url.starts_with("sqlite");
+    let from_the_index = |sql: &[String]| sql.iter().any(|s| s.contains("rowid IN (SELECT rowid FROM ticket_search"));
+    d.app.statements.take_recorded();
+    d.app.statements.record(true);
     let mut seen = vec![];
     let mut query = format!("{}&limit=200", q("地漏堵塞"));
     for _ in 0..3 {
@@ -172,6 +177,11 @@ async fn a_text_found_in_thousands_of_tickets_is_paged_newest_first_like_a_rare_
         }
         query = format!("{}&limit=200&cursor={}", q("地漏堵塞"), page["next_cursor"].as_str().unwrap());
     }
+    let common = d.app.statements.take_recorded();
+    if sqlite {
+        assert!(common.iter().any(|s| s.contains("LIMIT ?))")), "the index's rows were counted: {common:?}");
+        assert!(!from_the_index(&common), "a common text is read row by row: {common:?}");
+    }
     // the ticket made last, then the filled ones in the order they were made, newest first
     assert_eq!(seen[0], newest["number"].as_str().unwrap());
     let expected: Vec<String> = (0..599).map(|k| format!("GY-20261203-{:05}", 2 * k)).collect();
@@ -180,4 +190,9 @@ async fn a_text_found_in_thousands_of_tickets_is_paged_newest_first_like_a_rare_
     // a text in a few of them still comes from the search index, whole
     let rare = find(&d, &q("客厅插座没电1999")).await;
     assert_eq!(rare.len(), 1);
+    d.app.statements.record(false);
+    if sqlite {
+        let sql = d.app.statements.take_recorded();
+        assert!(from_the_index(&sql), "a rare text comes from the index: {sql:?}");
+    }
 }
