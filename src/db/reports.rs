@@ -73,6 +73,20 @@ impl Sql {
         format!("({})", parts.join(" OR "))
     }
 
+    /// `tickets {alias}`, which SQLite reads through the index of (site, `time`), e.g.
+    /// `tickets_site_completed` for `completed_at`. Without statistics (SQLite's are only
+    /// gathered by `ANALYZE`) its planner may choose an index that yields the tickets in the
+    /// order of a `GROUP BY` instead, and read every ticket of the site, of every month, to
+    /// keep a month's. PostgreSQL's planner has its statistics.
+    fn tickets(&self, alias: &str, time: &str) -> String {
+        if self.postgres {
+            format!("tickets {alias}")
+        } else {
+            let index = time.strip_suffix("_at").unwrap_or(time);
+            format!("tickets {alias} INDEXED BY tickets_site_{index}")
+        }
+    }
+
     /// Minutes from `from` to `to`, as a double.
     fn minutes(&self, from: &str, to: &str) -> String {
         if self.postgres {
@@ -134,10 +148,11 @@ struct Intake {
 pub fn intake(conn: &mut DbConn, windows: &[Window]) -> QueryResult<Vec<IntakeRow>> {
     let mut sql = Sql::new(conn);
     let within = sql.within(windows, "t.site_id", "t.created_at");
+    let tickets = sql.tickets("t", "created_at");
     let text = format!(
         "SELECT t.category AS category, t.area AS area, t.paid AS paid, t.urgency AS urgency,
             t.channel AS channel, t.status = 'cancelled' AS voided, COUNT(*) AS tickets
-        FROM tickets t WHERE {within}
+        FROM {tickets} WHERE {within}
         GROUP BY t.category, t.area, t.paid, t.urgency, t.channel, t.status = 'cancelled'"
     );
     let rows: Vec<Intake> = sql.load(conn, &text)?;
@@ -175,11 +190,12 @@ struct Arrival {
 pub fn arrivals(conn: &mut DbConn, windows: &[Window]) -> QueryResult<Vec<ArrivalRow>> {
     let mut sql = Sql::new(conn);
     let within = sql.within(windows, "t.site_id", "t.arrived_at");
+    let tickets = sql.tickets("t", "arrived_at");
     let text = format!(
         "SELECT t.category AS category, t.assignee_id AS technician_id, t.urgency AS urgency,
             t.appointment_at IS NOT NULL AS appointment, COALESCE(t.arrival_on_time, FALSE) AS on_time,
             COUNT(*) AS tickets
-        FROM tickets t WHERE {within}
+        FROM {tickets} WHERE {within}
         GROUP BY t.category, t.assignee_id, t.urgency, t.appointment_at IS NOT NULL,
             COALESCE(t.arrival_on_time, FALSE)"
     );
@@ -235,6 +251,7 @@ struct Completion {
 pub fn completions(conn: &mut DbConn, windows: &[Window]) -> QueryResult<Vec<CompletionRow>> {
     let mut sql = Sql::new(conn);
     let within = sql.within(windows, "t.site_id", "t.completed_at");
+    let tickets = sql.tickets("t", "completed_at");
     let lines = per_ticket_lines(&mut sql, windows);
     let callbacks = per_ticket_callbacks(&mut sql, windows);
     let sum = |column: &str| format!("CAST(COALESCE(SUM({column}), 0) AS BIGINT) AS {column}");
@@ -268,7 +285,7 @@ pub fn completions(conn: &mut DbConn, windows: &[Window]) -> QueryResult<Vec<Com
                 COALESCE(ml.resident_cents, 0) AS resident_material_cents,
                 CASE WHEN cb.ticket_id IS NULL THEN 0 ELSE 1 END AS called,
                 COALESCE(cb.reached, 0) AS reached
-            FROM tickets t
+            FROM {tickets}
             LEFT JOIN quotes q ON q.ticket_id = t.id AND q.status = 'accepted'
             LEFT JOIN ({lines}) ml ON ml.ticket_id = t.id
             LEFT JOIN ({callbacks}) cb ON cb.ticket_id = t.id
@@ -302,11 +319,12 @@ pub fn completions(conn: &mut DbConn, windows: &[Window]) -> QueryResult<Vec<Com
 /// resident-supplied apart.
 fn per_ticket_lines(sql: &mut Sql, windows: &[Window]) -> String {
     let within = sql.within(windows, "lt.site_id", "lt.completed_at");
+    let tickets = sql.tickets("lt", "completed_at");
     format!(
         "SELECT l.ticket_id AS ticket_id,
             SUM(CASE WHEN l.supplied_by = 'company' THEN {LINE_CENTS} ELSE 0 END) AS company_cents,
             SUM(CASE WHEN l.supplied_by = 'resident' THEN {LINE_CENTS} ELSE 0 END) AS resident_cents
-        FROM tickets lt JOIN material_lines l ON l.ticket_id = lt.id AND l.deleted_at IS NULL
+        FROM {tickets} JOIN material_lines l ON l.ticket_id = lt.id AND l.deleted_at IS NULL
         WHERE {within} AND lt.status IN {DONE}
         GROUP BY l.ticket_id"
     )
@@ -316,11 +334,12 @@ fn per_ticket_lines(sql: &mut Sql, windows: &[Window]) -> String {
 /// one reached the resident (1 or 0) and the satisfaction given then.
 fn per_ticket_callbacks(sql: &mut Sql, windows: &[Window]) -> String {
     let within = sql.within(windows, "ct.site_id", "ct.completed_at");
+    let tickets = sql.tickets("ct", "completed_at");
     format!(
         "SELECT c.ticket_id AS ticket_id, MIN(c.made_at) AS first_at,
             MAX(CASE WHEN c.reached THEN 1 ELSE 0 END) AS reached,
             MAX(CASE WHEN c.reached THEN c.satisfaction END) AS satisfaction
-        FROM tickets ct JOIN callbacks c ON c.ticket_id = ct.id
+        FROM {tickets} JOIN callbacks c ON c.ticket_id = ct.id
         WHERE {within} AND ct.status IN {DONE}
         GROUP BY c.ticket_id"
     )
@@ -349,18 +368,19 @@ pub fn medians(conn: &mut DbConn, windows: &[Window]) -> QueryResult<Vec<MedianR
     let to_callback = sql.minutes("t.completed_at", "cb.first_at");
     let to_matter_callback =
         sql.minutes("m.replied_at", "(SELECT MIN(c.made_at) FROM matter_callbacks c WHERE c.matter_id = m.id)");
+    let (by_arrival, by_completion) = (sql.tickets("t", "arrived_at"), sql.tickets("t", "completed_at"));
     let (arrive, complete, callback, matter_callback) =
         (measure::ARRIVE, measure::COMPLETE, measure::CALLBACK, measure::MATTER_CALLBACK);
     let text = format!(
         "WITH d AS (
             SELECT '{arrive}' AS measure, t.category AS part, {to_arrive} AS m
-            FROM tickets t WHERE {arrived}
+            FROM {by_arrival} WHERE {arrived}
             UNION ALL
             SELECT '{complete}', t.category, {to_complete}
-            FROM tickets t WHERE {completed} AND t.status IN {DONE} AND t.arrived_at IS NOT NULL
+            FROM {by_completion} WHERE {completed} AND t.status IN {DONE} AND t.arrived_at IS NOT NULL
             UNION ALL
             SELECT '{callback}', '', {to_callback}
-            FROM tickets t JOIN ({callbacks}) cb ON cb.ticket_id = t.id
+            FROM {by_completion} JOIN ({callbacks}) cb ON cb.ticket_id = t.id
             WHERE {completed_called} AND t.status IN {DONE}
             UNION ALL
             SELECT '{matter_callback}', '', {to_matter_callback}
@@ -400,10 +420,11 @@ struct Material {
 pub fn materials(conn: &mut DbConn, windows: &[Window]) -> QueryResult<Vec<MaterialRow>> {
     let mut sql = Sql::new(conn);
     let within = sql.within(windows, "t.site_id", "t.completed_at");
+    let tickets = sql.tickets("t", "completed_at");
     let text = format!(
         "SELECT l.name AS name, l.spec AS spec, l.unit AS unit, l.supplied_by AS supplied_by,
             CAST(SUM(l.quantity_milli) AS BIGINT) AS quantity_milli, CAST(SUM({LINE_CENTS}) AS BIGINT) AS cost_cents
-        FROM tickets t JOIN material_lines l ON l.ticket_id = t.id AND l.deleted_at IS NULL
+        FROM {tickets} JOIN material_lines l ON l.ticket_id = t.id AND l.deleted_at IS NULL
         WHERE {within} AND t.status IN {DONE}
         GROUP BY l.name, l.spec, l.unit, l.supplied_by"
     );
@@ -441,10 +462,11 @@ struct Voided {
 pub fn voided(conn: &mut DbConn, windows: &[Window]) -> QueryResult<Vec<VoidedRow>> {
     let mut sql = Sql::new(conn);
     let within = sql.within(windows, "t.site_id", "t.cancelled_at");
+    let tickets = sql.tickets("t", "cancelled_at");
     let text = format!(
         "SELECT t.number AS number, t.created_at AS created_at, t.cancelled_at AS cancelled_at,
             t.cancel_reason AS reason, t.category AS category, t.location AS location
-        FROM tickets t WHERE {within} AND t.status = 'cancelled'"
+        FROM {tickets} WHERE {within} AND t.status = 'cancelled'"
     );
     let rows: Vec<Voided> = sql.load(conn, &text)?;
     Ok(rows

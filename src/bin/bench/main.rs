@@ -92,6 +92,10 @@ pub struct Args {
     /// Tickets written into one month of the bench site for the `report` scenario
     #[arg(long, default_value_t = 20_000)]
     report_tickets: usize,
+    /// Months of --report-tickets each written before and after the month reported, so its
+    /// reads pass over a longer history than the month alone
+    #[arg(long, default_value_t = 1)]
+    report_months_around: u32,
     /// Keep the benchmark's database afterwards (its URL is printed), to look at its plans and data
     #[arg(long)]
     keep_db: bool,

@@ -34,6 +34,12 @@ fn month() -> Month {
     Month::parse(&format!("{:04}-{:02}", back.year(), back.month())).expect("a month")
 }
 
+/// The month `by` months after `month` (before it when negative).
+fn shifted(month: Month, by: i32) -> Month {
+    let index = month.year * 12 + month.month as i32 - 1 + by;
+    Month { year: index.div_euclid(12), month: index.rem_euclid(12) as u32 + 1 }
+}
+
 /// Inserts `rows` into `table`, 400 to a statement, on either engine.
 macro_rules! insert_all {
     ($c:expr, $table:expr, $rows:expr) => {
@@ -46,8 +52,17 @@ macro_rules! insert_all {
     };
 }
 
-/// Everything of the month, written in transactions of 2,000 tickets, 400 rows to a statement.
-fn fill(pool: &Pool, site: &str, desk: &str, techs: &[String], n: usize, month: Month) -> anyhow::Result<()> {
+/// Everything of the month, written in transactions of 2,000 tickets, 400 rows to a statement;
+/// `tag` keeps its numbers apart from other months'.
+fn fill(
+    pool: &Pool,
+    site: &str,
+    desk: &str,
+    techs: &[String],
+    n: usize,
+    month: Month,
+    tag: &str,
+) -> anyhow::Result<()> {
     let first = NaiveDate::from_ymd_opt(month.year, month.month, 1).expect("a month's first day");
     let start = first.and_hms_opt(0, 0, 0).expect("midnight") - Span::hours(OFFSET_HOURS);
     // spread over the month's first 27 days, so everything of a ticket stays in the month
@@ -59,7 +74,7 @@ fn fill(pool: &Pool, site: &str, desk: &str, techs: &[String], n: usize, month: 
         let (mut events, mut lines, mut callbacks, mut quotes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for i in from..(from + 2000).min(n) {
             let created = start + Span::seconds(step * i as i64);
-            let t = ticket(site, desk, techs, i, created, &ids);
+            let t = ticket(site, desk, techs, i, created, &ids, tag);
             let at = |minutes: i64| created + Span::minutes(minutes);
             let event = |kind: &'static str, minutes: i64, to: Status| NewEvent {
                 ticket_id: t.id.clone(),
@@ -131,7 +146,8 @@ fn fill(pool: &Pool, site: &str, desk: &str, techs: &[String], n: usize, month: 
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    let matters: Vec<MatterRow> = (0..n / 50).map(|i| matter(site, desk, i, start + Span::hours(i as i64))).collect();
+    let matters: Vec<MatterRow> =
+        (0..n / 50).map(|i| matter(site, desk, i, start + Span::hours(i as i64), tag)).collect();
     db::write_transaction(&mut conn, |c| {
         for m in &matters {
             db::matters::insert(c, m)?;
@@ -148,7 +164,15 @@ fn fill(pool: &Pool, site: &str, desk: &str, techs: &[String], n: usize, month: 
 /// The `i`th ticket of the month: trades, areas, channels, urgencies and outcomes in turn; one in
 /// 40 cancelled, one in 20 paid, one in 30 the rework of an earlier one; arrivals at 16 minutes
 /// after the claim, so most are on time and emergencies late.
-fn ticket(site: &str, desk: &str, techs: &[String], i: usize, created: NaiveDateTime, earlier: &[String]) -> TicketRow {
+fn ticket(
+    site: &str,
+    desk: &str,
+    techs: &[String],
+    i: usize,
+    created: NaiveDateTime,
+    earlier: &[String],
+    tag: &str,
+) -> TicketRow {
     let urgency = if i % 9 == 0 { Urgency::Emergency } else { Urgency::Normal };
     let new = NewTicket {
         site_id: site.to_owned(),
@@ -165,7 +189,7 @@ fn ticket(site: &str, desk: &str, techs: &[String], i: usize, created: NaiveDate
         channel: Channel::ALL[i % Channel::ALL.len()],
         requested_technician_id: None,
     };
-    let mut t = TicketRow::from_intake(new, format!("BN-M-{i:06}"), desk.to_owned(), created).with_search_text();
+    let mut t = TicketRow::from_intake(new, format!("BN-M{tag}-{i:06}"), desk.to_owned(), created).with_search_text();
     if i % 40 == 7 {
         t.status = Status::Cancelled;
         t.cancelled_at = Some(created + Span::minutes(30));
@@ -215,12 +239,12 @@ fn line(ticket_id: &str, by: &str, i: usize, at: NaiveDateTime) -> LineRow {
     }
 }
 
-fn matter(site: &str, desk: &str, i: usize, at: NaiveDateTime) -> MatterRow {
+fn matter(site: &str, desk: &str, i: usize, at: NaiveDateTime, tag: &str) -> MatterRow {
     let replied = i % 3 != 0;
     MatterRow {
         id: db::new_id(),
         site_id: site.to_owned(),
-        number: format!("BN-BS-M-{i:05}"),
+        number: format!("BN-BS-M{tag}-{i:05}"),
         kind: ["complaint", "inquiry", "suggestion", "praise"][i % 4].to_owned(),
         department: ["engineering", "customer_service", "security", "cleaning"][i % 4].to_owned(),
         status: if replied { "replied" } else { "open" }.to_owned(),
@@ -243,13 +267,22 @@ pub async fn report(args: &Args, fx: &Arc<Fixture>, out: &mut Results) -> anyhow
     let month = month();
     let (site, desk) = (fx.site().to_owned(), fx.desk.user_id.clone());
     let techs: Vec<String> = fx.techs.iter().take(40).map(|t| t.caller.user_id.clone()).collect();
+    // the month reported, and as many before and after it: the site's history the report's
+    // reads must pass over
+    let around = args.report_months_around as i32;
     let t0 = Instant::now();
-    {
-        let (pool, site) = (fx.pool.clone(), site.clone());
-        tokio::task::spawn_blocking(move || fill(&pool, &site, &desk, &techs, n, month)).await??;
+    for by in -around..=around {
+        let (pool, site, desk, techs) = (fx.pool.clone(), site.clone(), desk.clone(), techs.clone());
+        let tag = if by == 0 { String::new() } else { format!("{by:+}") };
+        tokio::task::spawn_blocking(move || fill(&pool, &site, &desk, &techs, n, shifted(month, by), &tag)).await??;
     }
-    eprintln!("  report: {n} tickets of {month} written in {:.1} s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "  report: {n} tickets a month in each of {} months around {month} written in {:.1} s",
+        2 * around + 1,
+        t0.elapsed().as_secs_f64()
+    );
     out.extra.insert("report_tickets".into(), json!(n));
+    out.extra.insert("report_months_around".into(), json!(around));
     out.extra.insert("report_month".into(), json!(month.to_string()));
     let d = Duration::from_secs(args.duration);
 
