@@ -508,6 +508,8 @@ async fn jpush_takes_a_message_with_basic_auth_and_says_which_failures_to_retry(
     assert_eq!(sent["notification"]["android"]["alert"], message.body);
     assert_eq!(sent["notification"]["android"]["extras"]["ticket_id"], "t-1");
     assert_eq!(sent["notification"]["android"]["priority"], 2);
+    // the message's id, the same on every attempt, so the app drops a copy it already has
+    assert_eq!(sent["notification"]["android"]["extras"]["push_id"], "m-1");
 
     // a registration id JPush does not know: the device is to be forgotten
     assert!(
@@ -547,4 +549,13 @@ async fn a_new_ticket_reaches_a_jpush_phone_and_an_unknown_registration_id_is_fo
     assert_eq!(json_of(d.app.get("/api/v1/devices", &techs[0]).await).await["items"].as_array().unwrap().len(), 1);
     let sent: Value = serde_json::from_slice(&api.received()[0].body).unwrap();
     assert_eq!(sent["notification"]["android"]["extras"]["number"], t["number"]);
+    // each request names its message, the one taken as the one the ticket shows sent
+    let ids_of = |status: &str| -> Vec<Value> {
+        view["push"].as_array().unwrap().iter().filter(|m| m["status"] == status).map(|m| m["id"].clone()).collect()
+    };
+    for r in api.received() {
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        let status = if body["audience"]["registration_id"][0] == "0000unknown" { "unregistered" } else { "sent" };
+        assert_eq!(vec![body["notification"]["android"]["extras"]["push_id"].clone()], ids_of(status), "{body}");
+    }
 }
