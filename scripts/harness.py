@@ -1,12 +1,14 @@
 """What the fault scripts share: HTTP calls, a server process, a fresh database with a site and
-its users, an SMS gateway stub, latency figures, and how a run ends (`run`: PASS or FAIL last,
-also when the run itself breaks). Standard library only, plus psql for PostgreSQL. The scripts put
-their own folder on sys.path and import this module.
+its users, stubs of an SMS gateway and of push services, latency figures, and how a run ends
+(`run`: PASS or FAIL last, also when the run itself breaks). Standard library only, plus psql for
+PostgreSQL. The scripts put their own folder on sys.path and import this module.
 """
+import base64
 import hashlib
 import hmac
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -256,7 +258,92 @@ def percentiles(seconds):
     return {"n": len(s), "p50": rank(50), "p95": rank(95), "p99": rank(99), "max": s[-1] * 1000}
 
 
-class SmsGateway:
+class StubServer:
+    """A JSON stub on 127.0.0.1:`port` (a free one when None): each POST's body goes to
+    `decide(handler, raw)`, which records what the stub makes of it and returns how to answer (a
+    callable, run after the decision is counted: it may sleep, or not answer at all). HTTP/1.0:
+    one request per connection, so no kept-alive connection outlives a closed listener.
+    `undecided()` counts requests received whose fate is not recorded yet."""
+
+    def __init__(self, port):
+        self.port = port or free_port()
+        self.lock = threading.Lock()
+        self._undecided = 0
+        self.httpd = None
+        self.thread = None
+        self._listen()
+
+    def _listen(self):
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                with stub.lock:
+                    stub._undecided += 1
+                try:
+                    raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                    respond = stub.decide(self, raw)
+                finally:
+                    with stub.lock:
+                        stub._undecided -= 1
+                respond()
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def _close(self):
+        if self.httpd:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
+
+    def decide(self, h, raw):
+        raise NotImplementedError
+
+    def undecided(self):
+        with self.lock:
+            return self._undecided
+
+    def answering(self, h, status, body, headers=None, after_secs=0):
+        """How to answer `status` with JSON `body`, `after_secs` from now."""
+        def respond():
+            if after_secs:
+                time.sleep(after_secs)
+            self.answer(h, status, body, headers)
+        return respond
+
+    @staticmethod
+    def answer(h, status, body, headers=None):
+        data = json.dumps(body).encode()
+        try:
+            h.send_response(status)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                h.send_header(k, v)
+            h.end_headers()
+            h.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a slow answer after its timeout)
+
+    def close(self):
+        self._close()
+
+
+def signed(secret, raw, header):
+    """Whether `header` is our webhooks' `sha256=<hex HMAC-SHA256 of raw>` under `secret` (bytes)."""
+    expected = "sha256=" + hmac.new(secret, raw, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, header or "")
+
+
+class SmsGateway(StubServer):
     """A webhook SMS gateway on 127.0.0.1:`port` (a free one when None) that checks the X-Repairdesk-Signature HMAC and
     answers according to `mode`:
       ok    2xx: the message is accepted (counted in `accepted`);
@@ -270,45 +357,16 @@ class SmsGateway:
     MODES = ("ok", "down", "slow", "429", "500")
 
     def __init__(self, port, secret, slow_secs=2.5):
-        self.port = port or free_port()
         self.secret = secret.encode()
         self.slow_secs = slow_secs
-        self.url = f"http://127.0.0.1:{self.port}/sms"
-        self.lock = threading.Lock()
         self.mode = "ok"
         self.received = Counter()   # message id -> requests with a good signature
         self.accepted = Counter()   # message id -> 2xx answers
         self.received_in = Counter()  # mode -> requests received in it
         self.messages = {}          # message id -> the JSON of its accepted copy
         self.bad_signatures = 0
-        self.httpd = None
-        self.thread = None
-        self._listen()
-
-    def _listen(self):
-        gateway = self
-
-        class Handler(BaseHTTPRequestHandler):
-            # HTTP/1.0: one request per connection, so no kept-alive connection outlives "down"
-            protocol_version = "HTTP/1.0"
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                gateway.handle(self, raw)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def _close(self):
-        if self.httpd:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.httpd = None
+        super().__init__(port)
+        self.url = f"http://127.0.0.1:{self.port}/sms"
 
     def set_mode(self, mode):
         assert mode in self.MODES, mode
@@ -319,12 +377,11 @@ class SmsGateway:
         elif self.httpd is None:
             self._listen()
 
-    def handle(self, h, raw):
-        expected = "sha256=" + hmac.new(self.secret, raw, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, h.headers.get("X-Repairdesk-Signature", "")):
+    def decide(self, h, raw):
+        if not signed(self.secret, raw, h.headers.get("X-Repairdesk-Signature")):
             with self.lock:
                 self.bad_signatures += 1
-            return self._answer(h, 401, {"error": "bad signature"})
+            return self.answering(h, 401, {"error": "bad signature"})
         message = json.loads(raw)
         with self.lock:
             mode = self.mode
@@ -334,32 +391,154 @@ class SmsGateway:
                 self.accepted[message["id"]] += 1
                 self.messages[message["id"]] = message
         if mode == "ok":
-            self._answer(h, 200, {"id": f"stub-{message['id'][:8]}", "status": "queued"})
-        elif mode == "slow":
-            time.sleep(self.slow_secs)
-            self._answer(h, 503, {"error": "too slow"})
-        elif mode == "429":
-            self._answer(h, 429, {"error": "slow down"}, {"Retry-After": "1"})
-        else:
-            self._answer(h, 500, {"error": "gateway failure"})
-
-    @staticmethod
-    def _answer(h, status, body, headers=None):
-        data = json.dumps(body).encode()
-        try:
-            h.send_response(status)
-            h.send_header("Content-Type", "application/json")
-            h.send_header("Content-Length", str(len(data)))
-            for k, v in (headers or {}).items():
-                h.send_header(k, v)
-            h.end_headers()
-            h.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (a slow answer after its timeout)
+            return self.answering(h, 200, {"id": f"stub-{message['id'][:8]}", "status": "queued"})
+        if mode == "slow":
+            return self.answering(h, 503, {"error": "too slow"}, after_secs=self.slow_secs)
+        if mode == "429":
+            return self.answering(h, 429, {"error": "slow down"}, {"Retry-After": "1"})
+        return self.answering(h, 500, {"error": "gateway failure"})
 
     def snapshot(self):
         with self.lock:
             return Counter(self.received), Counter(self.accepted), dict(self.messages)
 
-    def close(self):
-        self._close()
+
+# One copy of a push message the gateway stub accepted: our message id, which instance sent it
+# (the path prefix it posted under), when (time.time()), and what it said.
+Pushed = namedtuple("Pushed", "id instance at provider token kind ticket_id priority")
+
+
+class PushGateway(StubServer):
+    """Push services on 127.0.0.1:`port` (a free one when None), as the server's `jpush` and
+    `webhook` providers reach them: JPush's REST API v3 (`POST /<instance>/v3/push`, basic auth of
+    `app_key` and `master_secret`, the message id in the extras' `push_id`) and the push webhook
+    (`POST /<instance>/push`, signed with `webhook_secret`, the id at the top). Each server
+    instance is pointed at its own prefix (`jpush_base(instance)`, `webhook_url(instance)`), so
+    the stub knows which sent what.
+
+    Each request with good credentials gets the next answer dealt from a shuffled deck holding
+    each outcome as many times as `set_weights` says (all `ok` until then; a new deck, shuffled
+    again, when one runs out: random order, yet every outcome within each deck's length):
+      ok     2xx: the message is delivered: a copy recorded in `accepted`;
+      429    429 with Retry-After: 1;  500, 503  those;
+      hang   no answer for `hang_secs` (set it past the server's timeout), then 503: never a
+             delivery, as the client gave up;
+      drop   the request is read and the connection closed without an answer.
+    Bad credentials or a malformed message are answered 401/400 and counted in `refused`.
+    `hold_next()` makes the next request with good credentials a delivery (whatever the draw,
+    recorded in `held` too), sets the event it returns and keeps the connection unanswered until
+    `release()`: a script kills the server then, between the service taking a message and the
+    outbox recording it."""
+
+    OUTCOMES = ("ok", "429", "500", "503", "hang", "drop")
+
+    def __init__(self, port, app_key, master_secret, webhook_secret, hang_secs=3.5, seed=None):
+        self.authorization = "Basic " + base64.b64encode(f"{app_key}:{master_secret}".encode()).decode()
+        self.webhook_secret = webhook_secret.encode()
+        self.hang_secs = hang_secs
+        self.random = random.Random(seed)
+        self.weights = {"ok": 1}
+        self.deck = []
+        self.accepted = []            # Pushed, in the order taken
+        self.answered = Counter()     # outcome -> requests
+        self.refused = []             # why a request was refused, for the report
+        self.holding = None           # (caught, release) events while a hold is armed or held
+        self.held = None              # the copy last held
+        super().__init__(port)
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def jpush_base(self, instance):
+        return f"{self.base}/{instance}"
+
+    def webhook_url(self, instance):
+        return f"{self.base}/{instance}/push"
+
+    def set_weights(self, weights):
+        """`weights`: outcome -> how many of each per deck (whole numbers)."""
+        assert set(weights) <= set(self.OUTCOMES), weights
+        with self.lock:
+            self.weights = dict(weights)
+            self.deck = []
+
+    def _deal(self):
+        if not self.deck:
+            self.deck = [o for o, n in self.weights.items() for _ in range(n)]
+            self.random.shuffle(self.deck)
+        return self.deck.pop()
+
+    def hold_next(self):
+        caught = threading.Event()
+        with self.lock:
+            self.holding = (caught, threading.Event())
+        return caught
+
+    def release(self):
+        with self.lock:
+            holding, self.holding = self.holding, None
+        if holding:
+            holding[1].set()
+
+    def _read(self, h, raw):
+        """(instance, provider, message fields) of a well-formed request with good credentials, or
+        why it is refused: (status, error)."""
+        parts = h.path.strip("/").split("/")
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            return 400, "not JSON"
+        if parts[1:] == ["v3", "push"]:
+            if h.headers.get("Authorization") != self.authorization:
+                return 401, "jpush: bad basic auth"
+            platform = message.get("platform")
+            extras = (message.get("notification", {}).get(platform) or {}).get("extras") or {}
+            ids = message.get("audience", {}).get("registration_id") or []
+            if platform not in ("android", "ios") or len(ids) != 1 or "push_id" not in extras:
+                return 400, f"jpush: malformed {str(message)[:200]}"
+            # Android: notification priority 2 for high; iOS through JPush says nothing of it
+            android = message["notification"].get("android") or {}
+            priority = None if platform == "ios" else "high" if android.get("priority") == 2 else "normal"
+            return parts[0], "jpush", (extras["push_id"], ids[0], extras.get("kind"), extras.get("ticket_id"), priority)
+        if parts[1:] == ["push"]:
+            if not signed(self.webhook_secret, raw, h.headers.get("X-Repairdesk-Signature")):
+                return 401, "webhook: bad signature"
+            data = message.get("data") or {}
+            return parts[0], "webhook", (message.get("id"), message.get("token"), data.get("kind"),
+                                         data.get("ticket_id"), message.get("priority"))
+        return 404, f"no such path {h.path}"
+
+    def decide(self, h, raw):
+        read = self._read(h, raw)
+        if isinstance(read[0], int):
+            with self.lock:
+                self.refused.append(read[1])
+            return self.answering(h, read[0], {"error": {"code": 1004 if read[0] == 401 else 1003, "message": read[1]}})
+        instance, provider, fields = read
+        with self.lock:
+            held = self.holding if self.holding and not self.holding[0].is_set() else None
+            outcome = "ok" if held else self._deal()
+            self.answered[outcome] += 1
+            if outcome == "ok":
+                self.accepted.append(Pushed(fields[0], instance, time.time(), provider, *fields[1:]))
+            if held:
+                self.held = self.accepted[-1]
+                held[0].set()
+        if held:
+            def respond():
+                held[1].wait(15)
+                self.answer(h, 200, {"sendno": "0", "msg_id": "held"})
+            return respond
+        if outcome == "ok":
+            return self.answering(h, 200, {"sendno": "0", "msg_id": str(len(self.accepted))})
+        if outcome == "429":
+            return self.answering(h, 429, {"error": {"code": 2002, "message": "Request times exceeded"}},
+                                  {"Retry-After": "1"})
+        if outcome == "hang":
+            return self.answering(h, 503, {"error": {"code": 1000, "message": "too late"}}, after_secs=self.hang_secs)
+        if outcome == "drop":
+            return lambda: None  # the handler ends: the connection closes with no answer
+        return self.answering(h, int(outcome), {"error": {"code": 1000, "message": "server error"}})
+
+    def copies(self):
+        """The copies accepted so far, in order."""
+        with self.lock:
+            return list(self.accepted)

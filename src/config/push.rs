@@ -9,6 +9,8 @@ use super::Secret;
 pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
 pub const MAX_TIMEOUT_SECS: u64 = 60;
 pub const DEFAULT_JPUSH_BASE_URL: &str = "https://api.jpush.cn";
+/// A worker owns a message it is sending this long, unless twice the timeout is longer.
+pub const DEFAULT_LEASE_SECS: u64 = 60;
 
 /// The kinds of push message, as named in the template settings
 /// (`REPAIRDESK_PUSH_TITLE_POOL_ADDED`...). `domain::push::Kind` holds the same names.
@@ -29,6 +31,11 @@ pub struct PushSettings {
     pub retry_base: std::time::Duration,
     /// Attempts before a message is given up.
     pub max_attempts: i64,
+    /// How long a worker owns a message it is sending: a message whose worker died (the
+    /// instance was killed mid-delivery) is taken over by another round once this has passed.
+    /// At least twice `timeout_secs`, so an attempt still waiting on the service is never sent
+    /// a second time beside it.
+    pub lease_secs: u64,
     /// Kind → (title, body), where a setting replaces the built-in text.
     pub templates: BTreeMap<String, (Option<String>, Option<String>)>,
 }
@@ -53,6 +60,13 @@ impl PushSettings {
             }
         };
         let timeout_secs = number("REPAIRDESK_PUSH_TIMEOUT_SECS", DEFAULT_TIMEOUT_SECS, 1..=MAX_TIMEOUT_SECS)?;
+        let lease_secs = number("REPAIRDESK_PUSH_LEASE_SECS", DEFAULT_LEASE_SECS.max(2 * timeout_secs), 2..=3600)?;
+        if lease_secs < 2 * timeout_secs {
+            return Err(format!(
+                "REPAIRDESK_PUSH_LEASE_SECS ({lease_secs}) must be at least twice REPAIRDESK_PUSH_TIMEOUT_SECS \
+                 ({timeout_secs}): a message whose attempt outlives its lease can be sent twice"
+            ));
+        }
         let webhook = match (get("REPAIRDESK_PUSH_WEBHOOK_URL"), get("REPAIRDESK_PUSH_WEBHOOK_SECRET")) {
             (None, None) => None,
             (Some(url), Some(secret)) => Some(WebhookSettings {
@@ -96,6 +110,7 @@ impl PushSettings {
             log,
             retry_base: std::time::Duration::from_millis(number("REPAIRDESK_PUSH_RETRY_BASE_MS", 5000, 1..=3_600_000)?),
             max_attempts: number("REPAIRDESK_PUSH_MAX_ATTEMPTS", 8, 1..=100)? as i64,
+            lease_secs,
             templates,
         })
     }
@@ -115,7 +130,17 @@ mod tests {
     fn nothing_is_configured_by_default() {
         let s = settings(&[]).unwrap();
         assert!(s.webhook.is_none() && s.jpush.is_none() && !s.log);
-        assert_eq!((s.timeout_secs, s.max_attempts), (10, 8));
+        assert_eq!((s.timeout_secs, s.max_attempts, s.lease_secs), (10, 8, 60));
+    }
+
+    #[test]
+    fn the_lease_outlasts_two_attempts_timeouts() {
+        assert_eq!(settings(&[("REPAIRDESK_PUSH_TIMEOUT_SECS", "45")]).unwrap().lease_secs, 90);
+        let short = [("REPAIRDESK_PUSH_TIMEOUT_SECS", "2"), ("REPAIRDESK_PUSH_LEASE_SECS", "4")];
+        assert_eq!(settings(&short).unwrap().lease_secs, 4);
+        let err = settings(&[("REPAIRDESK_PUSH_TIMEOUT_SECS", "3"), ("REPAIRDESK_PUSH_LEASE_SECS", "5")]).unwrap_err();
+        assert!(err.contains("REPAIRDESK_PUSH_LEASE_SECS") && err.contains("twice"), "{err}");
+        assert!(settings(&[("REPAIRDESK_PUSH_LEASE_SECS", "1")]).is_err());
     }
 
     #[test]

@@ -58,6 +58,7 @@ impl From<&Settings> for PushDelivery {
             every: s.sms_delivery.every,
             retry_base: s.push.retry_base,
             max_attempts: s.push.max_attempts,
+            lease: chrono::Duration::seconds(s.push.lease_secs as i64),
             templates: Templates(templates),
             ..Self::default()
         }
@@ -219,8 +220,8 @@ mod tests {
         assert_eq!(delivery.templates.0.get(&Kind::PoolAdded), Templates::default().0.get(&Kind::PoolAdded));
         let defaults = PushDelivery::default();
         assert_eq!(
-            (delivery.every, delivery.retry_base, delivery.max_attempts),
-            (defaults.every, defaults.retry_base, defaults.max_attempts)
+            (delivery.every, delivery.retry_base, delivery.max_attempts, delivery.lease),
+            (defaults.every, defaults.retry_base, defaults.max_attempts, defaults.lease)
         );
     }
 }

@@ -74,10 +74,20 @@ impl JpushProvider {
     }
 }
 
-/// The v3 push body: a notification for the device's platform, our data as its extras.
+/// Names the message in its extras: the same across attempts, so the app (and a test's stub) can
+/// drop a copy it already has. JPush's own `sendno` is a number, too small for our ids.
+const PUSH_ID: &str = "push_id";
+
+/// The v3 push body: a notification for the device's platform, our data and the message's id as
+/// its extras.
 fn payload(message: &OutgoingPush) -> Value {
     let high = message.priority == "high";
-    let extras: Value = message.data.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let extras: Value = message
+        .data
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .chain([(PUSH_ID.to_owned(), Value::String(message.id.clone()))])
+        .collect();
     let notification = if message.platform == "ios" {
         json!({ "ios": {
             "alert": { "title": message.title, "body": message.body },
@@ -140,6 +150,7 @@ mod tests {
         assert_eq!(body["audience"]["registration_id"], json!(["1a0018970a"]));
         assert_eq!(body["notification"]["android"]["priority"], 2);
         assert_eq!(body["notification"]["android"]["extras"]["kind"], "pool_added");
+        assert_eq!(body["notification"]["android"]["extras"]["push_id"], "m1");
         assert_eq!(body["options"]["apns_collapse_id"], "pool_added-u1");
     }
 }

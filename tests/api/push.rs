@@ -270,6 +270,15 @@ async fn a_burst_of_tickets_shares_one_collapse_key_per_technician_and_emergenci
     assert!(urgent[0]["title"].as_str().unwrap().starts_with("【紧急】"), "{urgent:?}");
 }
 
+/// The ticket's one message reached the service twice under one id, and is sent after 2 attempts.
+async fn sent_on_the_second_attempt(d: &Desk, gw: &Stub, t: &Value) {
+    let received = pushed(gw);
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[0]["id"], received[1]["id"]);
+    let m = &ticket_view(d, id(t)).await["push"][0];
+    assert_eq!((m["status"].clone(), m["attempts"].clone()), (json!("sent"), json!(2)));
+}
+
 #[tokio::test]
 async fn a_busy_service_is_asked_again_no_sooner_than_its_retry_after() {
     let slow_down =
@@ -288,11 +297,34 @@ async fn a_busy_service_is_asked_again_no_sooner_than_its_retry_after() {
     assert_eq!(d.app.deliver_push_at(start + Duration::seconds(119)).await, 0);
     assert_eq!(d.app.deliver_push_at(start + Duration::seconds(121)).await, 1);
     assert_eq!(d.app.deliver_push_at(start + Duration::hours(1)).await, 0);
-    let received = pushed(&gw);
-    assert_eq!(received.len(), 2);
-    assert_eq!(received[0]["id"], received[1]["id"]);
+    sent_on_the_second_attempt(&d, &gw, &t).await;
+}
+
+#[tokio::test]
+async fn a_message_whose_instance_died_mid_delivery_goes_out_again_once_its_lease_has_passed() {
+    let held = Answer { delay: std::time::Duration::from_secs(3), ..answer(200, json!({ "ok": true })) };
+    let gw = phones_answering(vec![held]);
+    let d = desk_pushing_to(&gw, &[("REPAIRDESK_PUSH_LEASE_SECS", "30")]).await;
+    technician_with_phone(&d, "tech1", "phone-1").await;
+    let t = d.ticket().await;
+    let start = repairdesk::db::now();
+    // the service has the message when the round dies (its future dropped): nothing recorded it
+    let taken = async {
+        while pushed(&gw).is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::select! {
+        _ = d.app.deliver_push_at(start) => panic!("the round ended while the service held its request"),
+        _ = taken => {}
+    }
     let m = &ticket_view(&d, id(&t)).await["push"][0];
-    assert_eq!((m["status"].clone(), m["attempts"].clone()), (json!("sent"), json!(2)));
+    assert_eq!((m["status"].clone(), m["attempts"].clone()), (json!("sending"), json!(1)));
+    // no round takes it from its worker before the lease runs out; then one sends it again, same id
+    assert_eq!(d.app.deliver_push_at(start + Duration::seconds(29)).await, 0);
+    assert_eq!(d.app.deliver_push_at(start + Duration::seconds(31)).await, 1);
+    assert_eq!(d.app.deliver_push_at(start + Duration::hours(1)).await, 0);
+    sent_on_the_second_attempt(&d, &gw, &t).await;
 }
 
 #[tokio::test]
@@ -476,6 +508,8 @@ async fn jpush_takes_a_message_with_basic_auth_and_says_which_failures_to_retry(
     assert_eq!(sent["notification"]["android"]["alert"], message.body);
     assert_eq!(sent["notification"]["android"]["extras"]["ticket_id"], "t-1");
     assert_eq!(sent["notification"]["android"]["priority"], 2);
+    // the message's id, the same on every attempt, so the app drops a copy it already has
+    assert_eq!(sent["notification"]["android"]["extras"]["push_id"], "m-1");
 
     // a registration id JPush does not know: the device is to be forgotten
     assert!(
@@ -515,4 +549,13 @@ async fn a_new_ticket_reaches_a_jpush_phone_and_an_unknown_registration_id_is_fo
     assert_eq!(json_of(d.app.get("/api/v1/devices", &techs[0]).await).await["items"].as_array().unwrap().len(), 1);
     let sent: Value = serde_json::from_slice(&api.received()[0].body).unwrap();
     assert_eq!(sent["notification"]["android"]["extras"]["number"], t["number"]);
+    // each request names its message, the one taken as the one the ticket shows sent
+    let ids_of = |status: &str| -> Vec<Value> {
+        view["push"].as_array().unwrap().iter().filter(|m| m["status"] == status).map(|m| m["id"].clone()).collect()
+    };
+    for r in api.received() {
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        let status = if body["audience"]["registration_id"][0] == "0000unknown" { "unregistered" } else { "sent" };
+        assert_eq!(vec![body["notification"]["android"]["extras"]["push_id"].clone()], ids_of(status), "{body}");
+    }
 }
