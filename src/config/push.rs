@@ -2,6 +2,7 @@
 //! texts: read from the environment here, turned into providers by `push::build_providers`.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use super::sms::{base_url, http_url, WebhookSettings};
 use super::Secret;
@@ -11,6 +12,9 @@ pub const MAX_TIMEOUT_SECS: u64 = 60;
 pub const DEFAULT_JPUSH_BASE_URL: &str = "https://api.jpush.cn";
 /// A worker owns a message it is sending this long, unless twice the timeout is longer.
 pub const DEFAULT_LEASE_SECS: u64 = 60;
+pub const DEFAULT_FCM_BASE_URL: &str = "https://fcm.googleapis.com";
+/// Apple's production service; development builds of the app need `https://api.sandbox.push.apple.com`.
+pub const DEFAULT_APNS_BASE_URL: &str = "https://api.push.apple.com";
 
 /// The kinds of push message, as named in the template settings
 /// (`REPAIRDESK_PUSH_TITLE_POOL_ADDED`...). `domain::push::Kind` holds the same names.
@@ -24,6 +28,10 @@ pub struct PushSettings {
     pub webhook: Option<WebhookSettings>,
     /// Devices registered with `jpush` (极光) are delivered through its REST API v3.
     pub jpush: Option<JpushSettings>,
+    /// Devices registered with `fcm` are delivered through Firebase Cloud Messaging's HTTP v1 API.
+    pub fcm: Option<FcmSettings>,
+    /// Devices registered with `apns` are delivered through Apple's service, with token auth.
+    pub apns: Option<ApnsSettings>,
     /// Development: devices of a service not configured are accepted, and what would be pushed
     /// to them is written to the log.
     pub log: bool,
@@ -44,6 +52,30 @@ pub struct PushSettings {
 pub struct JpushSettings {
     pub app_key: String,
     pub master_secret: Secret,
+    /// Without a trailing slash.
+    pub base_url: String,
+}
+
+/// The key files are read, and their keys checked, by `push::build_providers` at start.
+#[derive(Debug, Clone)]
+pub struct FcmSettings {
+    /// A Google service-account key file (JSON: `project_id`, `client_email`, `private_key`,
+    /// `token_uri`), as the Firebase console downloads it.
+    pub service_account_file: PathBuf,
+    /// Where messages are sent, without a trailing slash.
+    pub base_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApnsSettings {
+    /// The `.p8` signing key Apple's developer account hands out (EC P-256, PKCS#8 PEM).
+    pub key_file: PathBuf,
+    /// The key's id (the `kid` of the provider token).
+    pub key_id: String,
+    /// The developer team's id (the provider token's issuer).
+    pub team_id: String,
+    /// The app's bundle id (`apns-topic`).
+    pub topic: String,
     /// Without a trailing slash.
     pub base_url: String,
 }
@@ -89,6 +121,33 @@ impl PushSettings {
             }),
             _ => return Err("set both REPAIRDESK_JPUSH_APP_KEY and REPAIRDESK_JPUSH_MASTER_SECRET, or neither".into()),
         };
+        let fcm = get("REPAIRDESK_FCM_SERVICE_ACCOUNT_FILE")
+            .map(|file| -> Result<_, String> {
+                Ok(FcmSettings {
+                    service_account_file: PathBuf::from(file),
+                    base_url: base_url(
+                        "REPAIRDESK_FCM_BASE_URL",
+                        &get("REPAIRDESK_FCM_BASE_URL").unwrap_or_else(|| DEFAULT_FCM_BASE_URL.into()),
+                    )?,
+                })
+            })
+            .transpose()?;
+        const APNS: [&str; 4] =
+            ["REPAIRDESK_APNS_KEY_FILE", "REPAIRDESK_APNS_KEY_ID", "REPAIRDESK_APNS_TEAM_ID", "REPAIRDESK_APNS_TOPIC"];
+        let apns = match APNS.map(&get) {
+            [None, None, None, None] => None,
+            [Some(key_file), Some(key_id), Some(team_id), Some(topic)] => Some(ApnsSettings {
+                key_file: PathBuf::from(key_file),
+                key_id,
+                team_id,
+                topic,
+                base_url: base_url(
+                    "REPAIRDESK_APNS_BASE_URL",
+                    &get("REPAIRDESK_APNS_BASE_URL").unwrap_or_else(|| DEFAULT_APNS_BASE_URL.into()),
+                )?,
+            }),
+            _ => return Err(format!("set all of {} or none", APNS.join(", "))),
+        };
         let log = match get("REPAIRDESK_PUSH_LOG").as_deref() {
             None | Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
@@ -107,6 +166,8 @@ impl PushSettings {
             timeout_secs,
             webhook,
             jpush,
+            fcm,
+            apns,
             log,
             retry_base: std::time::Duration::from_millis(number("REPAIRDESK_PUSH_RETRY_BASE_MS", 5000, 1..=3_600_000)?),
             max_attempts: number("REPAIRDESK_PUSH_MAX_ATTEMPTS", 8, 1..=100)? as i64,
@@ -129,7 +190,7 @@ mod tests {
     #[test]
     fn nothing_is_configured_by_default() {
         let s = settings(&[]).unwrap();
-        assert!(s.webhook.is_none() && s.jpush.is_none() && !s.log);
+        assert!(s.webhook.is_none() && s.jpush.is_none() && s.fcm.is_none() && s.apns.is_none() && !s.log);
         assert_eq!((s.timeout_secs, s.max_attempts, s.lease_secs), (10, 8, 60));
     }
 
@@ -149,8 +210,33 @@ mod tests {
         assert!(err.contains("REPAIRDESK_PUSH_WEBHOOK_SECRET"), "{err}");
         let err = settings(&[("REPAIRDESK_JPUSH_APP_KEY", "k")]).unwrap_err();
         assert!(err.contains("REPAIRDESK_JPUSH_MASTER_SECRET"), "{err}");
+        let err = settings(&[("REPAIRDESK_APNS_KEY_FILE", "AuthKey.p8"), ("REPAIRDESK_APNS_TOPIC", "cn.example.app")])
+            .unwrap_err();
+        assert!(err.contains("REPAIRDESK_APNS_KEY_ID") && err.contains("REPAIRDESK_APNS_TEAM_ID"), "{err}");
         assert!(settings(&[("REPAIRDESK_PUSH_LOG", "yes")]).is_err());
         assert!(settings(&[("REPAIRDESK_PUSH_MAX_ATTEMPTS", "0")]).is_err());
+    }
+
+    #[test]
+    fn fcm_and_apns_take_their_files_and_default_to_the_real_services() {
+        let s = settings(&[
+            ("REPAIRDESK_FCM_SERVICE_ACCOUNT_FILE", "/etc/repairdesk/firebase.json"),
+            ("REPAIRDESK_APNS_KEY_FILE", "/etc/repairdesk/AuthKey_ABC123DEFG.p8"),
+            ("REPAIRDESK_APNS_KEY_ID", "ABC123DEFG"),
+            ("REPAIRDESK_APNS_TEAM_ID", "DEF123GHIJ"),
+            ("REPAIRDESK_APNS_TOPIC", "cn.example.repair"),
+            ("REPAIRDESK_APNS_BASE_URL", "https://api.sandbox.push.apple.com/"),
+        ])
+        .unwrap();
+        let fcm = s.fcm.unwrap();
+        assert_eq!(fcm.service_account_file, PathBuf::from("/etc/repairdesk/firebase.json"));
+        assert_eq!(fcm.base_url, DEFAULT_FCM_BASE_URL);
+        let apns = s.apns.unwrap();
+        assert_eq!((apns.key_id.as_str(), apns.topic.as_str()), ("ABC123DEFG", "cn.example.repair"));
+        assert_eq!(apns.base_url, "https://api.sandbox.push.apple.com");
+        let err = settings(&[("REPAIRDESK_FCM_SERVICE_ACCOUNT_FILE", "f.json"), ("REPAIRDESK_FCM_BASE_URL", "fcm")])
+            .unwrap_err();
+        assert!(err.contains("REPAIRDESK_FCM_BASE_URL"), "{err}");
     }
 
     #[test]

@@ -74,20 +74,12 @@ impl JpushProvider {
     }
 }
 
-/// Names the message in its extras: the same across attempts, so the app (and a test's stub) can
-/// drop a copy it already has. JPush's own `sendno` is a number, too small for our ids.
-const PUSH_ID: &str = "push_id";
-
 /// The v3 push body: a notification for the device's platform, our data and the message's id as
 /// its extras.
 fn payload(message: &OutgoingPush) -> Value {
     let high = message.priority == "high";
-    let extras: Value = message
-        .data
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .chain([(PUSH_ID.to_owned(), Value::String(message.id.clone()))])
-        .collect();
+    // JPush's own `sendno` is a number, too small for our ids: `push_id` names the message
+    let extras: Value = message.data_with_id().into_iter().map(|(k, v)| (k, Value::String(v))).collect();
     let notification = if message.platform == "ios" {
         json!({ "ios": {
             "alert": { "title": message.title, "body": message.body },

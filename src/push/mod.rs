@@ -2,6 +2,8 @@
 //! only through the push outbox worker (`jobs::push`), which retries what a provider calls
 //! retryable, after at least the wait the service asked for.
 
+pub mod apns;
+pub mod fcm;
 pub mod jpush;
 pub mod log;
 pub mod webhook;
@@ -15,6 +17,17 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Serialize;
+
+impl OutgoingPush {
+    /// The data the app gets: ours (`kind`, `ticket_id`, `number`), and the message's id as
+    /// `push_id`, the same on every attempt, so the app (and a test's stub) can drop a copy it
+    /// already has: a message sent again after an instance died mid-delivery.
+    pub fn data_with_id(&self) -> BTreeMap<String, String> {
+        let mut data = self.data.clone();
+        data.insert("push_id".to_owned(), self.id.clone());
+        data
+    }
+}
 
 /// The settings `build_providers` takes, read from the environment by `config`.
 pub use crate::config::push::PushSettings;
@@ -72,7 +85,7 @@ impl From<crate::sms::SendError> for SendError {
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SendError>> + Send + 'a>>;
 
 pub trait PushProvider: Send + Sync {
-    /// `log`, `webhook`, `jpush`.
+    /// `log`, `webhook`, `jpush`, `fcm`, `apns`.
     fn name(&self) -> &'static str;
     fn send<'a>(&'a self, message: &'a OutgoingPush) -> SendFuture<'a>;
 }
@@ -82,6 +95,8 @@ pub trait PushProvider: Send + Sync {
 pub struct Providers {
     webhook: Option<Arc<dyn PushProvider>>,
     jpush: Option<Arc<dyn PushProvider>>,
+    fcm: Option<Arc<dyn PushProvider>>,
+    apns: Option<Arc<dyn PushProvider>>,
     /// Development: what no configured provider takes goes to the log.
     log: Option<Arc<dyn PushProvider>>,
 }
@@ -92,7 +107,8 @@ impl Providers {
         let configured = match service {
             Provider::Webhook => self.webhook.as_deref(),
             Provider::Jpush => self.jpush.as_deref(),
-            Provider::Fcm | Provider::Apns => None,
+            Provider::Fcm => self.fcm.as_deref(),
+            Provider::Apns => self.apns.as_deref(),
         };
         configured.or(self.log.as_deref())
     }
@@ -103,7 +119,8 @@ impl Providers {
     }
 }
 
-/// The providers the settings describe, with HTTP clients bound by their timeout.
+/// The providers the settings describe, with HTTP clients bound by their timeout. FCM's and
+/// APNs' key files are read and their keys tried here, so a bad one stops the start.
 pub fn build_providers(settings: &PushSettings) -> Result<Providers, String> {
     let client = || crate::sms::http_client(settings.timeout_secs);
     Ok(Providers {
@@ -113,6 +130,18 @@ pub fn build_providers(settings: &PushSettings) -> Result<Providers, String> {
         },
         jpush: match &settings.jpush {
             Some(j) => Some(Arc::new(jpush::JpushProvider::new(j.clone(), client()?))),
+            None => None,
+        },
+        fcm: match &settings.fcm {
+            Some(f) => Some(Arc::new(fcm::FcmProvider::new(f, client()?)?)),
+            None => None,
+        },
+        apns: match &settings.apns {
+            Some(a) => {
+                // Apple speaks only HTTP/2; over TLS ALPN agrees on it, a plain-http stub needs prior knowledge
+                let http2 = crate::sms::http_client_builder(settings.timeout_secs).http2_prior_knowledge();
+                Some(Arc::new(apns::ApnsProvider::new(a, crate::sms::build_http_client(http2)?)?))
+            }
             None => None,
         },
         log: settings.log.then(|| Arc::new(log::LogProvider) as Arc<dyn PushProvider>),
@@ -168,5 +197,68 @@ mod tests {
         let providers = build_providers(&PushSettings::from_lookup(hook).unwrap()).unwrap();
         assert_eq!(providers.accepted(), vec![Provider::Webhook]);
         assert_eq!(providers.for_service(Provider::Webhook).map(|p| p.name()), Some("webhook"));
+    }
+
+    /// The test-only keys of `tests/fixtures/push`.
+    pub(crate) fn fixture(name: &str) -> String {
+        format!("{}/tests/fixtures/push/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn service_account(private_key: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let account = serde_json::json!({
+            "type": "service_account",
+            "project_id": "repairdesk-test",
+            "client_email": "push@repairdesk-test.iam.gserviceaccount.com",
+            "private_key": private_key,
+            "token_uri": "https://oauth2.googleapis.com/token",
+        });
+        std::fs::write(file.path(), account.to_string()).unwrap();
+        file
+    }
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Providers, String> {
+        build_providers(&PushSettings::from_lookup(|k| {
+            pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        })?)
+    }
+
+    #[test]
+    fn fcm_and_apns_are_taken_with_good_keys_and_bad_ones_stop_the_start_naming_the_setting() {
+        let rsa = std::fs::read_to_string(fixture("test-only-fcm-rsa.pem")).unwrap();
+        let account = service_account(&rsa);
+        let p8 = fixture("test-only-apns-p256.p8");
+        let apns = |key: &str| {
+            vec![
+                ("REPAIRDESK_APNS_KEY_FILE", key.to_owned()),
+                ("REPAIRDESK_APNS_KEY_ID", "ABC123DEFG".to_owned()),
+                ("REPAIRDESK_APNS_TEAM_ID", "DEF123GHIJ".to_owned()),
+                ("REPAIRDESK_APNS_TOPIC", "cn.example.repair".to_owned()),
+            ]
+        };
+        let mut pairs = apns(&p8);
+        pairs.push(("REPAIRDESK_FCM_SERVICE_ACCOUNT_FILE", account.path().display().to_string()));
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let providers = with(&pairs).unwrap();
+        assert_eq!(providers.accepted(), vec![Provider::Fcm, Provider::Apns]);
+        assert_eq!(providers.for_service(Provider::Apns).map(|p| p.name()), Some("apns"));
+
+        let missing = with(&[("REPAIRDESK_FCM_SERVICE_ACCOUNT_FILE", "/nonexistent/firebase.json")]).err().unwrap();
+        assert!(missing.starts_with("REPAIRDESK_FCM_SERVICE_ACCOUNT_FILE: cannot read"), "{missing}");
+        let not_rsa = service_account(&std::fs::read_to_string(&p8).unwrap());
+        let path = not_rsa.path().display().to_string();
+        let err = with(&[("REPAIRDESK_FCM_SERVICE_ACCOUNT_FILE", &path)]).err().unwrap();
+        assert!(err.contains("private_key") && !err.contains("BEGIN"), "{err}");
+        std::fs::write(not_rsa.path(), "{\"project_id\": \"p\"}").unwrap();
+        let err = with(&[("REPAIRDESK_FCM_SERVICE_ACCOUNT_FILE", &path)]).err().unwrap();
+        assert!(err.contains("not a Google service-account key file"), "{err}");
+
+        let rsa_file = fixture("test-only-fcm-rsa.pem");
+        for key in ["/nonexistent/AuthKey.p8", rsa_file.as_str()] {
+            let pairs = apns(key);
+            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let err = with(&pairs).err().unwrap();
+            assert!(err.starts_with("REPAIRDESK_APNS_KEY_FILE:"), "{err}");
+        }
     }
 }

@@ -91,14 +91,21 @@ pub fn build_provider(settings: &SmsSettings) -> Result<Arc<dyn SmsProvider>, St
 }
 
 pub(crate) fn http_client(timeout_secs: u64) -> Result<reqwest::Client, String> {
+    build_http_client(http_client_builder(timeout_secs))
+}
+
+/// A gateway client as `http_client` makes it, to be given more options first (APNs: HTTP/2).
+pub(crate) fn http_client_builder(timeout_secs: u64) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(timeout_secs.min(MAX_CONNECT_TIMEOUT_SECS)))
         .timeout(Duration::from_secs(timeout_secs))
         // a gateway URL that redirects is a misconfiguration, and a redirected POST loses its body
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("repairdesk/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+pub(crate) fn build_http_client(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, String> {
+    builder.build().map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
 /// Gateways that are busy or briefly down say so with these; anything else will not change.

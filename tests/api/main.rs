@@ -14,6 +14,8 @@ mod matters;
 mod onsite;
 mod openapi;
 mod push;
+mod push_apns;
+mod push_fcm;
 mod reports;
 mod rx;
 mod schema;

@@ -59,20 +59,29 @@ fn kinds(messages: &[Value]) -> Vec<String> {
 
 /// A technician of the desk's site (water) with a phone registered under `token`.
 async fn technician_with_phone(d: &Desk, name: &str, token: &str) -> (String, String) {
+    technician_with(d, name, "webhook", token, "android").await
+}
+
+/// A technician of the desk's site (water) with a phone of `platform` registered with `provider`.
+pub(crate) async fn technician_with(
+    d: &Desk,
+    name: &str,
+    provider: &str,
+    token: &str,
+    platform: &str,
+) -> (String, String) {
     let (id, access) = d.technician(name).await;
-    let res = d
-        .app
-        .post("/api/v1/devices", &access, &json!({ "provider": "webhook", "token": token, "platform": "android" }))
-        .await;
+    let body = json!({ "provider": provider, "token": token, "platform": platform });
+    let res = d.app.post("/api/v1/devices", &access, &body).await;
     assert_eq!(res.status(), 201);
     (id, access)
 }
 
-async fn ticket_view(d: &Desk, id: &str) -> Value {
+pub(crate) async fn ticket_view(d: &Desk, id: &str) -> Value {
     json_of(d.app.get(&format!("/api/v1/tickets/{id}"), &d.desk).await).await
 }
 
-fn id(v: &Value) -> &str {
+pub(crate) fn id(v: &Value) -> &str {
     v["id"].as_str().unwrap()
 }
 
@@ -206,7 +215,7 @@ async fn each_change_reaches_the_technicians_it_concerns_once() {
 }
 
 /// The intake form of `ticket_body` with some fields changed.
-fn ticket_with(d: &Desk, changes: &[(&str, Value)]) -> Value {
+pub(crate) fn ticket_with(d: &Desk, changes: &[(&str, Value)]) -> Value {
     let mut body = ticket_body(&d.site);
     for (field, value) in changes {
         body[*field] = value.clone();
