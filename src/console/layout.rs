@@ -45,6 +45,7 @@ pub enum Nav {
     Callbacks,
     Handovers,
     Matters,
+    Reports,
     None,
 }
 
@@ -83,6 +84,7 @@ fn page(req: &HttpRequest, desk: &Desk, nav: Nav, title: &str, body: Markup) -> 
         (Nav::Callbacks, "/console/callbacks", lang.t("待回访", "Callbacks due")),
         (Nav::Handovers, "/console/handovers", lang.t("交接班", "Handover")),
         (Nav::Matters, "/console/matters", lang.t("报事", "Matters")),
+        (Nav::Reports, "/console/reports", lang.t("月报", "Monthly report")),
     ];
     html! {
         (DOCTYPE)

@@ -46,7 +46,7 @@ fn ticket_table(
     }
 }
 
-async fn desk_sites(state: &AppState, desk: &Desk) -> Result<Vec<SiteInfo>, Refusal> {
+pub(super) async fn desk_sites(state: &AppState, desk: &Desk) -> Result<Vec<SiteInfo>, Refusal> {
     let caller = desk.caller.clone();
     db::run(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller)?;

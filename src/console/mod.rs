@@ -7,15 +7,18 @@
 //! - `session`: the login, its cookie, CSRF tokens, the caller of a request;
 //! - `board`: the live board and the escalations above it; `ticket`: a ticket's page and the
 //!   desk's actions; `intake`: the new ticket form; `lists`: search, callbacks due, handovers,
-//!   matters; `events`: the event stream telling a page what to refresh;
+//!   matters; `report`: the monthly report with its charts (`charts`, SVG drawn here) and files;
+//!   `events`: the event stream telling a page what to refresh;
 //! - `layout`, `i18n`: the page around each, and its two languages.
 
 mod board;
+mod charts;
 mod events;
 mod i18n;
 mod intake;
 mod layout;
 mod lists;
+mod report;
 mod session;
 mod ticket;
 
@@ -56,6 +59,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/console/handovers"),
     ("POST", "/console/handovers/{id}/ack"),
     ("GET", "/console/matters"),
+    ("GET", "/console/reports"),
+    ("GET", "/console/reports/download"),
 ];
 
 /// Registers the console beside the API (outside its spec).
@@ -89,7 +94,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/handovers", web::get().to(lists::handovers))
             .route("/handovers", web::post().to(lists::write_handover))
             .route("/handovers/{id}/ack", web::post().to(lists::acknowledge_handover))
-            .route("/matters", web::get().to(lists::matters)),
+            .route("/matters", web::get().to(lists::matters))
+            .route("/reports", web::get().to(report::page))
+            .route("/reports/download", web::get().to(report::download)),
     );
 }
 

@@ -275,3 +275,73 @@ async fn the_edit_form_changes_only_what_was_changed_and_a_stale_version_is_refu
     let now: serde_json::Value = d.app.get(&format!("/api/v1/tickets/{id}"), &d.desk).await.json().await.unwrap();
     assert_eq!(now["location"], "3栋2单元1202");
 }
+
+/// The monthly report's page: the figures of `GET /reports/monthly` as tables with SVG charts,
+/// and the same report's files downloaded with the console's session; the desk of another site
+/// and a member who is no longer of the desk get neither.
+#[tokio::test]
+async fn the_report_page_draws_the_month_and_hands_out_its_files_to_the_sites_desk_only() {
+    let d = desk_with(&[]).await;
+    d.create(&ticket_body(&d.site)).await;
+    let cookie = session(&d.app, "desk1").await;
+    let month = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai).format("%Y-%m").to_string();
+
+    let res = get(&d.app, &cookie, "/console/reports").await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains(r#"data-testid="report""#), "{html}");
+    assert!(html.contains(&format!(r#"data-month="{month}""#)), "the site's current month by default");
+    for chart in ["targets", "by_trade", "by_channel"] {
+        assert!(html.contains(&format!(r#"data-chart="{chart}""#)), "{chart}");
+    }
+    assert!(html.contains(r#"data-label="水" data-value="1""#), "one water ticket this month: {html}");
+    assert!(html.contains("工单量") && html.contains("及时率"), "the tables' headers in Chinese");
+    assert!(!html.contains("style=") && !html.contains("<script>"), "nothing the CSP refuses");
+
+    let download = |format: &'static str, cookie: String| {
+        let path = format!("/console/reports/download?site={}&month={month}&format={format}", d.site);
+        let app = &d.app;
+        async move { get(app, &cookie, &path).await }
+    };
+    for (format, content_type) in [("xlsx", repairdesk::commands::XLSX), ("csv", repairdesk::commands::ZIP)] {
+        let res = download(format, cookie.clone()).await;
+        assert_eq!(res.status(), 200, "{format}");
+        assert_eq!(res.headers()["content-type"], content_type);
+        let disposition = res.headers()["content-disposition"].to_str().unwrap().to_owned();
+        assert!(disposition.contains(&format!("repairdesk-report-{month}.")), "{disposition}");
+        let bytes = res.bytes().await.unwrap();
+        assert!(bytes.starts_with(b"PK"), "{format}: a ZIP container");
+    }
+
+    // a month that is no month, and a format it does not make, are named
+    let res = get(&d.app, &cookie, &format!("/console/reports?site={}&month=2026-13", d.site)).await;
+    assert_eq!(res.status(), 422);
+    assert!(res.text().await.unwrap().contains(r#"data-field="month""#));
+    let res =
+        get(&d.app, &cookie, &format!("/console/reports/download?site={}&month={month}&format=pdf", d.site)).await;
+    assert_eq!(res.status(), 422);
+
+    // the desk of another site sees neither its page nor its files
+    let other = d.app.create_site(&d.admin, "LY").await;
+    d.app.user_token(&d.admin, "desk2", "dispatcher", &[&other], &[]).await;
+    let stranger = session(&d.app, "desk2").await;
+    let res = get(&d.app, &stranger, &format!("/console/reports?site={}", d.site)).await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(html.contains(r#"data-field="site_id""#) && !html.contains("data-chart"), "{html}");
+    let res = download("xlsx", stranger).await;
+    assert_eq!(res.status(), 422);
+    assert!(!res.bytes().await.unwrap().starts_with(b"PK"));
+
+    // nor does someone who is no longer of the desk, nor a stranger
+    let desk1 = d.app.get("/api/v1/me", &d.desk).await.json::<serde_json::Value>().await.unwrap();
+    let path = format!("/api/v1/users/{}", desk1["id"].as_str().unwrap());
+    let res = d.app.patch(&path, &d.admin, &serde_json::json!({ "role": "technician", "trades": ["water"] })).await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let res = download("xlsx", cookie.clone()).await;
+    assert!([303, 403].contains(&res.status().as_u16()), "{}", res.status());
+    assert!(!res.bytes().await.unwrap().starts_with(b"PK"));
+    let res = download("csv", String::new()).await;
+    assert_eq!((res.status().as_u16(), res.headers()[LOCATION].to_str().unwrap()), (303, "/console/login"));
+}
+
