@@ -131,6 +131,7 @@ const NAMES: &[(&str, &str, &str)] = &[
     ("inspected", "验收", "Inspected"),
     ("callback", "回访", "Callback"),
     ("escalated", "升级提醒", "Escalated"),
+    ("escalation_acknowledged", "确认升级提醒", "Escalation acknowledged"),
     ("edited", "修改", "Edited"),
     // holds
     ("awaiting_parts", "等配件", "Awaiting parts"),

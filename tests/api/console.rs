@@ -345,3 +345,69 @@ async fn the_report_page_draws_the_month_and_hands_out_its_files_to_the_sites_de
     assert_eq!((res.status().as_u16(), res.headers()[LOCATION].to_str().unwrap()), (303, "/console/login"));
 }
 
+/// Reads a console event stream until a `change` frame holds `needle` (2 s at most: the
+/// console's promise); panics otherwise.
+async fn console_change(res: Response, needle: &str) -> String {
+    use futures_util::StreamExt;
+    let mut stream = res.bytes_stream();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        if let Some(frame) = text.split("\n\n").find(|f| f.starts_with("event: change") && f.contains(needle)) {
+            return frame.to_owned();
+        }
+        let chunk = tokio::time::timeout_at(deadline, stream.next()).await;
+        let chunk = chunk.unwrap_or_else(|_| panic!("no change holding {needle} within 2 s: {text}"));
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
+    }
+}
+
+/// An escalation taken by one dispatcher is an event of its ticket: the other dispatchers'
+/// consoles hear of it through their event stream (their boards drop its button at once, not at
+/// the half-minute tick), and the ticket's history says who took it and what they noted.
+#[tokio::test]
+async fn an_acknowledged_escalation_reaches_the_other_dispatchers_boards_at_once() {
+    let d = desk_with(&[]).await;
+    let ticket = d.create(&ticket_body(&d.site)).await;
+    let id = ticket["id"].as_str().unwrap();
+    assert_eq!(d.app.scan_at(repairdesk::db::now() + chrono::Duration::minutes(6)).await, 1);
+    let listed: serde_json::Value = d.app.get("/api/v1/escalations", &d.desk).await.json().await.unwrap();
+    let eid = listed["items"][0]["id"].as_str().unwrap().to_owned();
+
+    d.app.user_token(&d.admin, "desk2", "dispatcher", &[&d.site], &[]).await;
+    let other = session(&d.app, "desk2").await;
+    let stream = get(&d.app, &other, "/console/events").await;
+    assert_eq!(stream.status(), 200);
+    let board = get(&d.app, &other, "/").await.text().await.unwrap();
+    assert!(
+        board.contains(&format!(r#"data-testid="escalation" data-id="{eid}""#))
+            && board.contains(r#"data-testid="ack""#)
+    );
+
+    let res =
+        d.app.post(&format!("/api/v1/escalations/{eid}/ack"), &d.desk, &serde_json::json!({ "note": "已联系" })).await;
+    assert_eq!(res.status(), 200);
+    let frame = console_change(stream, "escalation_acknowledged").await;
+    assert!(frame.contains(id), "{frame}");
+    let board = get(&d.app, &other, "/").await.text().await.unwrap();
+    assert!(!board.contains(r#"data-testid="ack""#), "the button is gone from the other board");
+
+    let events: serde_json::Value =
+        d.app.get(&format!("/api/v1/tickets/{id}/events"), &d.desk).await.json().await.unwrap();
+    let taken = events["items"].as_array().unwrap().iter().find(|e| e["type"] == "escalation_acknowledged");
+    let taken = taken.expect("the acknowledgement is in the ticket's history");
+    assert_eq!(
+        (taken["data"]["escalation_id"].as_str(), taken["data"]["note"].as_str()),
+        (Some(eid.as_str()), Some("已联系"))
+    );
+    assert_eq!(taken["data"]["kind"], "unclaimed");
+
+    // taken twice: refused, and the history holds it once
+    let again = d.app.post(&format!("/api/v1/escalations/{eid}/ack"), &d.admin, &serde_json::json!({})).await;
+    assert_eq!(again.status(), 409);
+    let events: serde_json::Value =
+        d.app.get(&format!("/api/v1/tickets/{id}/events"), &d.desk).await.json().await.unwrap();
+    let count = events["items"].as_array().unwrap().iter().filter(|e| e["type"] == "escalation_acknowledged").count();
+    assert_eq!(count, 1);
+}
+
