@@ -411,3 +411,48 @@ async fn an_acknowledged_escalation_reaches_the_other_dispatchers_boards_at_once
     assert_eq!(count, 1);
 }
 
+/// The matters page registers a matter through the same command as `POST /matters`, every bad
+/// field named by it in Chinese, and calls the reporter back once the department replied.
+#[tokio::test]
+async fn a_matter_is_registered_and_called_back_from_the_matters_page() {
+    let d = desk_with(&[]).await;
+    let cookie = session(&d.app, "desk1").await;
+    let page = get(&d.app, &cookie, "/console/matters").await.text().await.unwrap();
+    let csrf = csrf_in(&page);
+    let post = |path: &str, form: Vec<(&'static str, String)>| {
+        let mut form = form;
+        form.push(("csrf", csrf.clone()));
+        browser().post(d.app.url(path)).header("cookie", &cookie).header("hx-request", "true").form(&form).send()
+    };
+    let mut form = vec![("site_id", d.site.clone()), ("kind", "complaint".into()), ("department", "cleaning".into())];
+    form.extend([("channel", "phone".into()), ("reporter_name", "刘女士".into()), ("reporter_phone", "123".into())]);
+    let html = post("/console/matters", form.clone()).await.unwrap().text().await.unwrap();
+    assert!(html.contains(r#"data-testid="field-error" data-field="reporter_phone""#), "{html}");
+    assert!(html.contains(r#"data-testid="field-error" data-field="description""#), "{html}");
+    assert!(html.contains("手机号") && html.contains("必填"), "{html}");
+    let listed: serde_json::Value = d.app.get("/api/v1/matters", &d.desk).await.json().await.unwrap();
+    assert_eq!(listed["items"], serde_json::json!([]), "nothing was registered");
+
+    form.retain(|(k, _)| *k != "reporter_phone");
+    form.push(("description", "楼道垃圾未清".into()));
+    let html = post("/console/matters", form).await.unwrap().text().await.unwrap();
+    assert!(!html.contains(r#"data-testid="field-error""#), "{html}");
+    let listed: serde_json::Value = d.app.get("/api/v1/matters", &d.desk).await.json().await.unwrap();
+    let matter = &listed["items"][0];
+    assert_eq!((matter["status"].as_str(), matter["description"].as_str()), (Some("open"), Some("楼道垃圾未清")));
+    let id = matter["id"].as_str().unwrap().to_owned();
+    assert!(!html.contains("matter-reply-form"), "a dispatcher does not answer for a department");
+
+    let reply =
+        d.app.post(&format!("/api/v1/matters/{id}/reply"), &d.admin, &serde_json::json!({ "reply": "已清理" })).await;
+    assert_eq!(reply.status(), 200);
+    let callback = format!("/console/matters/{id}/callback");
+    // a rating from someone not reached is refused by the field
+    let html = post(&callback, vec![("reached", "false".into()), ("satisfaction", "5".into())]).await.unwrap();
+    let html = html.text().await.unwrap();
+    assert!(html.contains(r#"data-testid="field-error" data-field="satisfaction""#), "{html}");
+    let html = post(&callback, vec![("reached", "true".into()), ("satisfaction", "4".into())]).await.unwrap();
+    assert!(html.text().await.unwrap().contains(r#"data-status="closed""#));
+    let now: serde_json::Value = d.app.get(&format!("/api/v1/matters/{id}"), &d.desk).await.json().await.unwrap();
+    assert_eq!(now["status"], "closed");
+}
