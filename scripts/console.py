@@ -8,7 +8,7 @@ Usage: scripts/console.py [--engine sqlite|postgres] [--binary target/debug/repa
 Installs the test's npm package into tests/console/node_modules (`npm ci`) when it is missing,
 starts the server on a free port with a new database (a SQLite file in a temporary folder, or a
 PostgreSQL database made and dropped with psql) whose clock scans every second and escalates a
-ticket left unclaimed for 2 s, runs `node --test`, stops the server. With --screenshots, each
+ticket left unclaimed for 2 s, and whose codes may be resent a second apart, runs `node --test`, stops the server. With --screenshots, each
 page the test visits is saved there as a PNG (the README shows those in docs/screenshots). Needs
 Node 20, npm and Chromium (`apt-get install chromium`; CHROMIUM names another binary). Exits 0
 when the test passes; the last line is PASS or FAIL. The binary defaults to
@@ -54,6 +54,8 @@ def main():
         "REPAIRDESK_LOG_FORMAT": "json",
         "REPAIRDESK_SCAN_INTERVAL_SECS": "1",
         "REPAIRDESK_CLAIM_TIMEOUT_SECS": "2",
+        # a code may be resent a second after the last (the test sees the refusal, then the resend)
+        "REPAIRDESK_SMS_CODE_INTERVAL_SECS": "1",
     }, workdir)
     problems = []
     try:

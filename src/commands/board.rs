@@ -153,12 +153,11 @@ pub fn ticket_page(
     let site_ids = [t.site_id.clone()];
     let site = sites(conn, Some(&site_ids))?.pop().ok_or_else(|| Error::not_found("site"))?;
     let users = db::users::list(conn, Some(&site_ids))?;
-    let mut technicians: Vec<(String, String)> = users
-        .iter()
-        .filter(|u| u.row.active && u.row.role == Role::Technician.as_str())
-        .map(|u| (u.row.id.clone(), u.row.display_name.clone()))
+    let technicians = active_technicians(&users)
+        .into_iter()
+        .filter(|(site, _, _)| *site == t.site_id)
+        .map(|(_, id, name)| (id, name))
         .collect();
-    technicians.sort_by(|a, b| a.1.cmp(&b.1));
     let mut names: HashMap<String, String> = users.into_iter().map(|u| (u.row.id, u.row.display_name)).collect();
     let events: Vec<TicketEvent> = db::events::for_ticket(conn, &t.id)?.into_iter().map(TicketEvent::from).collect();
     // who else acted on it (an admin, someone since moved off the site)
@@ -183,6 +182,30 @@ pub fn ticket_page(
         has_signature,
         clock: running.map(|r| (r, r.colour(now))),
     })
+}
+
+/// The active technicians among `users`, by name: (one of their sites, id, name) for each site
+/// they work at.
+fn active_technicians(users: &[db::users::UserRecord]) -> Vec<(String, String, String)> {
+    let mut technicians: Vec<(String, String, String)> = users
+        .iter()
+        .filter(|u| u.row.active && u.row.role == Role::Technician.as_str())
+        .flat_map(|u| u.site_ids.iter().map(|s| (s.clone(), u.row.id.clone(), u.row.display_name.clone())))
+        .collect();
+    technicians.sort_by(|a, b| (&a.2, &a.0).cmp(&(&b.2, &b.0)));
+    technicians
+}
+
+/// The active technicians of the viewer's desk sites, by name, with the site: whom a new ticket
+/// may be requested for (`requested_technician_id`).
+pub fn site_technicians(conn: &mut DbConn, viewer: &Viewer) -> Result<Vec<(String, String, String)>, Error> {
+    viewer.caller.require(&DESK)?;
+    let sites = viewer.desk_sites(None);
+    let mut technicians = active_technicians(&db::users::list(conn, sites.as_deref())?);
+    if let Some(sites) = sites {
+        technicians.retain(|(site, _, _)| sites.contains(site));
+    }
+    Ok(technicians)
 }
 
 /// The resident's signature of a ticket the desk may see.

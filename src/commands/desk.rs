@@ -491,9 +491,15 @@ pub struct AcknowledgeBody {
     pub note: Option<String>,
 }
 
+/// The event a ticket's history gets when someone of the desk takes one of its escalations.
+pub const ESCALATION_ACKNOWLEDGED: &str = "escalation_acknowledged";
+
 /// Someone of the desk of the escalation's site takes it: who, when and their note are kept. It
-/// stays open until its ticket moves on. Acknowledged already, it is refused
-/// (`already_acknowledged`, naming who took it): the first note stands.
+/// stays open until its ticket moves on. A ticket's escalation taken is an event of that ticket
+/// ([`ESCALATION_ACKNOWLEDGED`], with the escalation, its kind and the note), so every stream that
+/// follows the ticket hears of it: the other dispatchers' boards drop the button at once.
+/// Acknowledged already, it is refused (`already_acknowledged`, naming who took it): the first
+/// note stands.
 pub fn acknowledge_escalation(
     conn: &mut DbConn,
     viewer: &Viewer,
@@ -509,8 +515,25 @@ pub fn acknowledge_escalation(
     let of_ticket = ticket_escalation.is_some();
     let (acknowledged, recorded) = match ticket_escalation {
         Some(e) => {
+            // an event is appended to the ticket: its row is locked first (the lock order, `db`)
+            db::tickets::find_for_update(conn, &e.ticket_id)?;
             let recorded =
                 e.acknowledged_at.is_none() && db::escalations::acknowledge(conn, id, me, note.as_deref(), now)?;
+            if recorded {
+                db::events::append(
+                    conn,
+                    vec![NewEvent {
+                        ticket_id: e.ticket_id.clone(),
+                        site_id: e.site_id.clone(),
+                        event_type: ESCALATION_ACKNOWLEDGED,
+                        actor_id: Some(me.to_owned()),
+                        at: now,
+                        from_status: None,
+                        to_status: None,
+                        data: json!({ "escalation_id": e.id, "kind": e.kind, "note": note }),
+                    }],
+                )?;
+            }
             let taken = if recorded { None } else { db::escalations::find(conn, id)? };
             (taken.map(|t| (t.acknowledged_by, t.acknowledged_at)), recorded)
         }

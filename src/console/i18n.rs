@@ -131,6 +131,7 @@ const NAMES: &[(&str, &str, &str)] = &[
     ("inspected", "验收", "Inspected"),
     ("callback", "回访", "Callback"),
     ("escalated", "升级提醒", "Escalated"),
+    ("escalation_acknowledged", "确认升级提醒", "Escalation acknowledged"),
     ("edited", "修改", "Edited"),
     // holds
     ("awaiting_parts", "等配件", "Awaiting parts"),
@@ -170,26 +171,88 @@ const NAMES: &[(&str, &str, &str)] = &[
     ("technician", "维修师傅", "Technician"),
 ];
 
-/// The server's field messages, in Chinese where the desk meets them; others as they are.
+/// A text a message holds, and its Chinese from the limit the message names.
+type Rule<'a> = (&'static str, &'a dyn Fn(Option<u64>) -> String);
+
+/// The server's field messages, in Chinese where the desk meets them (every message a desk form
+/// can bring back: intake, edit, the ticket's actions, matters, handovers, the report); another,
+/// with its field's name, as it is.
 pub fn message(lang: Lang, field: &str, message: &str) -> String {
     if lang == Lang::En {
         return message.to_owned();
     }
-    let known = [
-        ("is required", "必填"),
-        ("must not be blank", "不能为空"),
-        ("must be a mainland mobile", "手机号格式不对：请填 11 位手机号（如 13812345678）或 +国家码"),
-        ("a +86 mobile number has 11 digits", "+86 手机号应为 13 至 19 开头的 11 位数字"),
-        ("is not a site of yours", "不是您负责的项目"),
-        ("is not an active technician", "不是该项目在岗的维修师傅"),
-        ("is required to reassign", "改派已接单的工单须填写原因"),
-        ("must be in the future", "须晚于现在"),
-        ("must be one of", "取值不对"),
-        ("must be at most", "太长"),
+    // the first rule whose text the message holds: the more particular ones first
+    let rules: &[Rule<'_>] = &[
+        ("is required for in-home tickets", &|_| "户内报修必填手机号：上门验证码发到这个号码".into()),
+        ("is required to reassign", &|_| "改派已接单的工单须填写原因".into()),
+        ("a +86 mobile number has 11 digits", &|_| "+86 手机号应为 13 至 19 开头的 11 位数字".into()),
+        ("an E.164 number has", &|_| "国际号码应为 + 加国家码，共 8 至 15 位数字，不以 0 开头".into()),
+        ("must be a mainland mobile", &|_| "手机号格式不对：请填 11 位手机号（如 13812345678）或 +国家码".into()),
+        ("characters", &|n| match n {
+            Some(n) if message_says_required(message) => format!("必填，且不超过 {n} 个字"),
+            Some(n) => format!("不能超过 {n} 个字"),
+            None => "太长".into(),
+        }),
+        ("is not a site of yours", &|_| "不是您负责的项目".into()),
+        ("is not an active technician", &|_| "不是该项目在岗的维修师傅".into()),
+        ("report covers one site at a time", &|_| "调度员的报表一次只能看一个项目".into()),
+        ("must be a month", &|_| "月份格式应为 年-月，如 2026-11".into()),
+        ("is not a time", &|_| "时间格式不对".into()),
+        ("must not be in the past", &|_| "不能早于现在".into()),
+        ("must be in the future", &|_| "须晚于现在".into()),
+        ("must be within", &|n| format!("须在 {} 天之内", n.unwrap_or(0))),
+        ("only a resident who was reached can rate", &|_| "未联系上业主时不能评满意度".into()),
+        ("only a reporter who was reached can rate", &|_| "未联系上报事人时不能评满意度".into()),
+        ("must be 1 to 5", &|_| "须为 1 至 5".into()),
+        ("must be a whole number", &|_| "须为整数".into()),
+        ("must be day or night", &|_| "须为白班或夜班".into()),
+        ("must be one of", &|_| "取值不对，请从列表中选择".into()),
+        ("must not be blank", &|_| "不能为空".into()),
+        ("is required", &|_| "必填".into()),
+        ("holds a NUL character", &|_| "含有不允许的字符".into()),
+        ("is incomplete", &|_| "内容不完整".into()),
+        ("must be code or phone", &|_| "取值不对".into()),
+        ("must be a UUID", &|_| "编号格式不对".into()),
+        ("must be at most", &|_| "太长".into()),
+        ("is not in this site's catalogue", &|_| "不在本项目的材料目录中".into()),
+        ("belongs to another ticket", &|_| "属于另一张工单".into()),
+        ("sites at once", &|n| format!("一次最多 {} 个项目", n.unwrap_or(0))),
+        ("must be 1 to", &|n| format!("须为 1 至 {}", n.unwrap_or(0))),
     ];
-    match known.iter().find(|(en, _)| message.contains(en)) {
-        Some((_, zh)) => (*zh).to_owned(),
+    match rules.iter().find(|(en, _)| message.contains(en)) {
+        Some((_, zh)) => zh(last_number(message)),
         None => format!("{field}: {message}"),
+    }
+}
+
+/// "must be 1 to 500 characters": required as well as bounded.
+fn message_says_required(message: &str) -> bool {
+    message.contains("must be 1 to")
+}
+
+/// The last whole number a message names (a limit: "at most 200 characters" → 200).
+fn last_number(message: &str) -> Option<u64> {
+    message.split(|c: char| !c.is_ascii_digit()).rfind(|s| !s.is_empty()).and_then(|s| s.parse().ok())
+}
+
+/// What a refused command says about the whole form (no field named), in the desk's words.
+pub fn problem(lang: Lang, code: crate::error::ErrorCode, detail: &str) -> String {
+    use crate::error::ErrorCode as C;
+    if lang == Lang::En {
+        return detail.to_owned();
+    }
+    match code {
+        C::VersionConflict | C::TicketChanged => "工单刚被他人修改过，请看最新内容后再操作。".into(),
+        C::InvalidTransition => format!("当前状态下不能这样操作（{detail}）"),
+        C::AlreadyAcknowledged => "已有同事确认过。".into(),
+        C::OwnHandover => "交班人不能自己接班，请由下一班确认。".into(),
+        C::SmsRateLimited => format!("短信发送太频繁（{detail}）"),
+        C::TooManyActive => format!("该师傅手上的工单已达上限（{detail}）"),
+        C::NotFound => "未找到：可能已被删除，或不属于您负责的项目。".into(),
+        C::Forbidden => format!("无权操作（{detail}）"),
+        C::DatabaseBusy | C::DatabaseUnavailable => "系统繁忙，请稍后再试。".into(),
+        C::QuoteRequired => format!("需先有业主确认的报价（{detail}）"),
+        _ => format!("操作未成功：{detail}"),
     }
 }
 
@@ -207,6 +270,45 @@ mod tests {
         for c in Category::ALL {
             assert_ne!(Lang::Zh.name(c.as_str()), c.as_str(), "{}", c.as_str());
         }
+    }
+
+    /// Every message a desk form can bring back reads in Chinese, with the limit it names.
+    #[test]
+    fn the_desk_forms_messages_are_all_in_chinese() {
+        let samples = [
+            ("reporter_phone", "is required for in-home tickets: the resident's code goes to it"),
+            ("reporter_phone", "an E.164 number has 8 to 15 digits after + and no leading 0"),
+            ("reason", "is required to reassign a ticket that is on_site"),
+            ("reason", "must be 1 to 500 characters"),
+            ("location", "must be at most 200 characters"),
+            ("note", "is required"),
+            ("description", "must not be blank"),
+            ("category", "must be one of water, electric"),
+            ("kind", "is required: one of complaint, inquiry"),
+            ("appointment_at", "must not be in the past"),
+            ("appointment_at", "must be within 90 days"),
+            ("appointment_at", "is not a time"),
+            ("satisfaction", "must be 1 to 5"),
+            ("satisfaction", "only a resident who was reached can rate"),
+            ("satisfaction", "must be a whole number"),
+            ("shift", "is required: day or night"),
+            ("month", "must be a month written YYYY-MM, such as 2026-11"),
+            ("site_id", "x is not a site of yours"),
+            ("site_id", "is required: the site whose month to report"),
+            ("requested_technician_id", "is not an active technician of this site"),
+            ("form", "holds a NUL character"),
+        ];
+        for (field, m) in samples {
+            let zh = message(Lang::Zh, field, m);
+            assert!(!zh.starts_with(field) && zh.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)), "{m}: {zh}");
+        }
+        assert_eq!(message(Lang::Zh, "reason", "must be 1 to 500 characters"), "必填，且不超过 500 个字");
+        assert_eq!(message(Lang::Zh, "location", "must be at most 200 characters"), "不能超过 200 个字");
+        assert_eq!(
+            message(Lang::Zh, "reason", "is required to reassign a ticket that is on_site"),
+            "改派已接单的工单须填写原因"
+        );
+        assert_eq!(message(Lang::En, "note", "is required"), "is required");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::layout::{self, Nav, Problems};
+use super::lists::desk_sites;
 use super::session::{Desk, DeskForm};
 use super::ticket::local_time;
 use super::{Page, Refusal};
@@ -33,25 +34,35 @@ pub struct IntakeForm {
     appointment_at: Option<String>,
     resident_supplies_parts: Option<String>,
     channel: Option<String>,
+    requested_technician_id: Option<String>,
 }
 
-async fn sites(state: &AppState, desk: &Desk) -> Result<Vec<SiteInfo>, Refusal> {
+/// The desk's sites and their technicians (site, id, name), for the form's choices.
+async fn choices(state: &AppState, desk: &Desk) -> Result<(Vec<SiteInfo>, Vec<(String, String, String)>), Refusal> {
+    let sites = desk_sites(state, desk).await?;
     let caller = desk.caller.clone();
-    db::run(&state.pool, move |conn| {
+    let technicians = db::run(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller)?;
-        Ok(commands::board::desk_sites(conn, &viewer)?)
+        Ok(commands::board::site_technicians(conn, &viewer)?)
     })
     .await
-    .map_err(|e| Refusal::from_api(desk.lang, e))
+    .map_err(|e| Refusal::from_api(desk.lang, e))?;
+    Ok((sites, technicians))
 }
 
 pub async fn page(state: web::Data<AppState>, req: HttpRequest, desk: Desk) -> Page {
-    let sites = sites(&state, &desk).await?;
-    let body = render(&desk, &sites, &IntakeForm::default(), &Problems::default());
+    let (sites, technicians) = choices(&state, &desk).await?;
+    let body = render(&desk, &sites, &technicians, &IntakeForm::default(), &Problems::default());
     Ok(layout::respond(&req, &desk, Nav::NewTicket, desk.lang.t("新建工单", "New ticket"), body))
 }
 
-fn render(desk: &Desk, sites: &[SiteInfo], f: &IntakeForm, problems: &Problems) -> Markup {
+fn render(
+    desk: &Desk,
+    sites: &[SiteInfo],
+    technicians: &[(String, String, String)],
+    f: &IntakeForm,
+    problems: &Problems,
+) -> Markup {
     let lang = desk.lang;
     let v = |o: &Option<String>| o.clone().unwrap_or_default();
     let is = |o: &Option<String>, value: &str, default: bool| o.as_deref().map_or(default, |x| x == value);
@@ -106,6 +117,23 @@ fn render(desk: &Desk, sites: &[SiteInfo], f: &IntakeForm, problems: &Problems) 
                     select name="channel" { @for c in Channel::ALL { option value=(c.as_str()) selected[is(&f.channel, c.as_str(), *c == Channel::Phone)] { (lang.name(c.as_str())) } } }
                     (problems.field("channel"))
                 }
+                label { (lang.t("指定维修师傅（可选，直接派单）", "Requested technician (optional: assigned at once)"))
+                    select name="requested_technician_id" {
+                        option value="" { (lang.t("不指定，进入单池", "None: to the pool")) }
+                        @for s in sites {
+                            @let here: Vec<_> = technicians.iter().filter(|(site, _, _)| *site == s.id).collect();
+                            @if !here.is_empty() {
+                                optgroup label=(s.name) {
+                                    @for (site, id, name) in here {
+                                        option value=(id) data-site=(site)
+                                            selected[f.requested_technician_id.as_deref() == Some(id.as_str()) && f.site_id.as_deref().is_none_or(|x| x == site)] { (name) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    (problems.field("requested_technician_id"))
+                }
                 label.check { input type="checkbox" name="paid" value="true" checked[f.paid.is_some()]; (lang.t("有偿服务（已与业主二次确认）", "Paid service (confirmed twice with the resident)")) }
                 label.check { input type="checkbox" name="resident_supplies_parts" value="true" checked[f.resident_supplies_parts.is_some()]; (lang.t("业主自备配件", "Resident supplies parts")) }
                 button type="submit" { (lang.t("登记工单", "Register the ticket")) }
@@ -120,7 +148,7 @@ fn filled(v: &Option<String>) -> Option<String> {
 
 pub async fn create(state: web::Data<AppState>, req: HttpRequest, form: DeskForm<IntakeForm>) -> Page {
     let DeskForm { desk, form: f } = form;
-    let sites = sites(&state, &desk).await?;
+    let (sites, technicians) = choices(&state, &desk).await?;
     let tz = sites.iter().find(|s| Some(&s.id) == f.site_id.as_ref()).map(|s| s.tz).unwrap_or(chrono_tz::UTC);
     let appointment = match filled(&f.appointment_at) {
         Some(raw) => match local_time(&raw, tz) {
@@ -146,7 +174,7 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, form: DeskForm
                 appointment_at,
                 resident_supplies_parts: Some(typed.resident_supplies_parts.is_some()),
                 channel: filled(&typed.channel),
-                requested_technician_id: None,
+                requested_technician_id: filled(&typed.requested_technician_id),
             };
             db::transaction(&state.pool, move |conn| {
                 let viewer = Viewer::load(conn, caller.clone())?;
@@ -159,7 +187,7 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, form: DeskForm
         Ok(id) => Ok(super::redirect(&req, &format!("/console/tickets/{id}"))),
         Err(e) => {
             let problems = Problems::of(desk.lang, &e);
-            let body = render(&desk, &sites, &f, &problems);
+            let body = render(&desk, &sites, &technicians, &f, &problems);
             // htmx swaps only successful answers: the form with its errors is one
             let status = if super::is_htmx(&req) { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
             Ok(layout::respond_with(&req, &desk, Nav::NewTicket, desk.lang.t("新建工单", "New ticket"), body, status))

@@ -45,6 +45,7 @@ pub enum Nav {
     Callbacks,
     Handovers,
     Matters,
+    Reports,
     None,
 }
 
@@ -83,6 +84,7 @@ fn page(req: &HttpRequest, desk: &Desk, nav: Nav, title: &str, body: Markup) -> 
         (Nav::Callbacks, "/console/callbacks", lang.t("待回访", "Callbacks due")),
         (Nav::Handovers, "/console/handovers", lang.t("交接班", "Handover")),
         (Nav::Matters, "/console/matters", lang.t("报事", "Matters")),
+        (Nav::Reports, "/console/reports", lang.t("月报", "Monthly report")),
     ];
     html! {
         (DOCTYPE)
@@ -175,15 +177,7 @@ impl Problems {
             e.errors.iter().map(|f| (f.field.clone(), super::i18n::message(lang, &f.field, &f.message))).collect();
         let form = match (e.code, fields.is_empty()) {
             (ErrorCode::ValidationFailed, false) => None,
-            (code, _) => Some(match (lang, code) {
-                (Lang::En, _) => e.detail.clone(),
-                (Lang::Zh, ErrorCode::VersionConflict) => "工单刚被他人修改过，请看最新内容后再改。".into(),
-                (Lang::Zh, ErrorCode::InvalidTransition) => format!("当前状态下不能这样操作（{}）", e.detail),
-                (Lang::Zh, ErrorCode::AlreadyAcknowledged) => "已有同事确认过这条提醒。".into(),
-                (Lang::Zh, ErrorCode::SmsRateLimited) => format!("短信发送太频繁（{}）", e.detail),
-                (Lang::Zh, ErrorCode::Forbidden) => format!("无权操作（{}）", e.detail),
-                (Lang::Zh, _) => format!("操作未成功：{}", e.detail),
-            }),
+            (code, _) => Some(super::i18n::problem(lang, code, &e.detail)),
         };
         Self { fields, form }
     }

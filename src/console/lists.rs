@@ -1,5 +1,5 @@
 //! The desk's lists: search (as `GET /tickets?q=` finds), callbacks due (tickets and matters),
-//! shift handovers (write one, take one over) and matters (报事).
+//! shift handovers (write one, take one over).
 
 use actix_web::{web, HttpRequest};
 use maud::{html, Markup};
@@ -46,7 +46,7 @@ fn ticket_table(
     }
 }
 
-async fn desk_sites(state: &AppState, desk: &Desk) -> Result<Vec<SiteInfo>, Refusal> {
+pub(super) async fn desk_sites(state: &AppState, desk: &Desk) -> Result<Vec<SiteInfo>, Refusal> {
     let caller = desk.caller.clone();
     db::run(&state.pool, move |conn| {
         let viewer = Viewer::load(conn, caller)?;
@@ -224,33 +224,4 @@ pub async fn acknowledge_handover(
     let problems = done.err().map(|e| Problems::of(desk.lang, &e)).unwrap_or_default();
     let body = handovers_body(&state, &desk, &problems).await?;
     Ok(layout::respond(&req, &desk, Nav::Handovers, desk.lang.t("交接班", "Handover"), body))
-}
-
-pub async fn matters(state: web::Data<AppState>, req: HttpRequest, desk: Desk) -> Page {
-    let lang = desk.lang;
-    let sites = desk_sites(&state, &desk).await?;
-    let caller = desk.caller.clone();
-    let rows = db::run(&state.pool, move |conn| {
-        let viewer = Viewer::load(conn, caller)?;
-        Ok(commands::list_matters(conn, &viewer, None, None)?)
-    })
-    .await
-    .map_err(|e| Refusal::from_api(lang, e))?;
-    let body = html! {
-        section #matters {
-            h1 { (lang.t("报事", "Matters")) }
-            table.list {
-                thead { tr { th { (lang.t("编号", "Number")) } th { (lang.t("类型", "Kind")) } th { (lang.t("部门", "Department")) }
-                    th { (lang.t("状态", "Status")) } th { (lang.t("内容", "Description")) } th { (lang.t("报事人", "Reporter")) }
-                    th { (lang.t("登记时间", "Registered")) } th { (lang.t("答复", "Reply")) } } }
-                tbody { @for m in &rows { tr data-testid="matter-row" data-status=(m.status) {
-                    td { (m.number) } td { (lang.name(&m.kind)) } td { (lang.name(&m.department)) } td { (lang.name(&m.status)) }
-                    td { (m.description) } td { (m.reporter_name) }
-                    td { (layout::at_naive(m.created_at, tz_of(&sites, &m.site_id))) }
-                    td { (m.reply.as_deref().unwrap_or("")) }
-                } } }
-            }
-        }
-    };
-    Ok(layout::respond(&req, &desk, Nav::Matters, lang.t("报事", "Matters"), body))
 }

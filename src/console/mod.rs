@@ -6,16 +6,20 @@
 //!
 //! - `session`: the login, its cookie, CSRF tokens, the caller of a request;
 //! - `board`: the live board and the escalations above it; `ticket`: a ticket's page and the
-//!   desk's actions; `intake`: the new ticket form; `lists`: search, callbacks due, handovers,
-//!   matters; `events`: the event stream telling a page what to refresh;
+//!   desk's actions; `intake`: the new ticket form; `lists`: search, callbacks due, handovers;
+//!   `matters`: matters (报事) with their forms (register, reply, call back); `report`: the monthly report with its charts (`charts`, SVG drawn here) and files;
+//!   `events`: the event stream telling a page what to refresh;
 //! - `layout`, `i18n`: the page around each, and its two languages.
 
 mod board;
+mod charts;
 mod events;
 mod i18n;
 mod intake;
 mod layout;
 mod lists;
+mod matters;
+mod report;
 mod session;
 mod ticket;
 
@@ -56,6 +60,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/console/handovers"),
     ("POST", "/console/handovers/{id}/ack"),
     ("GET", "/console/matters"),
+    ("POST", "/console/matters"),
+    ("POST", "/console/matters/{id}/{action}"),
+    ("GET", "/console/reports"),
+    ("GET", "/console/reports/download"),
 ];
 
 /// Registers the console beside the API (outside its spec).
@@ -89,7 +97,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/handovers", web::get().to(lists::handovers))
             .route("/handovers", web::post().to(lists::write_handover))
             .route("/handovers/{id}/ack", web::post().to(lists::acknowledge_handover))
-            .route("/matters", web::get().to(lists::matters)),
+            .route("/matters", web::get().to(matters::page))
+            .route("/matters", web::post().to(matters::create))
+            .route("/matters/{id}/{action}", web::post().to(matters::act))
+            .route("/reports", web::get().to(report::page))
+            .route("/reports/download", web::get().to(report::download)),
     );
 }
 

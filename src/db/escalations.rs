@@ -180,7 +180,7 @@ pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<EscalationRow>> {
 }
 
 /// Records who took the escalation, unless someone already did; true when this call recorded it.
-/// Only the escalation's own row is written: the ticket is neither locked nor changed.
+/// Only the escalation's own row is written (the command appends the ticket's event).
 pub fn acknowledge(conn: &mut DbConn, id: &str, by: &str, note: Option<&str>, at: NaiveDateTime) -> QueryResult<bool> {
     let updated = diesel::update(
         escalations::table.filter(escalations::id.eq(id)).filter(escalations::acknowledged_at.is_null()),

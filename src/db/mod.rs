@@ -30,8 +30,10 @@
 //! worker holding its lease, which takes no other lock; devices are written by their owner's
 //! registration and by that worker (forgetting one the service refused), and only read by ticket
 //! writers: neither takes a place in the order.
-//! An escalation's acknowledgement and a handover write only their own rows and lock no ticket
-//! (a handover reads its site's tickets without locking them), so they take no place in the order.
+//! A ticket's escalation acknowledged appends an event to the ticket: it locks the ticket first,
+//! then its escalation (step 4), then appends (step 5). A matter's escalation acknowledged and a
+//! handover write only their own rows and lock no ticket (a handover reads its site's tickets
+//! without locking them), so they take no place in the order.
 //! Nor do matters (报事, [`matters`]): a matter's transaction holds no ticket; it takes its own
 //! number counter row (under a key of its own, never a ticket's) or makes one conditional update
 //! of its own row, then writes its callbacks and escalations.

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -43,6 +43,20 @@ impl Month {
             return Err("must be a month between 0001-01 and 9998-12".into());
         }
         Ok(Month { year, month })
+    }
+
+    /// The month `at` falls in, in `tz`.
+    pub fn of<Tz: TimeZone>(at: DateTime<Utc>, tz: &Tz) -> Month {
+        let local = at.with_timezone(tz).date_naive();
+        Month { year: local.year(), month: local.month() }
+    }
+
+    /// The month before.
+    pub fn previous(self) -> Month {
+        match self.month {
+            1 => Month { year: self.year - 1, month: 12 },
+            m => Month { year: self.year, month: m - 1 },
+        }
     }
 
     fn first_day(self) -> NaiveDate {
@@ -92,6 +106,41 @@ pub fn median(sorted: &[f64]) -> Option<f64> {
         0 => None,
         _ if n % 2 == 1 => Some(sorted[n / 2]),
         _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
+/// A rate's target from the service levels (`docs/domain.md`, "Every month"): on-time arrivals
+/// and callbacks 100%, rework at most 1%.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Target {
+    /// The report's section: `on_time`, `rework`, `callbacks`.
+    pub key: &'static str,
+    pub rate: f64,
+    /// The rate must stay at or below the target (rework), else reach it.
+    pub at_most: bool,
+}
+
+pub const TARGETS: [Target; 3] = [
+    Target { key: "on_time", rate: 1.0, at_most: false },
+    Target { key: "rework", rate: 0.01, at_most: true },
+    Target { key: "callbacks", rate: 1.0, at_most: false },
+];
+
+impl Target {
+    /// Whether `rate` meets the target; `None` when there is no rate (nothing was due).
+    pub fn met(&self, rate: Option<f64>) -> Option<bool> {
+        // the rates are quotients of counts: a hair of float error must not miss a 100% target
+        const EPSILON: f64 = 1e-9;
+        rate.map(|r| if self.at_most { r <= self.rate + EPSILON } else { r >= self.rate - EPSILON })
+    }
+
+    /// This target's rate in the figures.
+    pub fn actual(&self, f: &Figures) -> Option<f64> {
+        match self.key {
+            "on_time" => f.on_time.rate,
+            "rework" => f.rework.rate,
+            _ => f.callbacks.rate,
+        }
     }
 }
 
@@ -850,6 +899,21 @@ pub enum Cell {
     Number(Option<f64>),
 }
 
+impl Cell {
+    /// The cell as text, as a CSV file and a page show it: money in yuan with two decimals, rates
+    /// as percentages with one, `None` as nothing.
+    pub fn display(&self) -> String {
+        match self {
+            Cell::Text(t) => t.clone(),
+            Cell::Count(n) => n.to_string(),
+            Cell::Cents(c) => format!("{}{}.{:02}", if *c < 0 { "-" } else { "" }, c.abs() / 100, c.abs() % 100),
+            Cell::Rate(Some(r)) => format!("{:.1}%", r * 100.0),
+            Cell::Number(Some(x)) => x.to_string(),
+            Cell::Rate(None) | Cell::Number(None) => String::new(),
+        }
+    }
+}
+
 /// One section as a table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
@@ -1264,6 +1328,26 @@ mod tests {
         }
         let pattern = regex::Regex::new(MONTH_PATTERN).unwrap();
         assert!(pattern.is_match("2026-12") && !pattern.is_match("2026-13"));
+    }
+
+    #[test]
+    fn the_month_of_a_moment_is_the_sites_and_the_one_before_crosses_the_year() {
+        let late = at("2026-11-30 17:00:00").and_utc();
+        assert_eq!(Month::of(late, &Utc).to_string(), "2026-11");
+        assert_eq!(Month::of(late, &chrono_tz::Asia::Shanghai).to_string(), "2026-12", "01:00 on 1 December there");
+        assert_eq!(Month::parse("2026-01").unwrap().previous().to_string(), "2025-12");
+        assert_eq!(Month::parse("2026-11").unwrap().previous().to_string(), "2026-10");
+    }
+
+    #[test]
+    fn targets_are_met_at_100_percent_and_rework_at_most_1_percent() {
+        let [on_time, rework, callbacks] = TARGETS;
+        assert_eq!(on_time.met(rate(3, 3)), Some(true));
+        assert_eq!(on_time.met(rate(2, 3)), Some(false));
+        assert_eq!(callbacks.met(rate(0, 0)), None, "nothing was due");
+        assert_eq!(rework.met(rate(1, 100)), Some(true));
+        assert_eq!(rework.met(rate(2, 100)), Some(false));
+        assert_eq!(rework.met(rate(0, 7)), Some(true));
     }
 
     #[test]

@@ -275,3 +275,184 @@ async fn the_edit_form_changes_only_what_was_changed_and_a_stale_version_is_refu
     let now: serde_json::Value = d.app.get(&format!("/api/v1/tickets/{id}"), &d.desk).await.json().await.unwrap();
     assert_eq!(now["location"], "3栋2单元1202");
 }
+
+/// The monthly report's page: the figures of `GET /reports/monthly` as tables with SVG charts,
+/// and the same report's files downloaded with the console's session; the desk of another site
+/// and a member who is no longer of the desk get neither.
+#[tokio::test]
+async fn the_report_page_draws_the_month_and_hands_out_its_files_to_the_sites_desk_only() {
+    let d = desk_with(&[]).await;
+    d.create(&ticket_body(&d.site)).await;
+    let cookie = session(&d.app, "desk1").await;
+    let month = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai).format("%Y-%m").to_string();
+
+    let res = get(&d.app, &cookie, "/console/reports").await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains(r#"data-testid="report""#), "{html}");
+    assert!(html.contains(&format!(r#"data-month="{month}""#)), "the site's current month by default");
+    for chart in ["targets", "by_trade", "by_channel"] {
+        assert!(html.contains(&format!(r#"data-chart="{chart}""#)), "{chart}");
+    }
+    assert!(html.contains(r#"data-label="水" data-value="1""#), "one water ticket this month: {html}");
+    assert!(html.contains("工单量") && html.contains("及时率"), "the tables' headers in Chinese");
+    assert!(!html.contains("style=") && !html.contains("<script>"), "nothing the CSP refuses");
+
+    let download = |format: &'static str, cookie: String| {
+        let path = format!("/console/reports/download?site={}&month={month}&format={format}", d.site);
+        let app = &d.app;
+        async move { get(app, &cookie, &path).await }
+    };
+    for (format, content_type) in [("xlsx", repairdesk::commands::XLSX), ("csv", repairdesk::commands::ZIP)] {
+        let res = download(format, cookie.clone()).await;
+        assert_eq!(res.status(), 200, "{format}");
+        assert_eq!(res.headers()["content-type"], content_type);
+        let disposition = res.headers()["content-disposition"].to_str().unwrap().to_owned();
+        assert!(disposition.contains(&format!("repairdesk-report-{month}.")), "{disposition}");
+        let bytes = res.bytes().await.unwrap();
+        assert!(bytes.starts_with(b"PK"), "{format}: a ZIP container");
+    }
+
+    // a month that is no month, and a format it does not make, are named
+    let res = get(&d.app, &cookie, &format!("/console/reports?site={}&month=2026-13", d.site)).await;
+    assert_eq!(res.status(), 422);
+    assert!(res.text().await.unwrap().contains(r#"data-field="month""#));
+    let res =
+        get(&d.app, &cookie, &format!("/console/reports/download?site={}&month={month}&format=pdf", d.site)).await;
+    assert_eq!(res.status(), 422);
+
+    // the desk of another site sees neither its page nor its files
+    let other = d.app.create_site(&d.admin, "LY").await;
+    d.app.user_token(&d.admin, "desk2", "dispatcher", &[&other], &[]).await;
+    let stranger = session(&d.app, "desk2").await;
+    let res = get(&d.app, &stranger, &format!("/console/reports?site={}", d.site)).await;
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(html.contains(r#"data-field="site_id""#) && !html.contains("data-chart"), "{html}");
+    let res = download("xlsx", stranger).await;
+    assert_eq!(res.status(), 422);
+    assert!(!res.bytes().await.unwrap().starts_with(b"PK"));
+
+    // nor does someone who is no longer of the desk, nor a stranger
+    let desk1 = d.app.get("/api/v1/me", &d.desk).await.json::<serde_json::Value>().await.unwrap();
+    let path = format!("/api/v1/users/{}", desk1["id"].as_str().unwrap());
+    let res = d.app.patch(&path, &d.admin, &serde_json::json!({ "role": "technician", "trades": ["water"] })).await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let res = download("xlsx", cookie.clone()).await;
+    assert!([303, 403].contains(&res.status().as_u16()), "{}", res.status());
+    assert!(!res.bytes().await.unwrap().starts_with(b"PK"));
+    let res = download("csv", String::new()).await;
+    assert_eq!((res.status().as_u16(), res.headers()[LOCATION].to_str().unwrap()), (303, "/console/login"));
+}
+
+/// Reads a console event stream until a `change` frame holds `needle` (2 s at most: the
+/// console's promise); panics otherwise.
+async fn console_change(res: Response, needle: &str) -> String {
+    use futures_util::StreamExt;
+    let mut stream = res.bytes_stream();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        if let Some(frame) = text.split("\n\n").find(|f| f.starts_with("event: change") && f.contains(needle)) {
+            return frame.to_owned();
+        }
+        let chunk = tokio::time::timeout_at(deadline, stream.next()).await;
+        let chunk = chunk.unwrap_or_else(|_| panic!("no change holding {needle} within 2 s: {text}"));
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
+    }
+}
+
+/// An escalation taken by one dispatcher is an event of its ticket: the other dispatchers'
+/// consoles hear of it through their event stream (their boards drop its button at once, not at
+/// the half-minute tick), and the ticket's history says who took it and what they noted.
+#[tokio::test]
+async fn an_acknowledged_escalation_reaches_the_other_dispatchers_boards_at_once() {
+    let d = desk_with(&[]).await;
+    let ticket = d.create(&ticket_body(&d.site)).await;
+    let id = ticket["id"].as_str().unwrap();
+    assert_eq!(d.app.scan_at(repairdesk::db::now() + chrono::Duration::minutes(6)).await, 1);
+    let listed: serde_json::Value = d.app.get("/api/v1/escalations", &d.desk).await.json().await.unwrap();
+    let eid = listed["items"][0]["id"].as_str().unwrap().to_owned();
+
+    d.app.user_token(&d.admin, "desk2", "dispatcher", &[&d.site], &[]).await;
+    let other = session(&d.app, "desk2").await;
+    let stream = get(&d.app, &other, "/console/events").await;
+    assert_eq!(stream.status(), 200);
+    let board = get(&d.app, &other, "/").await.text().await.unwrap();
+    assert!(
+        board.contains(&format!(r#"data-testid="escalation" data-id="{eid}""#))
+            && board.contains(r#"data-testid="ack""#)
+    );
+
+    let res =
+        d.app.post(&format!("/api/v1/escalations/{eid}/ack"), &d.desk, &serde_json::json!({ "note": "已联系" })).await;
+    assert_eq!(res.status(), 200);
+    let frame = console_change(stream, "escalation_acknowledged").await;
+    assert!(frame.contains(id), "{frame}");
+    let board = get(&d.app, &other, "/").await.text().await.unwrap();
+    assert!(!board.contains(r#"data-testid="ack""#), "the button is gone from the other board");
+
+    let events: serde_json::Value =
+        d.app.get(&format!("/api/v1/tickets/{id}/events"), &d.desk).await.json().await.unwrap();
+    let taken = events["items"].as_array().unwrap().iter().find(|e| e["type"] == "escalation_acknowledged");
+    let taken = taken.expect("the acknowledgement is in the ticket's history");
+    assert_eq!(
+        (taken["data"]["escalation_id"].as_str(), taken["data"]["note"].as_str()),
+        (Some(eid.as_str()), Some("已联系"))
+    );
+    assert_eq!(taken["data"]["kind"], "unclaimed");
+
+    // taken twice: refused, and the history holds it once
+    let again = d.app.post(&format!("/api/v1/escalations/{eid}/ack"), &d.admin, &serde_json::json!({})).await;
+    assert_eq!(again.status(), 409);
+    let events: serde_json::Value =
+        d.app.get(&format!("/api/v1/tickets/{id}/events"), &d.desk).await.json().await.unwrap();
+    let count = events["items"].as_array().unwrap().iter().filter(|e| e["type"] == "escalation_acknowledged").count();
+    assert_eq!(count, 1);
+}
+
+/// The matters page registers a matter through the same command as `POST /matters`, every bad
+/// field named by it in Chinese, and calls the reporter back once the department replied.
+#[tokio::test]
+async fn a_matter_is_registered_and_called_back_from_the_matters_page() {
+    let d = desk_with(&[]).await;
+    let cookie = session(&d.app, "desk1").await;
+    let page = get(&d.app, &cookie, "/console/matters").await.text().await.unwrap();
+    let csrf = csrf_in(&page);
+    let post = |path: &str, form: Vec<(&'static str, String)>| {
+        let mut form = form;
+        form.push(("csrf", csrf.clone()));
+        browser().post(d.app.url(path)).header("cookie", &cookie).header("hx-request", "true").form(&form).send()
+    };
+    let mut form = vec![("site_id", d.site.clone()), ("kind", "complaint".into()), ("department", "cleaning".into())];
+    form.extend([("channel", "phone".into()), ("reporter_name", "刘女士".into()), ("reporter_phone", "123".into())]);
+    let html = post("/console/matters", form.clone()).await.unwrap().text().await.unwrap();
+    assert!(html.contains(r#"data-testid="field-error" data-field="reporter_phone""#), "{html}");
+    assert!(html.contains(r#"data-testid="field-error" data-field="description""#), "{html}");
+    assert!(html.contains("手机号") && html.contains("必填"), "{html}");
+    let listed: serde_json::Value = d.app.get("/api/v1/matters", &d.desk).await.json().await.unwrap();
+    assert_eq!(listed["items"], serde_json::json!([]), "nothing was registered");
+
+    form.retain(|(k, _)| *k != "reporter_phone");
+    form.push(("description", "楼道垃圾未清".into()));
+    let html = post("/console/matters", form).await.unwrap().text().await.unwrap();
+    assert!(!html.contains(r#"data-testid="field-error""#), "{html}");
+    let listed: serde_json::Value = d.app.get("/api/v1/matters", &d.desk).await.json().await.unwrap();
+    let matter = &listed["items"][0];
+    assert_eq!((matter["status"].as_str(), matter["description"].as_str()), (Some("open"), Some("楼道垃圾未清")));
+    let id = matter["id"].as_str().unwrap().to_owned();
+    assert!(!html.contains("matter-reply-form"), "a dispatcher does not answer for a department");
+
+    let reply =
+        d.app.post(&format!("/api/v1/matters/{id}/reply"), &d.admin, &serde_json::json!({ "reply": "已清理" })).await;
+    assert_eq!(reply.status(), 200);
+    let callback = format!("/console/matters/{id}/callback");
+    // a rating from someone not reached is refused by the field
+    let html = post(&callback, vec![("reached", "false".into()), ("satisfaction", "5".into())]).await.unwrap();
+    let html = html.text().await.unwrap();
+    assert!(html.contains(r#"data-testid="field-error" data-field="satisfaction""#), "{html}");
+    let html = post(&callback, vec![("reached", "true".into()), ("satisfaction", "4".into())]).await.unwrap();
+    assert!(html.text().await.unwrap().contains(r#"data-status="closed""#));
+    let now: serde_json::Value = d.app.get(&format!("/api/v1/matters/{id}"), &d.desk).await.json().await.unwrap();
+    assert_eq!(now["status"], "closed");
+}

@@ -52,7 +52,7 @@ const EXPECTED: &[Expected] = &[
     row("POST /sync/pull", FIRST_PULL, (14, 2), (14, 2)),
     row("POST /sync/pull", NEXT_PULL, (15, 2), (15, 2)),
     row("GET /escalations", ESCALATIONS, (3, 0), (3, 0)),
-    row("POST /escalations/{id}/ack", ONE, (4, 2), (4, 2)),
+    row("POST /escalations/{id}/ack", ONE, (6, 2), (6, 2)),
     row("POST /handovers", HANDOVER, (11, 4), (8, 2)),
     row("GET /handovers", HANDOVERS, (4, 0), (4, 0)),
 ];
