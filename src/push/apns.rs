@@ -162,8 +162,7 @@ pub(super) fn aps(message: &OutgoingPush, with_alert: bool) -> Value {
 
 /// Apple's payload: `aps`, and our data beside it.
 fn payload(message: &OutgoingPush) -> Value {
-    let mut body: Map<String, Value> =
-        message.data_with_id().into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+    let mut body: Map<String, Value> = message.data_with_id().into_iter().map(|(k, v)| (k, Value::String(v))).collect();
     body.insert("aps".into(), aps(message, true));
     Value::Object(body)
 }

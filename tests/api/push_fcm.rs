@@ -317,7 +317,10 @@ async fn fcm_says_which_failures_to_retry_and_which_tokens_to_forget() {
     let taken = google.delivered().pop().unwrap();
     assert_eq!(taken["token"], "fcm-phone-1");
     assert_eq!(taken["notification"], json!({ "title": m.title, "body": m.body }));
-    assert_eq!(taken["data"], json!({ "kind": "pool_added", "ticket_id": "t-1", "number": "GY-20261203-0001", "push_id": m.id }));
+    assert_eq!(
+        taken["data"],
+        json!({ "kind": "pool_added", "ticket_id": "t-1", "number": "GY-20261203-0001", "push_id": m.id })
+    );
     assert_eq!(taken["android"]["priority"], "HIGH");
     assert_eq!(taken["android"]["collapse_key"], "pool_added-u1");
     assert_eq!(taken["android"]["notification"], json!({ "sound": "default", "tag": "pool_added-u1" }));
