@@ -1,7 +1,8 @@
 // repairdesk console: live refresh. The server's event stream (/console/events) says what changed;
 // every element with data-live="<url>" is fetched again from its url and swapped in by htmx. A
 // ticket's section (data-ticket-id) only for its own ticket. An element with a form being filled in
-// (focused, or changed and not sent) waits until it is sent or left, so nobody loses a choice.
+// (focused, or changed and not sent) waits until it is sent or left, so nobody loses a choice,
+// and a refresh already on its way when someone started is not swapped in.
 (function () {
   'use strict';
   var pending = {};
@@ -43,6 +44,18 @@
       htmx.ajax('GET', el.getAttribute('data-live'), { target: '#' + el.id, swap: 'outerHTML' });
     });
   }
+
+  // A refresh asked for before someone started filling in a form of the element can answer after
+  // they did: its answer is not swapped in (it would wipe what they typed); the element is
+  // fetched again once they send the form or leave it. What a form's own request answers is
+  // always swapped in.
+  document.addEventListener('htmx:beforeSwap', function (e) {
+    var target = e.detail.target;
+    var verb = e.detail.requestConfig && e.detail.requestConfig.verb;
+    if (verb !== 'get' || !target || !target.hasAttribute('data-live') || !busy(target)) return;
+    e.detail.shouldSwap = false;
+    target.setAttribute('data-stale', '1');
+  });
 
   function schedule(ticketId) {
     if (ticketId) pending[ticketId] = true; else all = true;
