@@ -471,20 +471,35 @@ fn jpush_settings(api: &Stub, secret: &str) -> repairdesk::push::Providers {
     repairdesk::push::build_providers(&settings).unwrap()
 }
 
-fn jpush_message(token: &str) -> repairdesk::push::OutgoingPush {
+/// A message as the outbox hands one to a provider: a new ticket in the pool, an emergency when
+/// `priority` is `high`; the provider tests' sample.
+pub fn push_message(token: &str, platform: &str, priority: &str) -> repairdesk::push::OutgoingPush {
+    let urgent = if priority == "high" { "【紧急】" } else { "" };
     repairdesk::push::OutgoingPush {
         id: "m-1".into(),
         token: token.into(),
-        platform: "android".into(),
-        title: "【紧急】新工单 GY-20261203-0001".into(),
+        platform: platform.into(),
+        title: format!("{urgent}新工单 GY-20261203-0001"),
         body: "3栋2单元1201，可以抢单了".into(),
-        priority: "high".into(),
+        priority: priority.into(),
         collapse_key: "pool_added-u1".into(),
         data: [("kind", "pool_added"), ("ticket_id", "t-1"), ("number", "GY-20261203-0001")]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
     }
+}
+
+/// Each message of a ticket's `push` as the desk sees it: its status and attempts, sorted.
+pub fn push_states(view: &Value) -> Vec<(String, i64)> {
+    let mut states: Vec<(String, i64)> = view["push"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["status"].as_str().unwrap().to_owned(), m["attempts"].as_i64().unwrap()))
+        .collect();
+    states.sort();
+    states
 }
 
 #[tokio::test]
@@ -502,7 +517,7 @@ async fn jpush_takes_a_message_with_basic_auth_and_says_which_failures_to_retry(
     // the webhook, FCM and APNs are not
     assert!(providers.for_service(Provider::Webhook).is_none() && providers.for_service(Provider::Fcm).is_none());
 
-    let message = jpush_message("1a0018970af2a3c5d1e");
+    let message = push_message("1a0018970af2a3c5d1e", "android", "high");
     match jpush.send(&message).await {
         Err(SendError::Retryable { error, retry_after }) => {
             assert!(error.contains("429") && error.contains("2002"), "{error}");
@@ -522,7 +537,7 @@ async fn jpush_takes_a_message_with_basic_auth_and_says_which_failures_to_retry(
 
     // a registration id JPush does not know: the device is to be forgotten
     assert!(
-        matches!(jpush.send(&jpush_message("0000unknown")).await, Err(SendError::Unregistered(m)) if m.contains("1011"))
+        matches!(jpush.send(&push_message("0000unknown", "android", "high")).await, Err(SendError::Unregistered(m)) if m.contains("1011"))
     );
     // wrong credentials will not get better
     let wrong = jpush_settings(&api, "not-the-secret");

@@ -13,7 +13,7 @@ use repairdesk::push::{OutgoingPush, Providers, PushSettings, SendError};
 use serde_json::{json, Value};
 
 use crate::helpers::*;
-use crate::push::{id, technician_with, ticket_view, ticket_with};
+use crate::push::{id, push_message, push_states, technician_with, ticket_view, ticket_with};
 use crate::stub::{answer, stub, Answer, Received, Stub};
 use crate::tickets::desk_with;
 
@@ -246,19 +246,7 @@ fn misshapen(m: &Value) -> Option<&'static str> {
 }
 
 fn message(token: &str, priority: &str) -> OutgoingPush {
-    OutgoingPush {
-        id: "m-1".into(),
-        token: token.into(),
-        platform: "android".into(),
-        title: "新工单 GY-20261203-0001".into(),
-        body: "3栋2单元1201，可以抢单了".into(),
-        priority: priority.into(),
-        collapse_key: "pool_added-u1".into(),
-        data: [("kind", "pool_added"), ("ticket_id", "t-1"), ("number", "GY-20261203-0001")]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
-    }
+    push_message(token, "android", priority)
 }
 
 #[tokio::test]
@@ -402,12 +390,5 @@ async fn fcm_phones_get_each_message_once_through_busy_and_failing_moments_and_u
         (json!("sent"), json!(2), json!("fcm"))
     );
     let view = ticket_view(&d, id(&urgent)).await;
-    let mut states: Vec<(String, i64)> = view["push"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| (m["status"].as_str().unwrap().to_owned(), m["attempts"].as_i64().unwrap()))
-        .collect();
-    states.sort();
-    assert_eq!(states, [("sent".to_owned(), 2), ("unregistered".to_owned(), 1)]);
+    assert_eq!(push_states(&view), [("sent".to_owned(), 2), ("unregistered".to_owned(), 1)]);
 }
