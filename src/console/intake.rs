@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::layout::{self, Nav, Problems};
 use super::lists::desk_sites;
-use super::session::{Desk, DeskForm};
+use super::session::{filled, Desk, DeskForm};
 use super::ticket::local_time;
 use super::{Page, Refusal};
 use crate::commands::{self, board::SiteInfo};
@@ -140,10 +140,6 @@ fn render(
             }
         }
     }
-}
-
-fn filled(v: &Option<String>) -> Option<String> {
-    v.clone().filter(|s| !s.trim().is_empty())
 }
 
 pub async fn create(state: web::Data<AppState>, req: HttpRequest, form: DeskForm<IntakeForm>) -> Page {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::layout::{self, Nav, Problems};
 use super::lists::desk_sites;
-use super::session::{Desk, DeskForm};
+use super::session::{filled, number, Desk, DeskForm};
 use super::{Page, Refusal};
 use crate::commands::{self, board::SiteInfo, CallbackBody, ReplyBody};
 use crate::db;
@@ -18,7 +18,6 @@ use crate::db::matters::MatterRow;
 use crate::domain::matter::{Department, MatterForm, MatterKind, MatterStatus};
 use crate::domain::ticket::Channel;
 use crate::domain::user::Role;
-use crate::error::ApiError;
 use crate::state::AppState;
 use crate::views::Viewer;
 
@@ -48,10 +47,6 @@ pub struct MatterActionForm {
 enum Refused<'a> {
     Register(&'a NewMatterForm, Problems),
     OnMatter { id: &'a str, action: &'a str, problems: Problems },
-}
-
-fn filled(v: &Option<String>) -> Option<String> {
-    v.clone().filter(|s| !s.trim().is_empty())
 }
 
 fn tz_of(sites: &[SiteInfo], site_id: &str) -> chrono_tz::Tz {
@@ -233,12 +228,6 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, form: DeskForm
             answer(&state, &req, &desk, Some(Refused::Register(&f, problems))).await
         }
     }
-}
-
-fn number(field: &str, raw: &Option<String>) -> Result<Option<i64>, ApiError> {
-    filled(raw)
-        .map(|s| s.trim().parse::<i64>().map_err(|_| ApiError::field(field, "must be a whole number")))
-        .transpose()
 }
 
 /// A matter's reply (`commands::reply_matter`) or callback (`commands::callback_matter`).

@@ -91,6 +91,18 @@ impl FromRequest for Desk {
     }
 }
 
+/// A form field as typed, `None` when left empty (or only blanks).
+pub fn filled(v: &Option<String>) -> Option<String> {
+    v.clone().filter(|s| !s.trim().is_empty())
+}
+
+/// A form field that holds a whole number, `None` when left empty.
+pub fn number(field: &str, raw: &Option<String>) -> Result<Option<i64>, ApiError> {
+    filled(raw)
+        .map(|s| s.trim().parse::<i64>().map_err(|_| ApiError::field(field, "must be a whole number")))
+        .transpose()
+}
+
 /// A POSTed form of a desk member: the session, the CSRF token checked, and the fields.
 pub struct DeskForm<T> {
     pub desk: Desk,

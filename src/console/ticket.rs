@@ -9,7 +9,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::layout::{self, Nav, Problems};
-use super::session::{Desk, DeskForm};
+use super::session::{filled, number, Desk, DeskForm};
 use super::{i18n::Lang, Page, Refusal};
 use crate::commands::board::TicketPage;
 use crate::commands::{self, AssignBody, CallbackBody, InspectBody, PhoneVerification, ReasonBody};
@@ -435,10 +435,6 @@ pub struct ActionForm {
     description: Option<String>,
 }
 
-fn filled(v: Option<String>) -> Option<String> {
-    v.filter(|s| !s.trim().is_empty())
-}
-
 /// A time as a `datetime-local` input shows it, in the site's zone.
 fn local_input(at: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -> String {
     at.with_timezone(&tz).format("%Y-%m-%dT%H:%M").to_string()
@@ -450,12 +446,6 @@ pub fn local_time(raw: &str, tz: chrono_tz::Tz) -> Option<chrono::DateTime<chron
         .or_else(|_| NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S"))
         .ok()?;
     tz.from_local_datetime(&naive).earliest().map(|t| t.with_timezone(&chrono::Utc))
-}
-
-fn number(field: &str, raw: Option<String>) -> Result<Option<i64>, ApiError> {
-    filled(raw)
-        .map(|s| s.trim().parse::<i64>().map_err(|_| ApiError::field(field, "must be a whole number")))
-        .transpose()
 }
 
 /// Runs one of the desk's actions on the ticket, through the command the API's route calls.
@@ -482,8 +472,8 @@ pub async fn act(
         match action {
             "assign" => {
                 let body = AssignBody {
-                    technician_id: filled(f.technician_id.clone()).unwrap_or_default(),
-                    reason: filled(f.reason.clone()),
+                    technician_id: filled(&f.technician_id).unwrap_or_default(),
+                    reason: filled(&f.reason),
                 };
                 commands::assign(conn, &viewer, id, body, now)?;
             }
@@ -501,24 +491,24 @@ pub async fn act(
                 }
             }
             "inspect" => {
-                let body = InspectBody { passed: f.passed.as_deref() == Some("true"), note: filled(f.note.clone()) };
+                let body = InspectBody { passed: f.passed.as_deref() == Some("true"), note: filled(&f.note) };
                 commands::inspect(conn, &viewer, id, body, now)?;
             }
             "callback" => {
                 let body = CallbackBody {
                     reached: f.reached.as_deref() == Some("true"),
-                    satisfaction: number("satisfaction", f.satisfaction.clone())?,
-                    comment: filled(f.comment.clone()),
+                    satisfaction: number("satisfaction", &f.satisfaction)?,
+                    comment: filled(&f.comment),
                 };
                 commands::callback(conn, &viewer, id, body, now)?;
             }
             _ => {
                 let tz = tz.unwrap_or(chrono_tz::UTC);
-                let version = number("version", f.version.clone())?.unwrap_or(0);
+                let version = number("version", &f.version)?.unwrap_or(0);
                 let current = commands::board::ticket_page(conn, &viewer, &ctx.clock, id, now)?.ticket;
                 // the form shows the appointment to the minute: as shown, it is unchanged
                 let shown = current.appointment_at.map(|a| local_input(a, tz));
-                let appointment = match filled(f.appointment_at.clone()) {
+                let appointment = match filled(&f.appointment_at) {
                     Some(raw) if Some(&raw) == shown.as_ref() => None,
                     Some(raw) => Some(Some(
                         local_time(&raw, tz).ok_or_else(|| ApiError::field("appointment_at", "is not a time"))?,
@@ -527,10 +517,10 @@ pub async fn act(
                     None => Some(None),
                 };
                 // only what changed is sent, as a client of the API would
-                let changed = |new: &Option<String>, old: &str| filled(new.clone()).filter(|n| n != old);
+                let changed = |new: &Option<String>, old: &str| filled(new).filter(|n| n != old);
                 let edit = TicketEdit {
                     version,
-                    reason: filled(f.reason.clone()),
+                    reason: filled(&f.reason),
                     location: changed(&f.location, &current.location),
                     reporter_name: changed(&f.reporter_name, &current.reporter_name),
                     reporter_phone: changed(&f.reporter_phone, current.reporter_phone.as_deref().unwrap_or(""))
