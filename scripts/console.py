@@ -22,7 +22,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Broken, Database, Server, default_binary, run, verdict  # noqa: E402
+from harness import Broken, Database, Server, default_binary, npm_installed, run, verdict  # noqa: E402
 
 ADMIN_PASSWORD = "console-test-admin"
 TEST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "console")
@@ -39,12 +39,7 @@ def main():
     chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     if not (os.path.isfile(chromium) or shutil.which(chromium)):
         raise Broken(f"no Chromium at {chromium}: apt-get install chromium (or set CHROMIUM)")
-    if not os.path.isdir(os.path.join(TEST_DIR, "node_modules", "playwright-core")):
-        print("installing the test's npm package (npm ci)")
-        try:
-            subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=TEST_DIR, check=True)
-        except FileNotFoundError:
-            raise Broken("npm is not installed: the console test needs Node 20 and npm") from None
+    npm_installed(TEST_DIR, "playwright-core", "console test")
 
     workdir = tempfile.mkdtemp(prefix="rd_console_")
     db = Database(args.engine, workdir, args.pg, prefix="rd_console")

@@ -35,6 +35,17 @@ def default_binary():
     return os.path.join(os.environ.get("CARGO_TARGET_DIR") or "target", "debug", "repairdesk")
 
 
+def npm_installed(test_dir, package, test):
+    """Installs the npm packages of the test in test_dir (`npm ci`) unless package is there."""
+    if os.path.isdir(os.path.join(test_dir, "node_modules", package)):
+        return
+    print(f"installing the test's npm packages (npm ci in {os.path.relpath(test_dir)})")
+    try:
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=test_dir, check=True)
+    except FileNotFoundError:
+        raise Broken(f"npm is not installed: the {test} needs Node 20 and npm") from None
+
+
 def free_port():
     """A port nothing listens on now, so runs beside other servers (or another run) never meet."""
     with socket.socket() as s:

@@ -19,7 +19,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Broken, Database, Server, default_binary, run, verdict  # noqa: E402
+from harness import Database, Server, default_binary, npm_installed, run, verdict  # noqa: E402
 
 ADMIN_PASSWORD = "rxdb-test-admin"
 TEST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "rxdb")
@@ -32,12 +32,7 @@ def main():
     ap.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
     args = ap.parse_args()
 
-    if not os.path.isdir(os.path.join(TEST_DIR, "node_modules", "rxdb")):
-        print("installing the test's npm packages (npm ci)")
-        try:
-            subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=TEST_DIR, check=True)
-        except FileNotFoundError:
-            raise Broken("npm is not installed: the RxDB test needs Node 20 and npm") from None
+    npm_installed(TEST_DIR, "rxdb", "RxDB test")
 
     workdir = tempfile.mkdtemp(prefix="rd_rxdb_")
     db = Database(args.engine, workdir, args.pg, prefix="rd_rxdb")
